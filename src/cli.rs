@@ -1,0 +1,280 @@
+//! The command line (DESIGN.md §2) and the top of every run: parse, validate, connect,
+//! dispatch, report, and turn the outcome into an exit code.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Flags, HostSpec, Invocation, Sha};
+use crate::deploy;
+use crate::error::{Error, Result};
+use crate::package;
+use crate::remote::layout::Layout;
+use crate::remote::local::LocalTransport;
+use crate::remote::ssh::{SshContext, SshTransport};
+use crate::remote::Transport;
+use crate::report::Summary;
+use crate::signals::Cancel;
+use crate::{actions, lock, ui};
+
+#[derive(Parser, Debug)]
+#[command(name = "tj-deploy", version, about = "Deploy the Trading Journal to Linux servers over SSH: gated, backed up, atomic, verified, rolled back on failure.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Package, back up, upload, switch, reload and verify; roll back on failure.
+    Deploy(DeployArgs),
+    /// Remove a stale deploy lock, saying whose it was.
+    Unlock(CommonArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CommonArgs {
+    /// Environment from tj-deploy.toml, e.g. staging or production.
+    #[arg(short, long)]
+    pub environment: Option<String>,
+    /// The config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Private key file for SSH (else TJ_SSH_KEY, else ssh's defaults).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key_file: Option<PathBuf>,
+    /// known_hosts file (else TJ_KNOWN_HOSTS, else ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Commit being deployed (default: GITHUB_SHA, else `git rev-parse HEAD` in package.dir).
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn flags(cli: Cli) -> Flags {
+    let (command, common, sha, dry_run) = match cli.command {
+        Some(Cmd::Deploy(a)) => (Some("deploy"), a.common, a.sha, a.dry_run),
+        Some(Cmd::Unlock(c)) => (Some("unlock"), c, None, false),
+        None => (None, CommonArgs::default(), None, false),
+    };
+    Flags {
+        command: command.map(str::to_string),
+        environment: common.environment,
+        config: common.config,
+        sha,
+        dry_run,
+        ssh_key_file: common.ssh_key_file,
+        known_hosts_file: common.known_hosts_file,
+    }
+}
+
+/// The process environment, skipping variables that are not UTF-8 (none of ours can be).
+fn env_vars() -> BTreeMap<String, String> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
+pub fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let vars = env_vars();
+    ui::init(vars.get("GITHUB_ACTIONS").map(String::as_str) == Some("true"));
+    if cli.command.is_none() && !ui::in_actions() {
+        ui::error("no command given (try `tj-deploy deploy -e staging`, or --help)");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            ui::error(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(flags(cli), &vars)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            ui::error(&e.message);
+            ExitCode::from(e.kind.exit_code())
+        }
+    }
+}
+
+async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
+    let inv = Invocation::resolve(flags, vars)?;
+    for secret in [&inv.ssh.key, &inv.github_token, &inv.slack_webhook].into_iter().flatten() {
+        ui::mask(secret.expose());
+    }
+    let config = Config::load(&inv)?;
+    match inv.command.as_str() {
+        "deploy" => deploy_command(&config, &inv, vars).await,
+        "unlock" => unlock_command(&config, &inv, vars).await,
+        other => Err(Error::invalid(format!("command: {other:?} is not one of: deploy, unlock"))),
+    }
+}
+
+/// The commit to deploy: given, or the package dir's git HEAD.
+fn resolve_sha(config: &Config, inv: &Invocation) -> Result<Sha> {
+    if let Some(s) = &inv.sha {
+        return Ok(s.clone());
+    }
+    let out = std::process::Command::new("git").arg("-C").arg(&config.package_dir).args(["rev-parse", "HEAD"]).output();
+    match out {
+        Ok(o) if o.status.success() => Sha::parse("sha", &String::from_utf8_lossy(&o.stdout)),
+        _ => Err(Error::invalid(format!(
+            "sha: not given and {} is not in a git checkout (pass --sha or set GITHUB_SHA)",
+            config.package_dir.display()
+        ))),
+    }
+}
+
+/// The hosts of the environment, connected.
+enum Fleet {
+    Local(Vec<(HostSpec, LocalTransport)>),
+    Ssh(SshContext, Vec<(HostSpec, SshTransport)>),
+}
+
+async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Fleet> {
+    if config.env.local {
+        let hosts = config.env.hosts.iter().map(|h| (h.clone(), LocalTransport::new(&h.to_string()))).collect();
+        return Ok(Fleet::Local(hosts));
+    }
+    let home = vars.get("HOME").map(PathBuf::from);
+    let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
+    let mut hosts = Vec::new();
+    for h in &config.env.hosts {
+        let step = ui::step(&format!("connect [{h}]"), "");
+        match ctx.connect(h).await {
+            Ok(t) => {
+                step.done("");
+                hosts.push((h.clone(), t));
+            }
+            Err(e) => {
+                step.failed(&e.message);
+                for (_, t) in hosts {
+                    t.close().await;
+                }
+                return Err(e.context("nothing was changed"));
+            }
+        }
+    }
+    Ok(Fleet::Ssh(ctx, hosts))
+}
+
+fn finish(summary: &Summary, inv: &Invocation) {
+    println!("{}", summary.to_text());
+    if let Err(e) = actions::publish(summary, inv.github.output_file.as_deref(), inv.github.summary_file.as_deref()) {
+        ui::warn(&format!("could not write the Actions outputs or job summary: {e}"));
+    }
+}
+
+async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    let sha = resolve_sha(config, inv)?;
+    if inv.dry_run {
+        println!("Dry run: deploy {} ({}) to {} — nothing will be changed.", config.app, sha.short(), config.env.name);
+        for (i, (name, detail)) in deploy::plan(config, inv, Some(&sha)).iter().enumerate() {
+            println!("{:>3}. {name:<8} {detail}", i + 1);
+        }
+        println!("On a failure after the switch: current → previous release, reload, verify, mark BAD_RELEASE.");
+        return Ok(());
+    }
+    let cancel = Cancel::install();
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+
+    let work = tempfile::Builder::new().prefix("tj-deploy-").tempdir().map_err(|e| Error::failed(format!("temp dir: {e}")))?;
+    let name = package::file_name(&config.app, sha.short());
+    let step = ui::step("package", &config.package_dir.display().to_string());
+    let total = package::input_size(&config.package_dir, &config.exclude)?;
+    let bar = ui::progress(total, "package");
+    let built = {
+        let dir = config.package_dir.clone();
+        let exclude = config.exclude.clone();
+        let out = work.path().to_path_buf();
+        let name = name.clone();
+        let bar2 = bar.clone();
+        cancel.guard("package", async move {
+            tokio::task::spawn_blocking(move || package::build(&dir, &exclude, &out, &name, &|n| bar2.inc(n)))
+                .await
+                .map_err(|e| Error::failed(format!("package: {e}")))?
+        })
+        .await
+    };
+    bar.finish_and_clear();
+    let pkg = match built {
+        Ok(p) => {
+            step.done(&format!("{} files, {} bytes, sha256 {}", p.files, p.size, &p.sha256[..12]));
+            p
+        }
+        Err(e) => {
+            step.failed(&e.message);
+            return Err(e);
+        }
+    };
+
+    let fleet = connect(config, inv, vars).await?;
+    let http = crate::health::client()?;
+    let run = deploy::Run { config, inv, sha: &sha, package: &pkg, cancel: &cancel, started, started_at, steps: Vec::new() };
+    let (summary, error) = match fleet {
+        Fleet::Local(hosts) => run.deploy(hosts, &http).await,
+        Fleet::Ssh(ctx, hosts) => {
+            let (hosts, transports): (Vec<HostSpec>, Vec<SshTransport>) = hosts.into_iter().unzip();
+            let (s, e, transports) = {
+                let paired: Vec<(HostSpec, &SshTransport)> = hosts.into_iter().zip(transports.iter()).collect();
+                let (s, e) = run.deploy(paired, &http).await;
+                (s, e, transports)
+            };
+            for t in transports {
+                t.close().await;
+            }
+            drop(ctx);
+            (s, e)
+        }
+    };
+    finish(&summary, inv);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
+    async fn one<T: Transport>(t: &T, l: &Layout) -> Result<()> {
+        match lock::force_remove(t, l).await? {
+            Some(holder) => ui::info(&format!("{}: removed the deploy lock held by {holder}", t.name())),
+            None => ui::info(&format!("{}: no deploy lock was held", t.name())),
+        }
+        Ok(())
+    }
+    match connect(config, inv, vars).await? {
+        Fleet::Local(hosts) => {
+            for (_, t) in &hosts {
+                one(t, &l).await?;
+            }
+        }
+        Fleet::Ssh(_ctx, hosts) => {
+            let mut result = Ok(());
+            for (_, t) in &hosts {
+                if result.is_ok() {
+                    result = one(t, &l).await;
+                }
+            }
+            for (_, t) in hosts {
+                t.close().await;
+            }
+            result?;
+        }
+    }
+    Ok(())
+}

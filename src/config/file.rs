@@ -1,0 +1,116 @@
+//! The `tj-deploy.toml` file as written: every key optional, unknown keys rejected by name.
+//! Turning these raw values into a validated [`super::EnvConfig`] happens in `config/mod.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub app: Option<String>,
+    #[serde(default)]
+    pub package: RawPackage,
+    #[serde(default)]
+    pub defaults: RawEnv,
+    #[serde(default)]
+    pub environments: BTreeMap<String, RawEnv>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPackage {
+    pub dir: Option<String>,
+    pub exclude: Option<Vec<String>>,
+}
+
+/// Keys that may stand in `[defaults]` or in `[environments.<name>]`; the latter wins.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnv {
+    pub hosts: Option<Vec<String>>,
+    pub deploy_dir: Option<String>,
+    pub backup_dir: Option<String>,
+    pub branch: Option<String>,
+    pub required_checks: Option<Vec<String>>,
+    pub require_staging: Option<bool>,
+    pub confirm_rollback: Option<String>,
+    pub health_url: Option<String>,
+    pub health_timeout: Option<String>,
+    pub health_interval: Option<String>,
+    pub health_request_timeout: Option<String>,
+    pub smoke: Option<Vec<String>>,
+    pub keep_releases: Option<i64>,
+    pub keep_backups: Option<i64>,
+    pub install: Option<String>,
+    pub migrate: Option<String>,
+    pub reload: Option<String>,
+    pub linked_files: Option<Vec<String>>,
+    pub database_backup: Option<bool>,
+    pub ssh_config: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub transport: Option<String>,
+}
+
+macro_rules! overlay {
+    ($base:expr, $over:expr, $($field:ident),*) => {
+        RawEnv { $($field: $over.$field.clone().or_else(|| $base.$field.clone()),)* }
+    };
+}
+
+impl RawEnv {
+    /// This environment's keys over the defaults.
+    pub fn over(&self, defaults: &RawEnv) -> RawEnv {
+        overlay!(defaults, self, hosts, deploy_dir, backup_dir, branch, required_checks, require_staging,
+            confirm_rollback, health_url, health_timeout, health_interval, health_request_timeout, smoke,
+            keep_releases, keep_backups, install, migrate, reload, linked_files, database_backup, ssh_config,
+            connect_timeout, transport)
+    }
+}
+
+/// Parses the file's text; `origin` names it in errors.
+pub fn parse(origin: &str, text: &str) -> Result<RawFile> {
+    toml::from_str(text).map_err(|e| {
+        // toml's message spans several lines with a source excerpt; keep the first line and the
+        // location so the error stays one line and names the key.
+        let msg = e.message().trim().to_string();
+        let location = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        Error::invalid(format!("{origin}{location}: {msg}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("tj-deploy.toml", "app = \"x\"\n[environments.staging]\nrequired_check = [\"lint\"]\n").unwrap_err();
+        assert!(e.message.contains("required_check"), "{}", e.message);
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn duplicate_tables_and_wrong_types_are_errors() {
+        assert!(parse("f", "[defaults]\n[defaults]\n").is_err());
+        let e = parse("f", "[defaults]\nkeep_releases = \"five\"\n").unwrap_err();
+        assert!(e.message.contains("line 2"), "{}", e.message);
+    }
+
+    #[test]
+    fn environment_keys_override_defaults() {
+        let f = parse("f", "[defaults]\nkeep_releases = 5\nbranch = \"main\"\n[environments.s]\nbranch = \"develop\"\n").unwrap();
+        let env = f.environments["s"].over(&f.defaults);
+        assert_eq!(env.branch.as_deref(), Some("develop"));
+        assert_eq!(env.keep_releases, Some(5));
+    }
+}

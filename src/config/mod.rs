@@ -1,0 +1,344 @@
+//! One validated configuration per run, built once from CLI flags, action inputs, the GitHub
+//! context and `tj-deploy.toml` (precedence: flag > input > file > default). Every check of
+//! user input happens here, with errors that name the input; later stages trust these values.
+
+pub mod file;
+pub mod inputs;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+pub use inputs::{ActionInputs, GithubContext, Secret};
+pub use values::{EnvName, HostSpec, ReleaseId, RemotePath, Sha, SmokeCheck};
+
+/// What the command line said, before inputs and the file are consulted.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub command: Option<String>,
+    pub environment: Option<String>,
+    pub config: Option<PathBuf>,
+    pub sha: Option<String>,
+    pub dry_run: bool,
+    pub ssh_key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+/// Where the SSH client's secrets come from.
+#[derive(Debug, Clone, Default)]
+pub struct SshSecrets {
+    /// Private key text (input `ssh-key` or `TJ_SSH_KEY`); written 0600 to a private temp dir.
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+    /// known_hosts text (input `known-hosts` or `TJ_KNOWN_HOSTS`).
+    pub known_hosts: Option<String>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+/// The run's parameters other than the file: which command, environment, commit and secrets.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub command: String,
+    pub environment: EnvName,
+    pub config_path: PathBuf,
+    pub sha: Option<Sha>,
+    pub dry_run: bool,
+    pub ssh: SshSecrets,
+    pub github_token: Option<Secret>,
+    pub slack_webhook: Option<Secret>,
+    pub github: GithubContext,
+    /// Who runs this: `GITHUB_ACTOR`, else `$USER@hostname`.
+    pub actor: String,
+}
+
+impl Invocation {
+    /// Merges flags over action inputs over the process environment.
+    pub fn resolve(flags: Flags, vars: &BTreeMap<String, String>) -> Result<Self> {
+        let github = GithubContext::from_vars(vars);
+        let inputs = if github.actions { ActionInputs::from_vars(vars)? } else { ActionInputs::default() };
+        let var = |k: &str| vars.get(k).filter(|v| !v.trim().is_empty()).cloned();
+
+        let command = flags.command.or(inputs.command).unwrap_or_else(|| "deploy".to_string());
+        let env_text = flags
+            .environment
+            .or(inputs.environment)
+            .ok_or_else(|| Error::invalid("environment: missing (pass -e <env> or the input 'environment')"))?;
+        let environment = EnvName::parse("environment", &env_text)?;
+        let config_path = flags
+            .config
+            .or(inputs.config.map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("tj-deploy.toml"));
+        let sha_text = flags.sha.or(inputs.sha).or_else(|| github.sha.clone());
+        let sha = sha_text.map(|s| Sha::parse("sha", &s)).transpose()?;
+        let dry_run = match inputs.dry_run {
+            _ if flags.dry_run => true,
+            Some(v) => inputs::boolean("dry-run", &v)?,
+            None => false,
+        };
+        let ssh = SshSecrets {
+            key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
+            key_file: flags.ssh_key_file,
+            known_hosts: inputs.known_hosts.or_else(|| var("TJ_KNOWN_HOSTS")),
+            known_hosts_file: flags.known_hosts_file,
+        };
+        let actor = github.actor.clone().unwrap_or_else(|| {
+            let user = var("USER").unwrap_or_else(|| "unknown".to_string());
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+            if host.is_empty() { user } else { format!("{user}@{host}") }
+        });
+        Ok(Invocation {
+            command,
+            environment,
+            config_path,
+            sha,
+            dry_run,
+            ssh,
+            github_token: inputs.github_token.or_else(|| var("GITHUB_TOKEN")).map(Secret::new),
+            slack_webhook: inputs.slack_webhook.or_else(|| var("SLACK_WEBHOOK_URL")).map(Secret::new),
+            github,
+            actor,
+        })
+    }
+}
+
+/// Everything a run needs to know about the app and one environment, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app: String,
+    pub package_dir: PathBuf,
+    pub exclude: Vec<String>,
+    pub env: EnvConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvConfig {
+    pub name: EnvName,
+    pub hosts: Vec<HostSpec>,
+    pub deploy_dir: RemotePath,
+    pub backup_dir: RemotePath,
+    pub branch: Option<String>,
+    pub required_checks: Vec<String>,
+    pub require_staging: bool,
+    pub confirm_rollback: Option<String>,
+    pub health_url: String,
+    pub health_timeout: Duration,
+    pub health_interval: Duration,
+    pub health_request_timeout: Duration,
+    pub smoke: Vec<SmokeCheck>,
+    pub keep_releases: usize,
+    pub keep_backups: usize,
+    pub install: Option<String>,
+    pub migrate: Option<String>,
+    pub reload: Option<String>,
+    pub linked_files: Vec<String>,
+    pub database_backup: bool,
+    pub ssh_config: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// `transport = "local"`: run on this machine instead of over SSH (the sandbox demo).
+    pub local: bool,
+}
+
+pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
+pub const DEFAULT_MIGRATE: &str = "npx prisma migrate deploy";
+pub const DEFAULT_RELOAD: &str = "pm2 startOrReload ecosystem.config.js --update-env";
+
+impl Config {
+    /// Reads and validates the config file for `inv.environment`.
+    pub fn load(inv: &Invocation) -> Result<Self> {
+        let path = &inv.config_path;
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::invalid(format!("config: cannot read {origin}: {e}")))?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::from_text(&origin, &text, base, &inv.environment)
+    }
+
+    /// Validates `text` (a `tj-deploy.toml`); relative paths are taken from `base`.
+    pub fn from_text(origin: &str, text: &str, base: &Path, environment: &EnvName) -> Result<Self> {
+        let raw = file::parse(origin, text)?;
+        let app = raw.app.clone().ok_or_else(|| Error::invalid(format!("{origin}: app: missing (e.g. app = \"trading-journal\")")))?;
+        let app_ok = !app.is_empty()
+            && app.len() <= 64
+            && !app.starts_with(['-', '.'])
+            && app.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !app_ok {
+            return Err(Error::invalid(format!("{origin}: app: {app:?} may hold only letters, digits, '.', '_' and '-'")));
+        }
+        for name in raw.environments.keys() {
+            EnvName::parse(&format!("{origin}: [environments.{name}]"), name)?;
+        }
+        let env_raw = raw.environments.get(environment.as_str()).ok_or_else(|| {
+            let known: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
+            Error::invalid(format!(
+                "environment: {environment:?} is not in {origin} (it has: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })?;
+        let merged = env_raw.over(&raw.defaults);
+        let env = validate_env(origin, environment, &merged, base)?;
+        let package_dir = base.join(raw.package.dir.as_deref().unwrap_or("."));
+        let exclude = raw.package.exclude.unwrap_or_else(|| vec![".git".into(), "node_modules".into()]);
+        for pattern in &exclude {
+            values::relative_path(&format!("{origin}: package.exclude"), pattern)?;
+        }
+        Ok(Config { app, package_dir, exclude, env })
+    }
+}
+
+fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -> Result<EnvConfig> {
+    let key = |k: &str| format!("{origin}: environments.{name}.{k}");
+    let missing = |k: &str| Error::invalid(format!("{}: missing (set it in [environments.{name}] or [defaults])", key(k)));
+
+    let hosts_raw = raw.hosts.as_ref().ok_or_else(|| missing("hosts"))?;
+    if hosts_raw.is_empty() {
+        return Err(Error::invalid(format!("{}: needs at least one host", key("hosts"))));
+    }
+    let hosts = hosts_raw.iter().map(|h| HostSpec::parse(&key("hosts"), h)).collect::<Result<Vec<_>>>()?;
+    let deploy_dir = RemotePath::parse(&key("deploy_dir"), raw.deploy_dir.as_deref().ok_or_else(|| missing("deploy_dir"))?)?;
+    let backup_dir = RemotePath::parse(&key("backup_dir"), raw.backup_dir.as_deref().ok_or_else(|| missing("backup_dir"))?)?;
+    if backup_dir == deploy_dir || backup_dir.as_str().starts_with(&format!("{}/", deploy_dir)) {
+        return Err(Error::invalid(format!("{}: must lie outside deploy_dir, so pruning releases never touches backups", key("backup_dir"))));
+    }
+    let health_url = values::http_url(&key("health_url"), raw.health_url.as_deref().ok_or_else(|| missing("health_url"))?)?;
+    let dur = |k: &str, v: &Option<String>, default: Duration| match v {
+        Some(s) => values::duration(&key(k), s),
+        None => Ok(default),
+    };
+    let count = |k: &str, v: Option<i64>, default: usize| -> Result<usize> {
+        match v {
+            None => Ok(default),
+            Some(n) if (1..=1000).contains(&n) => Ok(n as usize),
+            Some(n) => Err(Error::invalid(format!("{}: {n} must be between 1 and 1000", key(k)))),
+        }
+    };
+    let command = |k: &str, v: &Option<String>, default: &str| -> Result<Option<String>> {
+        let c = v.clone().unwrap_or_else(|| default.to_string());
+        if c.contains('\0') {
+            return Err(Error::invalid(format!("{}: holds a NUL byte", key(k))));
+        }
+        Ok((!c.trim().is_empty()).then_some(c))
+    };
+    let smoke = raw
+        .smoke
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| SmokeCheck::parse(&key("smoke"), s))
+        .collect::<Result<Vec<_>>>()?;
+    let linked_files = raw
+        .linked_files
+        .clone()
+        .unwrap_or_else(|| vec![".env".to_string()])
+        .iter()
+        .map(|f| values::relative_path(&key("linked_files"), f))
+        .collect::<Result<Vec<_>>>()?;
+    let branch = raw.branch.clone();
+    if let Some(b) = &branch {
+        let ok = !b.is_empty() && !b.starts_with('-') && !b.contains("..") && b.bytes().all(|c| c.is_ascii_graphic() && !b"~^:?*[\\".contains(&c));
+        if !ok {
+            return Err(Error::invalid(format!("{}: {b:?} is not a branch name", key("branch"))));
+        }
+    }
+    let ssh_config = raw.ssh_config.as_ref().map(|p| base.join(p));
+    let local = match raw.transport.as_deref() {
+        None | Some("ssh") => false,
+        Some("local") => true,
+        Some(other) => return Err(Error::invalid(format!("{}: {other:?} is not \"ssh\" or \"local\"", key("transport")))),
+    };
+    Ok(EnvConfig {
+        name: name.clone(),
+        hosts,
+        deploy_dir,
+        backup_dir,
+        branch,
+        required_checks: raw.required_checks.clone().unwrap_or_default(),
+        require_staging: raw.require_staging.unwrap_or(false),
+        confirm_rollback: raw.confirm_rollback.clone(),
+        health_url,
+        health_timeout: dur("health_timeout", &raw.health_timeout, Duration::from_secs(60))?,
+        health_interval: dur("health_interval", &raw.health_interval, Duration::from_secs(1))?,
+        health_request_timeout: dur("health_request_timeout", &raw.health_request_timeout, Duration::from_secs(5))?,
+        smoke,
+        keep_releases: count("keep_releases", raw.keep_releases, 5)?,
+        keep_backups: count("keep_backups", raw.keep_backups, 10)?,
+        install: command("install", &raw.install, DEFAULT_INSTALL)?,
+        migrate: command("migrate", &raw.migrate, DEFAULT_MIGRATE)?,
+        reload: command("reload", &raw.reload, DEFAULT_RELOAD)?,
+        linked_files,
+        database_backup: raw.database_backup.unwrap_or(true),
+        ssh_config,
+        connect_timeout: dur("connect_timeout", &raw.connect_timeout, Duration::from_secs(15))?,
+        local,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+app = "trading-journal"
+[defaults]
+keep_releases = 3
+smoke = ["GET /api/me 401"]
+[environments.staging]
+hosts = ["deploy@127.0.0.1:2222"]
+deploy_dir = "/srv/tj"
+backup_dir = "/srv/tj-backups"
+health_url = "http://127.0.0.1:3000/api/health"
+"#;
+
+    fn env(s: &str) -> EnvName {
+        EnvName::parse("environment", s).unwrap()
+    }
+
+    #[test]
+    fn good_config_gets_defaults() {
+        let c = Config::from_text("t.toml", GOOD, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(c.env.keep_releases, 3);
+        assert_eq!(c.env.keep_backups, 10);
+        assert_eq!(c.env.reload.as_deref(), Some(DEFAULT_RELOAD));
+        assert_eq!(c.env.linked_files, vec![".env"]);
+        assert_eq!(c.package_dir, Path::new("/x/."));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (GOOD.replace("keep_releases = 3", "keep_releases = 0"), "keep_releases"),
+            (GOOD.replace("http://127.0.0.1:3000", "file://"), "health_url"),
+            (GOOD.replace("deploy_dir = \"/srv/tj\"\n", ""), "deploy_dir: missing"),
+            (GOOD.replace("backup_dir = \"/srv/tj-backups\"", "backup_dir = \"/srv/tj/backups\""), "backup_dir"),
+            (GOOD.replace("deploy@127.0.0.1:2222", "-oProxyCommand=touch /tmp/pwned"), "hosts"),
+            (GOOD.replace("[defaults]", "[defaults]\nhealth_timeout = \"soon\""), "health_timeout"),
+            (GOOD.replace("[defaults]", "[defaults]\nbogus = 1"), "bogus"),
+        ];
+        for (text, needle) in cases {
+            let e = Config::from_text("t.toml", &text, Path::new("."), &env("staging")).unwrap_err();
+            assert_eq!(e.kind, crate::error::Kind::Invalid);
+            assert!(e.message.contains(needle), "{needle}: {}", e.message);
+        }
+        let e = Config::from_text("t.toml", GOOD, Path::new("."), &env("production")).unwrap_err();
+        assert!(e.message.contains("production") && e.message.contains("staging"), "{}", e.message);
+    }
+
+    #[test]
+    fn flags_win_over_inputs() {
+        let vars: BTreeMap<String, String> = [
+            ("GITHUB_ACTIONS", "true"),
+            ("INPUT_ENVIRONMENT", "production"),
+            ("INPUT_DRY-RUN", "false"),
+            ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let inv = Invocation::resolve(Flags { environment: Some("staging".into()), ..Flags::default() }, &vars).unwrap();
+        assert_eq!(inv.environment.as_str(), "staging");
+        assert!(!inv.dry_run);
+        assert_eq!(inv.sha.unwrap().short(), "0123456");
+        let inv = Invocation::resolve(Flags::default(), &vars).unwrap();
+        assert_eq!(inv.environment.as_str(), "production");
+    }
+}

@@ -1,0 +1,176 @@
+//! Verification after a switch: poll the health URL until it answers 200 with
+//! `status == "healthy"` (and, when the app reports one, the expected `revision`, so the old
+//! code still answering never passes), then run each smoke check once.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{EnvConfig, HostSpec, SmokeCheck};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub ok: bool,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub url: String,
+    pub attempts: u32,
+    pub waited_ms: u64,
+    pub checks: Vec<CheckResult>,
+}
+
+pub fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("tj-deploy/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::failed(format!("http client: {e}")))
+}
+
+pub fn url_for(template: &str, host: &HostSpec) -> String {
+    template.replace("{host}", &host.host)
+}
+
+/// What one health answer said, and whether it passes.
+fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<(), String> {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| json.as_ref().and_then(|j| j.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+    let health = field("status");
+    if status != 200 {
+        return Err(format!("HTTP {status}{}", health.map(|h| format!(", status {h:?}")).unwrap_or_default()));
+    }
+    match health.as_deref() {
+        Some("healthy") => {}
+        Some(other) => return Err(format!("status {other:?}, expected \"healthy\"")),
+        None => return Err("no JSON field \"status\" in the answer".to_string()),
+    }
+    match field("revision") {
+        Some(rev) if !rev.eq_ignore_ascii_case(expect_revision) => Err(format!(
+            "revision {} answered, expected {}",
+            &rev[..rev.len().min(12)],
+            &expect_revision[..expect_revision.len().min(12)]
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Polls until healthy or `health_timeout`; then the smoke checks.
+pub async fn verify(http: &reqwest::Client, env: &EnvConfig, host: &HostSpec, expect_revision: &str) -> Result<Verification> {
+    let url = url_for(&env.health_url, host);
+    let started = Instant::now();
+    let deadline = started + env.health_timeout;
+    let mut attempts = 0u32;
+    let mut last;
+    let mut checks = Vec::new();
+    loop {
+        attempts += 1;
+        let t0 = Instant::now();
+        let answer = http.get(&url).timeout(env.health_request_timeout).send().await;
+        let verdict = match answer {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match resp.bytes().await {
+                    Ok(body) => judge(status, &body, expect_revision).map(|_| status),
+                    Err(e) => Err(format!("reading the answer: {e}")),
+                }
+            }
+            Err(e) => Err(describe_http_error(&e)),
+        };
+        match verdict {
+            Ok(status) => {
+                checks.push(CheckResult {
+                    name: format!("GET {}", path_of(&url)),
+                    status: Some(status),
+                    latency_ms: t0.elapsed().as_millis() as u64,
+                    ok: true,
+                    note: format!("healthy, revision {}", &expect_revision[..expect_revision.len().min(7)]),
+                });
+                break;
+            }
+            Err(why) => last = why,
+        }
+        if Instant::now() + env.health_interval >= deadline {
+            return Err(Error::failed(format!(
+                "health check {url} did not pass within {}: {last} (after {attempts} attempts)",
+                crate::ui::format_duration(env.health_timeout)
+            )));
+        }
+        tokio::time::sleep(env.health_interval).await;
+    }
+    let waited_ms = started.elapsed().as_millis() as u64;
+    let base = reqwest::Url::parse(&url).map_err(|e| Error::failed(format!("health_url: {e}")))?;
+    for smoke in &env.smoke {
+        let result = smoke_check(http, &base, smoke, env.health_request_timeout).await;
+        let failed = (!result.ok).then(|| format!("smoke check {smoke} failed: {}", result.note));
+        checks.push(result);
+        if let Some(msg) = failed {
+            return Err(Error::failed(msg));
+        }
+    }
+    Ok(Verification { url, attempts, waited_ms, checks })
+}
+
+fn path_of(url: &str) -> String {
+    reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| url.to_string())
+}
+
+fn describe_http_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
+}
+
+async fn smoke_check(http: &reqwest::Client, base: &reqwest::Url, smoke: &SmokeCheck, timeout: Duration) -> CheckResult {
+    let name = format!("{} {}", smoke.method, smoke.path);
+    let t0 = Instant::now();
+    let result = match (reqwest::Method::from_bytes(smoke.method.as_bytes()), base.join(&smoke.path)) {
+        (Ok(method), Ok(url)) => http.request(method, url).timeout(timeout).send().await.map_err(|e| describe_http_error(&e)),
+        _ => Err("cannot build the request".to_string()),
+    };
+    let latency_ms = t0.elapsed().as_millis() as u64;
+    match result {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let ok = status == smoke.status;
+            let note = if ok { String::new() } else { format!("HTTP {status}, expected {}", smoke.status) };
+            CheckResult { name, status: Some(status), latency_ms, ok, note }
+        }
+        Err(note) => CheckResult { name, status: None, latency_ms, ok: false, note },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judging_answers() {
+        let rev = "0123456789abcdef0123456789abcdef01234567";
+        assert!(judge(200, br#"{"status":"healthy","revision":"0123456789abcdef0123456789abcdef01234567"}"#, rev).is_ok());
+        assert!(judge(200, br#"{"status":"healthy"}"#, rev).is_ok());
+        assert!(judge(200, br#"{"status":"healthy","revision":null}"#, rev).is_ok());
+        let old = judge(200, br#"{"status":"healthy","revision":"ffff"}"#, rev).unwrap_err();
+        assert!(old.contains("revision ffff"), "{old}");
+        assert!(judge(503, br#"{"status":"unhealthy"}"#, rev).unwrap_err().contains("HTTP 503"));
+        assert!(judge(200, b"OK", rev).unwrap_err().contains("status"));
+        assert!(judge(200, br#"{"status":"degraded"}"#, rev).is_err());
+    }
+}

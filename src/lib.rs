@@ -1,0 +1,18 @@
+//! tj-deploy: deploys a Node.js app (PM2 cluster, PostgreSQL with migrations) to Linux servers
+//! over SSH. Data flows one way: inputs → [`config`] → plan → steps ([`deploy`]) →
+//! [`remote`] transport → host, and every run ends in one [`report::Summary`].
+
+pub mod actions;
+pub mod backup;
+pub mod cli;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod health;
+pub mod lock;
+pub mod package;
+pub mod remote;
+pub mod report;
+pub mod signals;
+pub mod state;
+pub mod ui;

@@ -1,0 +1,318 @@
+//! Every command tj-deploy runs on a host, built as a plain value: a POSIX `sh` script whose
+//! every variable part is quoted by [`quote`]. Nothing here talks to a host, so each builder is
+//! unit-tested as text. Scripts start with `set -eu`, so a failing line fails the step.
+
+use std::fmt::Write as _;
+
+use crate::config::ReleaseId;
+use crate::remote::layout::Layout;
+
+/// A script to run with `sh -c`, and a short label for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub label: String,
+    text: String,
+}
+
+impl Script {
+    fn new(label: &str) -> Self {
+        Script { label: label.to_string(), text: "set -eu\n".to_string() }
+    }
+    /// Appends fixed shell text; variable parts must come through [`quote`] or [`Script::var`].
+    fn line(mut self, line: &str) -> Self {
+        self.text.push_str(line);
+        self.text.push('\n');
+        self
+    }
+    /// Appends `NAME=<quoted value>`.
+    fn var(mut self, name: &str, value: &str) -> Self {
+        let _ = writeln!(self.text, "{name}={}", quote(value));
+        self
+    }
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Quotes `s` for a POSIX shell: safe characters pass through, anything else goes in single
+/// quotes with embedded `'` written as `'\''`. NUL cannot be passed to a shell at all; config
+/// validation rejects it, and here it is dropped rather than cutting the string short.
+pub fn quote(s: &str) -> String {
+    let safe = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if safe {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars().filter(|c| *c != '\0') {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn with_dirs(label: &str, l: &Layout) -> Script {
+    Script::new(label).var("D", l.deploy_dir.as_str()).var("B", l.backup_dir.as_str())
+}
+
+/// Takes the host's deploy lock (atomic `mkdir`) and records its owner. Prints `acquired`, or
+/// `held` followed by the holder's owner.json.
+pub fn lock_acquire(l: &Layout, owner_json: &str) -> Script {
+    with_dirs("lock", l)
+        .var("OWNER", owner_json)
+        .line("mkdir -p \"$D/.tj-deploy\"")
+        .line("if mkdir \"$D/.tj-deploy/lock\" 2>/dev/null; then")
+        .line("  printf '%s\\n' \"$OWNER\" > \"$D/.tj-deploy/lock/owner.json\"")
+        .line("  echo acquired")
+        .line("else")
+        .line("  echo held")
+        .line("  cat \"$D/.tj-deploy/lock/owner.json\" 2>/dev/null || true")
+        .line("fi")
+}
+
+/// Releases the lock only if it still carries our token (an `unlock` may have cleared it and
+/// another run taken it since).
+pub fn lock_release(l: &Layout, token: &str) -> Script {
+    with_dirs("unlock", l)
+        .var("TOKEN", token)
+        .line("if [ -f \"$D/.tj-deploy/lock/owner.json\" ] && grep -qF -- \"$TOKEN\" \"$D/.tj-deploy/lock/owner.json\"; then")
+        .line("  rm -rf \"$D/.tj-deploy/lock\"")
+        .line("fi")
+}
+
+/// Prints the lock owner (or nothing) and removes the lock: the `unlock` command.
+pub fn lock_force_remove(l: &Layout) -> Script {
+    with_dirs("unlock", l)
+        .line("if [ -d \"$D/.tj-deploy/lock\" ]; then")
+        .line("  echo held")
+        .line("  cat \"$D/.tj-deploy/lock/owner.json\" 2>/dev/null || true")
+        .line("  rm -rf \"$D/.tj-deploy/lock\"")
+        .line("fi")
+}
+
+/// Reports the host's state, one fact a line: `current <target>`,
+/// `release <id> <revision|-> <bad 0|1>`, `backup <id>`, `package present`, `lock held`.
+pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
+    let mut s = with_dirs("inspect", l)
+        .line("if [ -L \"$D/current\" ]; then printf 'current %s\\n' \"$(readlink \"$D/current\")\"; fi")
+        .line("if [ -d \"$D/releases\" ]; then")
+        .line("  for r in \"$D\"/releases/*; do")
+        .line("    [ -d \"$r\" ] || continue")
+        .line("    rev=-; if [ -f \"$r/REVISION\" ]; then rev=$(head -c 64 \"$r/REVISION\" | tr -cd '0-9a-f'); fi")
+        .line("    bad=0; if [ -e \"$r/BAD_RELEASE\" ]; then bad=1; fi")
+        .line("    printf 'release %s %s %s\\n' \"${r##*/}\" \"${rev:--}\" \"$bad\"")
+        .line("  done")
+        .line("fi")
+        .line("if [ -d \"$B\" ]; then")
+        .line("  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s\\n' \"${b##*/}\"; fi; done")
+        .line("fi")
+        .line("if [ -d \"$D/.tj-deploy/lock\" ]; then echo 'lock held'; fi");
+    if let Some(sha) = package_sha256 {
+        s = s.var("P", &l.package(sha)).line("if [ -f \"$P\" ]; then echo 'package present'; fi");
+    }
+    s
+}
+
+/// Writes the backup's files into a dot-named partial directory and prints
+/// `file <name> <sha256> <size>` for each; the directory is removed if anything fails.
+pub fn backup_files(l: &Layout, id: ReleaseId, live: Option<ReleaseId>, database: bool) -> Script {
+    let mut s = with_dirs("backup", l)
+        .var("P", &l.backup_partial(id))
+        .var("F", &l.backup(id))
+        .line("mkdir -p \"$B\"")
+        .line("if [ -e \"$F\" ]; then echo \"backup $F already exists\" >&2; exit 1; fi")
+        .line("rm -rf \"$B\"/.*.partial")
+        .line("mkdir \"$P\"")
+        .line("trap 'rm -rf \"$P\"' EXIT");
+    if let Some(live) = live {
+        s = s.var("LIVE", &l.release(live)).line("tar -czf \"$P/app.tar.gz\" -C \"$LIVE\" .");
+    }
+    if database {
+        s = s
+            .line("if [ ! -f \"$D/shared/.env\" ]; then echo \"database_backup is on but $D/shared/.env does not exist\" >&2; exit 1; fi")
+            // A subshell keeps the rest of .env out of this script's environment.
+            .line("DATABASE_URL=$(set -a; . \"$D/shared/.env\" >/dev/null 2>&1; printf '%s' \"${DATABASE_URL:-}\")")
+            .line("if [ -z \"$DATABASE_URL\" ]; then echo \"database_backup is on but DATABASE_URL is not set in $D/shared/.env\" >&2; exit 1; fi")
+            .line("pg_dump -Fc -f \"$P/db.dump\" -d \"$DATABASE_URL\"");
+    }
+    s.line("for f in \"$P\"/*; do")
+        .line("  [ -f \"$f\" ] || continue")
+        .line("  printf 'file %s %s %s\\n' \"${f##*/}\" \"$(sha256sum \"$f\" | cut -c1-64)\" \"$(wc -c < \"$f\" | tr -d ' ')\"")
+        .line("done")
+        .line("trap - EXIT")
+}
+
+/// Adds the manifest and publishes the backup under its id (one rename, so it is whole or absent).
+pub fn backup_finish(l: &Layout, id: ReleaseId, manifest_json: &str) -> Script {
+    with_dirs("backup", l)
+        .var("P", &l.backup_partial(id))
+        .var("F", &l.backup(id))
+        .var("MANIFEST", manifest_json)
+        .line("printf '%s\\n' \"$MANIFEST\" > \"$P/manifest.json\"")
+        .line("mv -T \"$P\" \"$F\"")
+}
+
+/// Removes a partial backup left by a failed step.
+pub fn backup_discard(l: &Layout, id: ReleaseId) -> Script {
+    with_dirs("backup", l).var("P", &l.backup_partial(id)).line("rm -rf \"$P\"")
+}
+
+/// Receives the package on stdin into a temp name, checks its sha256, then renames it into place.
+pub fn upload(l: &Layout, sha256: &str) -> Script {
+    with_dirs("upload", l)
+        .var("K", &l.packages())
+        .var("SUM", sha256)
+        .line("mkdir -p \"$K\"")
+        .line("T=\"$K/.$SUM.upload.$$\"")
+        .line("trap 'rm -f \"$T\"' EXIT")
+        .line("cat > \"$T\"")
+        .line("got=$(sha256sum \"$T\" | cut -c1-64)")
+        .line("if [ \"$got\" != \"$SUM\" ]; then echo \"sha256 mismatch after upload: expected $SUM, got $got\" >&2; exit 1; fi")
+        .line("mv -f \"$T\" \"$K/$SUM.tar.gz\"")
+        .line("trap - EXIT")
+}
+
+/// Checks a package already on the host and extracts it into a fresh release directory,
+/// then links the shared files into it. A failure removes the partial release.
+pub fn extract(l: &Layout, sha256: &str, id: ReleaseId, linked_files: &[String]) -> Script {
+    let mut s = with_dirs("extract", l)
+        .var("R", &l.release(id))
+        .var("PKG", &l.package(sha256))
+        .var("SUM", sha256)
+        .line("got=$(sha256sum \"$PKG\" | cut -c1-64)")
+        .line("if [ \"$got\" != \"$SUM\" ]; then rm -f \"$PKG\"; echo \"package $PKG is corrupt on the host (sha256 $got); not extracted\" >&2; exit 1; fi")
+        .line("mkdir -p \"$D/releases\" \"$D/shared\"")
+        .line("mkdir \"$R\"")
+        .line("trap 'rm -rf \"$R\"' EXIT")
+        .line("tar -xzf \"$PKG\" -C \"$R\" --no-same-owner");
+    for f in linked_files {
+        s = s
+            .var("F", f)
+            .line("if [ ! -e \"$D/shared/$F\" ]; then echo \"linked file $D/shared/$F does not exist on the host: create it first\" >&2; exit 1; fi")
+            .line("mkdir -p \"$(dirname \"$R/$F\")\"")
+            .line("rm -rf \"$R/$F\"")
+            .line("ln -s \"$D/shared/$F\" \"$R/$F\"");
+    }
+    s.line("trap - EXIT")
+}
+
+/// Environment passed to every hook so apps and ecosystem files can find their way.
+pub struct HookEnv<'a> {
+    pub environment: &'a str,
+    pub release: ReleaseId,
+    pub revision: &'a str,
+}
+
+fn hook_exports(s: Script, l: &Layout, env: &HookEnv) -> Script {
+    s.var("TJ_DEPLOY_DIR", l.deploy_dir.as_str())
+        .var("TJ_CURRENT", &l.current())
+        .var("TJ_RELEASE_DIR", &l.release(env.release))
+        .var("TJ_RELEASE_ID", &env.release.to_string())
+        .var("TJ_REVISION", env.revision)
+        .var("TJ_ENVIRONMENT", env.environment)
+        .line("export TJ_DEPLOY_DIR TJ_CURRENT TJ_RELEASE_DIR TJ_RELEASE_ID TJ_REVISION TJ_ENVIRONMENT")
+}
+
+/// Runs a configured command (`install`, `migrate`) inside the new release.
+pub fn hook(l: &Layout, label: &str, command: &str, env: &HookEnv) -> Script {
+    hook_exports(with_dirs(label, l), l, env)
+        .var("CMD", command)
+        .line("cd \"$TJ_RELEASE_DIR\"")
+        .line("exec sh -c \"$CMD\"")
+}
+
+/// Runs the `reload` command from `current` (PM2 must remember the symlink path, not a release).
+pub fn reload(l: &Layout, command: &str, env: &HookEnv) -> Script {
+    hook_exports(with_dirs("reload", l), l, env)
+        .var("CMD", command)
+        .line("cd \"$TJ_CURRENT\"")
+        .line("exec sh -c \"$CMD\"")
+}
+
+/// Writes REVISION (which marks the release complete) and points `current` at it atomically.
+pub fn switch(l: &Layout, id: ReleaseId, revision: Option<&str>) -> Script {
+    let mut s = with_dirs("switch", l).var("R", &l.release(id)).var("TARGET", &Layout::release_link_target(id));
+    s = s.line("if [ ! -d \"$R\" ]; then echo \"release $R does not exist\" >&2; exit 1; fi");
+    if let Some(rev) = revision {
+        s = s.var("REV", rev).line("printf '%s\\n' \"$REV\" > \"$R/REVISION\"");
+    }
+    s.line("T=\"$D/.current.$$.tmp\"")
+        .line("rm -f \"$T\"")
+        .line("ln -s \"$TARGET\" \"$T\"")
+        .line("mv -T \"$T\" \"$D/current\"")
+}
+
+/// Marks a release that failed its checks, so `latest` never picks it.
+pub fn mark_bad(l: &Layout, id: ReleaseId, json: &str) -> Script {
+    with_dirs("mark-bad", l)
+        .var("R", &l.release(id))
+        .var("WHY", json)
+        .line("if [ -d \"$R\" ]; then printf '%s\\n' \"$WHY\" > \"$R/BAD_RELEASE\"; fi")
+}
+
+/// Removes releases and backups, never the one `current` points at.
+pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Script {
+    let mut s = with_dirs("prune", l).line("cur=$(readlink \"$D/current\" 2>/dev/null || true)");
+    for id in releases {
+        s = s
+            .var("R", &l.release(*id))
+            .var("T", &Layout::release_link_target(*id))
+            .line("if [ \"$cur\" != \"$T\" ]; then rm -rf \"$R\"; fi");
+    }
+    for id in backups {
+        s = s.var("K", &l.backup(*id)).line("rm -rf \"$K\"");
+    }
+    s
+}
+
+/// Appends one JSON line to the deployment log.
+pub fn append_log(l: &Layout, json_line: &str) -> Script {
+    with_dirs("log", l)
+        .var("LINE", json_line)
+        .line("mkdir -p \"$D/.tj-deploy\"")
+        .line("printf '%s\\n' \"$LINE\" >> \"$D/.tj-deploy/deployments.log\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    fn layout() -> Layout {
+        Layout::new(RemotePath::parse("d", "/srv/app dir").unwrap(), RemotePath::parse("b", "/srv/backups").unwrap())
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("plain/path-1.2"), "plain/path-1.2");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("$(touch /tmp/pwned)"), "'$(touch /tmp/pwned)'");
+        assert_eq!(quote("`x`;\n"), "'`x`;\n'");
+    }
+
+    #[test]
+    fn quoted_values_survive_a_real_shell() {
+        for hostile in ["$(touch /tmp/pwned)", "a'b\"c", "`id`", "x;y|z&", "line\nbreak", "ünï cödé", "--help", "*"] {
+            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf '%s' {}", quote(hostile))).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
+        }
+    }
+
+    #[test]
+    fn scripts_quote_paths_and_fail_fast() {
+        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+        let s = switch(&layout(), id, Some("abc"));
+        assert!(s.text().starts_with("set -eu\n"));
+        assert!(s.text().contains("D='/srv/app dir'"));
+        assert!(s.text().contains("R='/srv/app dir/releases/20260118_143000'"));
+        assert!(s.text().contains("mv -T"));
+        let h = hook(&layout(), "install", "npm ci --omit=dev && echo '$(x)'", &HookEnv { environment: "staging", release: id, revision: "abc" });
+        assert!(h.text().contains("CMD='npm ci --omit=dev && echo '\\''$(x)'\\'''"), "{}", h.text());
+    }
+}

@@ -1,0 +1,197 @@
+//! SSH transport on the `openssh` crate (native mux: one master connection per host, a cheap
+//! channel per command). Everything the `ssh` client reads is passed explicitly: a generated
+//! config (strict host key checking, our known_hosts only, our key only, keep-alives), written
+//! with the key into a private temp dir that is removed when the [`SshContext`] is dropped.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+
+use crate::config::{EnvConfig, HostSpec, SshSecrets};
+use crate::error::{Context, Error, Result};
+use crate::remote::{Mode, Output, Script, Transport, collect, feed};
+
+/// The private files ssh needs for one run.
+pub struct SshContext {
+    dir: tempfile::TempDir,
+    config_file: PathBuf,
+    connect_timeout: Duration,
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .context(format!("create {}", path.display()))?;
+    f.write_all(text.as_bytes()).context(format!("write {}", path.display()))?;
+    // ssh rejects a key whose last line has no newline.
+    if !text.ends_with('\n') {
+        f.write_all(b"\n").context(format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// ssh_config values with spaces need double quotes; a `"` cannot be expressed at all.
+fn config_value(input: &str, p: &Path) -> Result<String> {
+    let s = p.to_str().ok_or_else(|| Error::invalid(format!("{input}: {} is not UTF-8", p.display())))?;
+    if s.contains('"') || s.chars().any(char::is_control) {
+        return Err(Error::invalid(format!("{input}: {s:?} cannot be passed to ssh (quote or control character)")));
+    }
+    Ok(format!("\"{s}\""))
+}
+
+impl SshContext {
+    /// Checks the secrets and writes the key, known_hosts and ssh config (exit 2 if unusable).
+    pub fn prepare(secrets: &SshSecrets, env: &EnvConfig, home: Option<&Path>) -> Result<Self> {
+        // A short base keeps the mux socket path under the 108-byte limit.
+        let dir = tempfile::Builder::new()
+            .prefix(".tj")
+            .tempdir_in("/tmp")
+            .context("create a private directory for ssh")?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).context("chmod ssh directory")?;
+
+        let key_file = match (&secrets.key, &secrets.key_file) {
+            (Some(key), _) => {
+                let p = dir.path().join("id");
+                write_private(&p, key.expose())?;
+                Some(p)
+            }
+            (None, Some(p)) => {
+                std::fs::metadata(p).map_err(|e| Error::invalid(format!("ssh-key-file: {}: {e}", p.display())))?;
+                Some(p.clone())
+            }
+            (None, None) => None,
+        };
+        let known_hosts = match (&secrets.known_hosts, &secrets.known_hosts_file) {
+            (Some(text), _) => {
+                let p = dir.path().join("known_hosts");
+                write_private(&p, text)?;
+                p
+            }
+            (None, Some(p)) => {
+                std::fs::metadata(p).map_err(|e| Error::invalid(format!("known-hosts-file: {}: {e}", p.display())))?;
+                p.clone()
+            }
+            (None, None) => {
+                let p = home.map(|h| h.join(".ssh/known_hosts"));
+                match p {
+                    Some(p) if p.is_file() => p,
+                    _ => {
+                        return Err(Error::invalid(
+                            "known-hosts: none given and ~/.ssh/known_hosts does not exist (pass --known-hosts-file, TJ_KNOWN_HOSTS or the input 'known-hosts'; get the line with ssh-keyscan)",
+                        ));
+                    }
+                }
+            }
+        };
+        let mut config = String::new();
+        config.push_str("Host *\n  BatchMode yes\n  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n");
+        config.push_str(&format!("  UserKnownHostsFile {}\n", config_value("known-hosts-file", &known_hosts)?));
+        if let Some(k) = &key_file {
+            config.push_str(&format!("  IdentitiesOnly yes\n  IdentityFile {}\n", config_value("ssh-key-file", k)?));
+        }
+        config.push_str("  ServerAliveInterval 10\n  ServerAliveCountMax 3\n  LogLevel ERROR\n");
+        if let Some(user_config) = &env.ssh_config {
+            std::fs::metadata(user_config).map_err(|e| Error::invalid(format!("ssh_config: {}: {e}", user_config.display())))?;
+            config.push_str(&format!("Include {}\n", config_value("ssh_config", &std::path::absolute(user_config).context("ssh_config")?)?));
+        }
+        let config_file = dir.path().join("config");
+        write_private(&config_file, &config)?;
+        Ok(SshContext { dir, config_file, connect_timeout: env.connect_timeout })
+    }
+
+    pub async fn connect(&self, host: &HostSpec) -> Result<SshTransport> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .config_file(&self.config_file)
+            .control_directory(self.dir.path())
+            .connect_timeout(self.connect_timeout)
+            .server_alive_interval(Duration::from_secs(10));
+        if let Some(u) = &host.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = host.port {
+            b.port(p);
+        }
+        let name = host.to_string();
+        let attempt = tokio::time::timeout(self.connect_timeout + Duration::from_secs(5), b.connect_mux(&host.host)).await;
+        let session = match attempt {
+            Err(_) => return Err(Error::failed(format!("connect {name}: timed out after {:?}", self.connect_timeout))),
+            Ok(Err(e)) => return Err(Error::failed(format!("connect {name}: {}", describe(&e)))),
+            Ok(Ok(s)) => s,
+        };
+        Ok(SshTransport { name, session })
+    }
+}
+
+/// An openssh error with its cause (the ssh client's own words, e.g. "Host key verification failed.").
+fn describe(e: &openssh::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+pub struct SshTransport {
+    name: String,
+    session: Session,
+}
+
+impl SshTransport {
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+impl Transport for SshTransport {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
+        let mut cmd = self.session.command("sh");
+        cmd.arg("-c").arg(script.text()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
+        let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
+        let code = match child.wait().await {
+            Ok(status) => status.code(),
+            Err(_) => None,
+        };
+        Ok(Output { code, stdout, stderr })
+    }
+
+    async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
+        let mut cmd = self.session.command("sh");
+        cmd.arg("-c").arg(script.text()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
+        let stdin = child.stdin().take().ok_or_else(|| Error::failed("upload: no stdin"))?;
+        let (fed, (stdout, stderr)) = tokio::join!(
+            feed(stdin, local, progress),
+            collect(child.stdout().take(), child.stderr().take(), Mode::Capture, &self.name)
+        );
+        let code = match child.wait().await {
+            Ok(status) => status.code(),
+            Err(_) => None,
+        };
+        let out = Output { code, stdout, stderr };
+        // The remote side's own message (e.g. disk full) explains more than a broken pipe.
+        if let Err(e) = fed
+            && out.success()
+        {
+            return Err(e);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,61 @@
+//! Cancellation on SIGINT/SIGTERM (what a cancelled Actions job sends): the running step is
+//! stopped, then the normal failure path runs (remove the partial release, roll back a switch,
+//! release the lock), so a cancelled run leaves the host as a failed one would.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Cancel {
+    /// Starts listening for SIGINT and SIGTERM.
+    pub fn install() -> Self {
+        let cancel = Cancel::default();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            crate::ui::warn(&format!("{name} received: stopping the current step and cleaning up"));
+            c.flag.store(true, Ordering::SeqCst);
+            c.notify.notify_waiters();
+        });
+        cancel
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` unless cancelled before or while it runs.
+    pub async fn guard<T>(&self, step: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
+        let cancelled = || Error::failed(format!("{step}: cancelled by signal"));
+        if self.is_cancelled() {
+            return Err(cancelled());
+        }
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_cancelled() {
+            return Err(cancelled());
+        }
+        tokio::select! {
+            r = f => r,
+            _ = notified => Err(cancelled()),
+        }
+    }
+}

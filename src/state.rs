@@ -1,0 +1,125 @@
+//! What is on a host right now (releases, `current`, backups, the lock, an uploaded package),
+//! read in one round trip and parsed strictly: names that are not ours are ignored.
+
+use crate::config::ReleaseId;
+use crate::error::Result;
+use crate::remote::layout::Layout;
+use crate::remote::{Mode, Transport, commands};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseInfo {
+    pub id: ReleaseId,
+    /// From REVISION; a release without one never finished (crash mid-deploy).
+    pub revision: Option<String>,
+    pub bad: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostState {
+    pub current: Option<ReleaseId>,
+    /// Oldest first.
+    pub releases: Vec<ReleaseInfo>,
+    /// Oldest first.
+    pub backups: Vec<ReleaseId>,
+    pub package_present: bool,
+    pub lock_held: bool,
+}
+
+impl HostState {
+    pub fn parse(stdout: &str) -> Self {
+        let mut s = HostState::default();
+        for line in stdout.lines() {
+            let mut words = line.split(' ');
+            match (words.next(), words.next(), words.next(), words.next()) {
+                (Some("current"), Some(target), None, None) => {
+                    s.current = target.strip_prefix("releases/").and_then(ReleaseId::from_name);
+                }
+                (Some("release"), Some(id), Some(rev), Some(bad)) => {
+                    if let Some(id) = ReleaseId::from_name(id) {
+                        let revision = (rev != "-" && !rev.is_empty()).then(|| rev.to_string());
+                        s.releases.push(ReleaseInfo { id, revision, bad: bad == "1" });
+                    }
+                }
+                (Some("backup"), Some(id), None, None) => {
+                    if let Some(id) = ReleaseId::from_name(id) {
+                        s.backups.push(id);
+                    }
+                }
+                (Some("package"), Some("present"), None, None) => s.package_present = true,
+                (Some("lock"), Some("held"), None, None) => s.lock_held = true,
+                _ => {}
+            }
+        }
+        s.releases.sort_by_key(|r| r.id);
+        s.backups.sort();
+        s
+    }
+
+    pub fn release(&self, id: ReleaseId) -> Option<&ReleaseInfo> {
+        self.releases.iter().find(|r| r.id == id)
+    }
+
+    /// The newest id in use on this host, release or backup.
+    pub fn newest_id(&self) -> Option<ReleaseId> {
+        self.releases.iter().map(|r| r.id).chain(self.backups.iter().copied()).max()
+    }
+
+    /// Releases and backups to prune: keep the newest `keep_releases` complete releases (and
+    /// always `current` and `keep`), remove unfinished ones; keep the newest `keep_backups`.
+    pub fn prune_plan(&self, keep_releases: usize, keep_backups: usize, keep: ReleaseId) -> (Vec<ReleaseId>, Vec<ReleaseId>) {
+        let mut kept = 0;
+        let mut releases = Vec::new();
+        for r in self.releases.iter().rev() {
+            if Some(r.id) == self.current || r.id == keep {
+                kept += 1;
+                continue;
+            }
+            if r.revision.is_some() && kept < keep_releases {
+                kept += 1;
+                continue;
+            }
+            releases.push(r.id);
+        }
+        let backups = self.backups.iter().rev().skip(keep_backups).copied().collect();
+        (releases, backups)
+    }
+}
+
+pub async fn inspect<T: Transport>(t: &T, l: &Layout, package_sha256: Option<&str>) -> Result<HostState> {
+    let out = t.run(&commands::inspect(l, package_sha256), Mode::Capture).await?.check(&format!("{}: inspect", t.name()))?;
+    Ok(HostState::parse(&out.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ReleaseId {
+        ReleaseId::parse("id", s).unwrap()
+    }
+
+    #[test]
+    fn parses_and_ignores_foreign_names() {
+        let s = HostState::parse(
+            "current releases/20260101_000002\nrelease 20260101_000001 abc 0\nrelease 20260101_000002 def 1\nrelease junk - 0\nrelease 20260101_000003 - 0\nbackup 20260101_000002\nbackup ../x\npackage present\n",
+        );
+        assert_eq!(s.current, Some(id("20260101_000002")));
+        assert_eq!(s.releases.len(), 3);
+        assert!(s.releases[1].bad);
+        assert_eq!(s.releases[2].revision, None);
+        assert_eq!(s.backups, vec![id("20260101_000002")]);
+        assert!(s.package_present);
+        assert!(!s.lock_held);
+    }
+
+    #[test]
+    fn prune_keeps_current_and_newest() {
+        let text: String = (1..=8).map(|i| format!("release 20260101_00000{i} r{i} 0\nbackup 20260101_00000{i}\n")).collect();
+        let mut s = HostState::parse(&format!("current releases/20260101_000002\n{text}"));
+        s.releases[6].revision = None; // 7: unfinished
+        let (releases, backups) = s.prune_plan(3, 5, id("20260101_000008"));
+        // kept: 8 (new), 6, 5 (newest complete), 2 (current); removed: 7 (unfinished), 4, 3, 1
+        assert_eq!(releases, vec![id("20260101_000007"), id("20260101_000004"), id("20260101_000003"), id("20260101_000001")]);
+        assert_eq!(backups, vec![id("20260101_000003"), id("20260101_000002"), id("20260101_000001")]);
+    }
+}
