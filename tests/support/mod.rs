@@ -1,0 +1,412 @@
+//! Real services for the end-to-end tests: an OpenSSH server on 127.0.0.1 (user `deploy`),
+//! a PostgreSQL cluster, PM2 (from `.ci/tools`), and a sandbox per test with its own ports,
+//! directories and PM2_HOME. A missing service makes the test fail loudly, naming it and the
+//! command that installs it (`.ci/setup`). Everything started here is stopped on drop.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const DEPLOY_USER: &str = "deploy";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tj-deploy"))
+}
+
+fn missing(what: &str) -> ! {
+    panic!("required test service missing: {what}. Install everything with `sudo .ci/setup` (see README).");
+}
+
+pub fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap_or_else(|e| panic!("sh -c {cmd}: {e}"))
+}
+
+pub fn sh_ok(cmd: &str) -> String {
+    let out = sh(cmd);
+    assert!(out.status.success(), "command failed: {cmd}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {port}: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Creates the `deploy` user once (sshd refuses a locked account: usermod -p '*').
+pub fn ensure_deploy_user() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if !sh(&format!("id -u {DEPLOY_USER}")).status.success() {
+            sh_ok(&format!("useradd -m -s /bin/sh {DEPLOY_USER}"));
+        }
+        sh_ok(&format!("usermod -p '*' {DEPLOY_USER}"));
+    });
+}
+
+pub fn pm2_bin() -> PathBuf {
+    let p = repo().join(".ci/tools/node_modules/.bin/pm2");
+    if !p.exists() {
+        missing(&format!("PM2 at {}", p.display()));
+    }
+    p
+}
+
+pub fn pg_bin(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    match versions.pop() {
+        Some(b) if b.join(name).exists() => b.join(name),
+        _ => missing(&format!("PostgreSQL server binary {name} (apt-get install postgresql)")),
+    }
+}
+
+/// A private PostgreSQL cluster on a free port; role `tj` with a password owns database `tj`.
+pub struct Postgres {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+pub const PG_PASSWORD: &str = "s3cret-pg-pass";
+
+impl Postgres {
+    pub fn start(root: &Path) -> Self {
+        let dir = root.join("pg");
+        std::fs::create_dir_all(&dir).unwrap();
+        sh_ok(&format!("chown postgres:postgres {}", dir.display()));
+        let port = free_port();
+        let initdb = pg_bin("initdb");
+        sh_ok(&format!("runuser -u postgres -- {} -D {}/data -A trust -U postgres >/dev/null", initdb.display(), dir.display()));
+        let pg_ctl = pg_bin("pg_ctl");
+        sh_ok(&format!(
+            "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off -c full_page_writes=off\" start >/dev/null",
+            pg_ctl.display(),
+            d = dir.display()
+        ));
+        let pg = Postgres { dir, port };
+        pg.psql("postgres", &format!("CREATE ROLE tj LOGIN PASSWORD '{PG_PASSWORD}'"));
+        pg.psql("postgres", "CREATE DATABASE tj OWNER tj");
+        pg
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgresql://tj:{PG_PASSWORD}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL as the superuser; returns unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .output()
+            .unwrap_or_else(|_| missing("psql (apt-get install postgresql-client)"));
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let pg_ctl = pg_bin("pg_ctl");
+        let _ = sh(&format!("runuser -u postgres -- {} -D {}/data -m immediate stop >/dev/null 2>&1", pg_ctl.display(), self.dir.display()));
+    }
+}
+
+/// An sshd on 127.0.0.1 that admits only `deploy` with the test's key.
+pub struct Sshd {
+    pub port: u16,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path, set_env: &[(&str, String)]) -> Self {
+        if !Path::new("/usr/sbin/sshd").exists() {
+            missing("OpenSSH server /usr/sbin/sshd (apt-get install openssh-server)");
+        }
+        ensure_deploy_user();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let d = dir.display();
+        sh_ok(&format!("ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key"));
+        sh_ok(&format!("cp {d}/client_key.pub {d}/authorized_keys && chmod 644 {d}/authorized_keys"));
+        let port = free_port();
+        let env_line: Vec<String> = set_env.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+             UsePAM no\nAllowUsers {DEPLOY_USER}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+             Subsystem sftp internal-sftp\nLogLevel ERROR\n{}",
+            if env_line.is_empty() { String::new() } else { format!("SetEnv {}\n", env_line.join(" ")) }
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f"])
+            .arg(dir.join("sshd_config"))
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start sshd: {e}"));
+        wait_for_port(port, "sshd", &dir.join("sshd.log"));
+        let known = sh_ok(&format!("ssh-keyscan -T 5 -t ed25519 -p {port} 127.0.0.1 2>/dev/null"));
+        assert!(known.contains("ssh-ed25519"), "ssh-keyscan gave nothing");
+        std::fs::write(dir.join("known_hosts"), known).unwrap();
+        Sshd { port, key: dir.join("client_key"), known_hosts: dir.join("known_hosts"), child }
+    }
+
+    pub fn host(&self) -> String {
+        format!("{DEPLOY_USER}@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One test's world: a host (sshd), a database, PM2, deploy and backup directories.
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub deploy_dir: PathBuf,
+    pub backup_dir: PathBuf,
+    pub build_dir: PathBuf,
+    pub pm2_home: PathBuf,
+    pub app_port: u16,
+    pub app_name: String,
+    pub pg: Postgres,
+    pub sshd: Sshd,
+    pub config: PathBuf,
+    /// Dropped last, after PostgreSQL and sshd have stopped.
+    _dir: RemoveOnDrop,
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if std::env::var_os("TJ_KEEP_SANDBOX").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn sha(n: u32) -> String {
+    format!("{n:x}").repeat(40)[..40].to_string()
+}
+
+impl Sandbox {
+    pub fn new(name: &str) -> Self {
+        let pm2 = pm2_bin();
+        let root = PathBuf::from(sh_ok("mktemp -d /tmp/tjt.XXXXXX").trim());
+        let _ = name;
+        ensure_deploy_user();
+        sh_ok(&format!("chmod 755 {}", root.display()));
+        let deploy_dir = root.join("srv/app");
+        let backup_dir = root.join("backups/app");
+        let pm2_home = root.join("pm2");
+        for d in [&deploy_dir, &backup_dir, &pm2_home] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let pg = Postgres::start(&root);
+        let app_port = free_port();
+        std::fs::create_dir_all(deploy_dir.join("shared")).unwrap();
+        std::fs::write(deploy_dir.join("shared/.env"), format!("PORT={app_port}\nDATABASE_URL={}\n", pg.url("tj"))).unwrap();
+        sh_ok(&format!("chown -R {DEPLOY_USER}: {}/srv {}/backups {}", root.display(), root.display(), pm2_home.display()));
+        let tools = pm2.parent().unwrap().display().to_string();
+        let app_name = format!("tj-{name}");
+        let sshd = Sshd::start(
+            &root.join("sshd"),
+            &[
+                ("PM2_HOME", pm2_home.display().to_string()),
+                ("PATH", format!("{tools}:/usr/local/bin:/usr/bin:/bin")),
+                ("TJ_APP_NAME", app_name.clone()),
+            ],
+        );
+        let build_dir = root.join("build");
+        let config = root.join("tj-deploy.toml");
+        let _dir = RemoveOnDrop(root.clone());
+        let sb = Sandbox { root, deploy_dir, backup_dir, build_dir, pm2_home, app_port, app_name, pg, sshd, config, _dir };
+        sb.write_config("");
+        sb.set_app("1.0.0", false);
+        sb
+    }
+
+    /// Writes tj-deploy.toml for this sandbox; `extra` is appended to the staging table.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            r#"app = "trading-journal"
+
+[package]
+dir = "{build}"
+
+[defaults]
+install = "npm ci --omit=dev --no-audit --no-fund --offline"
+migrate = "sh scripts/migrate.sh"
+reload = "pm2 startOrReload ecosystem.config.js --update-env"
+health_timeout = "20s"
+health_interval = "250ms"
+smoke = ["GET /api/me 401", "GET /api/brokers 200"]
+
+[environments.staging]
+hosts = ["{host}"]
+deploy_dir = "{deploy}"
+backup_dir = "{backup}"
+branch = "develop"
+health_url = "http://127.0.0.1:{port}/api/health"
+{extra}
+"#,
+            build = self.build_dir.display(),
+            host = self.sshd.host(),
+            deploy = self.deploy_dir.display(),
+            backup = self.backup_dir.display(),
+            port = self.app_port,
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Puts the sample app at `version` into the build dir; `broken` makes its health fail.
+    pub fn set_app(&self, version: &str, broken: bool) {
+        let _ = std::fs::remove_dir_all(&self.build_dir);
+        sh_ok(&format!("cp -r {}/examples/trading-journal {}", repo().display(), self.build_dir.display()));
+        let pkg = self.build_dir.join("package.json");
+        let text = std::fs::read_to_string(&pkg).unwrap().replace("\"version\": \"1.0.0\"", &format!("\"version\": \"{version}\""));
+        std::fs::write(&pkg, text).unwrap();
+        if broken {
+            std::fs::write(self.build_dir.join("UNHEALTHY"), "simulated failure\n").unwrap();
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with_known_hosts(args, &self.sshd.known_hosts)
+    }
+
+    pub fn cmd_with_known_hosts(&self, args: &[&str], known_hosts: &Path) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--ssh-key-file")
+            .arg(&self.sshd.key)
+            .arg("--known-hosts-file")
+            .arg(known_hosts)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_SHA")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn deploy(&self, sha: &str) -> Run {
+        Run::of(self.cmd(&["deploy", "-e", "staging", "--sha", sha]).output().expect("run tj-deploy"))
+    }
+
+    /// GET /api/health: (status, JSON body).
+    pub fn health(&self) -> Option<(u16, serde_json::Value)> {
+        http_get(self.app_port, "/api/health")
+    }
+
+    pub fn revision(&self) -> Option<String> {
+        self.health().and_then(|(_, j)| j.get("revision").and_then(|r| r.as_str()).map(str::to_string))
+    }
+
+    pub fn current(&self) -> Option<String> {
+        std::fs::read_link(self.deploy_dir.join("current")).ok().map(|p| p.display().to_string())
+    }
+
+    pub fn lock_exists(&self) -> bool {
+        self.deploy_dir.join(".tj-deploy/lock").exists()
+    }
+
+    pub fn releases(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.deploy_dir.join("releases"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn backups(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.backup_dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Everything about the host that a refused or invalid run must leave alone.
+    pub fn snapshot(&self) -> String {
+        sh_ok(&format!(
+            "cd {} && find srv backups -printf '%p %s %m\\n' | sort; readlink srv/app/current || true",
+            self.root.display()
+        ))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let pm2 = repo().join(".ci/tools/node_modules/.bin/pm2");
+        let _ = sh(&format!(
+            "runuser -u {DEPLOY_USER} -- env PM2_HOME={} {} kill >/dev/null 2>&1",
+            self.pm2_home.display(),
+            pm2.display()
+        ));
+    }
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1 (no client dependency needed).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1)?;
+    Some((status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
+}
+
+/// A finished tj-deploy run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(o: Output) -> Self {
+        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+    }
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+    /// The last `error:` line, which must be a single line naming the cause.
+    pub fn error_line(&self) -> String {
+        self.stderr.lines().rev().find(|l| l.starts_with("error: ")).unwrap_or("").to_string()
+    }
+}
