@@ -9,7 +9,10 @@ use crate::report::Summary;
 
 /// A heredoc delimiter that does not occur in `value`.
 fn delimiter(value: &str) -> String {
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
         ^ u128::from(std::process::id());
     loop {
         let d = format!("ghadelimiter_{seed:x}");
@@ -30,7 +33,11 @@ pub fn render_outputs(pairs: &[(&str, String)]) -> String {
 }
 
 fn append(path: &str, text: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).context(format!("open {path}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .context(format!("open {path}"))?;
     f.write_all(text.as_bytes()).context(format!("write {path}"))
 }
 

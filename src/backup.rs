@@ -51,7 +51,9 @@ fn parse_files(stdout: &str) -> Result<Vec<BackupFile>> {
                 [name, sha, size] if sha.len() == 64 => Ok(BackupFile {
                     name: name.to_string(),
                     sha256: sha.to_string(),
-                    size: size.parse().map_err(|_| Error::failed(format!("backup: bad size in {l:?}")))?,
+                    size: size
+                        .parse()
+                        .map_err(|_| Error::failed(format!("backup: bad size in {l:?}")))?,
                 }),
                 _ => Err(Error::failed(format!("backup: unexpected line {l:?}"))),
             }
@@ -63,7 +65,10 @@ fn parse_files(stdout: &str) -> Result<Vec<BackupFile>> {
 pub async fn take<T: Transport>(t: &T, l: &Layout, req: &Request<'_>) -> Result<Manifest> {
     let what = format!("{}: backup", t.name());
     let live_id = req.live.as_ref().map(|(id, _)| *id);
-    let out = t.run(&commands::backup_files(l, req.id, live_id, req.database), Mode::Stream).await?.check(&what)?;
+    let out = t
+        .run(&commands::backup_files(l, req.id, live_id, req.database), Mode::Stream)
+        .await?
+        .check(&what)?;
     let files = parse_files(&out.stdout)?;
     let manifest = Manifest {
         id: req.id.to_string(),
@@ -76,7 +81,10 @@ pub async fn take<T: Transport>(t: &T, l: &Layout, req: &Request<'_>) -> Result<
         files,
     };
     let json = serde_json::to_string(&manifest).map_err(|e| Error::failed(e.to_string()))?;
-    let finish = t.run(&commands::backup_finish(l, req.id, &json), Mode::Capture).await?.check(&what);
+    let finish = t
+        .run(&commands::backup_finish(l, req.id, &json), Mode::Capture)
+        .await?
+        .check(&what);
     if finish.is_err() {
         let _ = t.run(&commands::backup_discard(l, req.id), Mode::Capture).await;
     }
@@ -93,7 +101,14 @@ mod tests {
         let sha = "a".repeat(64);
         let files = parse_files(&format!("noise\nfile app.tar.gz {sha} 123\nfile db.dump {sha} 9\n")).unwrap();
         assert_eq!(files.len(), 2);
-        assert_eq!(files[0], BackupFile { name: "app.tar.gz".into(), sha256: sha.clone(), size: 123 });
+        assert_eq!(
+            files[0],
+            BackupFile {
+                name: "app.tar.gz".into(),
+                sha256: sha.clone(),
+                size: 123
+            }
+        );
         assert!(parse_files("file x y z\n").is_err());
     }
 }

@@ -12,16 +12,20 @@ use crate::config::{Config, Flags, HostSpec, Invocation, Sha};
 use crate::deploy;
 use crate::error::{Error, Result};
 use crate::package;
+use crate::remote::Transport;
 use crate::remote::layout::Layout;
 use crate::remote::local::LocalTransport;
 use crate::remote::ssh::{SshContext, SshTransport};
-use crate::remote::Transport;
 use crate::report::Summary;
 use crate::signals::Cancel;
 use crate::{actions, lock, ui};
 
 #[derive(Parser, Debug)]
-#[command(name = "tj-deploy", version, about = "Deploy the Trading Journal to Linux servers over SSH: gated, backed up, atomic, verified, rolled back on failure.")]
+#[command(
+    name = "tj-deploy",
+    version,
+    about = "Deploy the Trading Journal to Linux servers over SSH: gated, backed up, atomic, verified, rolled back on failure."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -82,7 +86,9 @@ fn flags(cli: Cli) -> Flags {
 
 /// The process environment, skipping variables that are not UTF-8 (none of ours can be).
 fn env_vars() -> BTreeMap<String, String> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 pub fn main() -> ExitCode {
@@ -112,14 +118,19 @@ pub fn main() -> ExitCode {
 
 async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
     let inv = Invocation::resolve(flags, vars)?;
-    for secret in [&inv.ssh.key, &inv.github_token, &inv.slack_webhook].into_iter().flatten() {
+    for secret in [&inv.ssh.key, &inv.github_token, &inv.slack_webhook]
+        .into_iter()
+        .flatten()
+    {
         ui::mask(secret.expose());
     }
     let config = Config::load(&inv)?;
     match inv.command.as_str() {
         "deploy" => deploy_command(&config, &inv, vars).await,
         "unlock" => unlock_command(&config, &inv, vars).await,
-        other => Err(Error::invalid(format!("command: {other:?} is not one of: deploy, unlock"))),
+        other => Err(Error::invalid(format!(
+            "command: {other:?} is not one of: deploy, unlock"
+        ))),
     }
 }
 
@@ -128,7 +139,11 @@ fn resolve_sha(config: &Config, inv: &Invocation) -> Result<Sha> {
     if let Some(s) = &inv.sha {
         return Ok(s.clone());
     }
-    let out = std::process::Command::new("git").arg("-C").arg(&config.package_dir).args(["rev-parse", "HEAD"]).output();
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&config.package_dir)
+        .args(["rev-parse", "HEAD"])
+        .output();
     match out {
         Ok(o) if o.status.success() => Sha::parse("sha", &String::from_utf8_lossy(&o.stdout)),
         _ => Err(Error::invalid(format!(
@@ -146,7 +161,12 @@ enum Fleet {
 
 async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Fleet> {
     if config.env.local {
-        let hosts = config.env.hosts.iter().map(|h| (h.clone(), LocalTransport::new(&h.to_string()))).collect();
+        let hosts = config
+            .env
+            .hosts
+            .iter()
+            .map(|h| (h.clone(), LocalTransport::new(&h.to_string())))
+            .collect();
         return Ok(Fleet::Local(hosts));
     }
     let home = vars.get("HOME").map(PathBuf::from);
@@ -173,7 +193,11 @@ async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, Stri
 
 fn finish(summary: &Summary, inv: &Invocation) {
     println!("{}", summary.to_text());
-    if let Err(e) = actions::publish(summary, inv.github.output_file.as_deref(), inv.github.summary_file.as_deref()) {
+    if let Err(e) = actions::publish(
+        summary,
+        inv.github.output_file.as_deref(),
+        inv.github.summary_file.as_deref(),
+    ) {
         ui::warn(&format!("could not write the Actions outputs or job summary: {e}"));
     }
 }
@@ -181,7 +205,12 @@ fn finish(summary: &Summary, inv: &Invocation) {
 async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let sha = resolve_sha(config, inv)?;
     if inv.dry_run {
-        println!("Dry run: deploy {} ({}) to {} — nothing will be changed.", config.app, sha.short(), config.env.name);
+        println!(
+            "Dry run: deploy {} ({}) to {} — nothing will be changed.",
+            config.app,
+            sha.short(),
+            config.env.name
+        );
         for (i, (name, detail)) in deploy::plan(config, inv, Some(&sha)).iter().enumerate() {
             println!("{:>3}. {name:<8} {detail}", i + 1);
         }
@@ -192,7 +221,10 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
     let started = Instant::now();
     let started_at = chrono::Utc::now();
 
-    let work = tempfile::Builder::new().prefix("tj-deploy-").tempdir().map_err(|e| Error::failed(format!("temp dir: {e}")))?;
+    let work = tempfile::Builder::new()
+        .prefix("tj-deploy-")
+        .tempdir()
+        .map_err(|e| Error::failed(format!("temp dir: {e}")))?;
     let name = package::file_name(&config.app, sha.short());
     let step = ui::step("package", &config.package_dir.display().to_string());
     let total = package::input_size(&config.package_dir, &config.exclude)?;
@@ -203,17 +235,23 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         let out = work.path().to_path_buf();
         let name = name.clone();
         let bar2 = bar.clone();
-        cancel.guard("package", async move {
-            tokio::task::spawn_blocking(move || package::build(&dir, &exclude, &out, &name, &|n| bar2.inc(n)))
-                .await
-                .map_err(|e| Error::failed(format!("package: {e}")))?
-        })
-        .await
+        cancel
+            .guard("package", async move {
+                tokio::task::spawn_blocking(move || package::build(&dir, &exclude, &out, &name, &|n| bar2.inc(n)))
+                    .await
+                    .map_err(|e| Error::failed(format!("package: {e}")))?
+            })
+            .await
     };
     bar.finish_and_clear();
     let pkg = match built {
         Ok(p) => {
-            step.done(&format!("{} files, {} bytes, sha256 {}", p.files, p.size, &p.sha256[..12]));
+            step.done(&format!(
+                "{} files, {} bytes, sha256 {}",
+                p.files,
+                p.size,
+                &p.sha256[..12]
+            ));
             p
         }
         Err(e) => {
@@ -224,7 +262,16 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
 
     let fleet = connect(config, inv, vars).await?;
     let http = crate::health::client()?;
-    let run = deploy::Run { config, inv, sha: &sha, package: &pkg, cancel: &cancel, started, started_at, steps: Vec::new() };
+    let run = deploy::Run {
+        config,
+        inv,
+        sha: &sha,
+        package: &pkg,
+        cancel: &cancel,
+        started,
+        started_at,
+        steps: Vec::new(),
+    };
     let (summary, error) = match fleet {
         Fleet::Local(hosts) => run.deploy(hosts, &http).await,
         Fleet::Ssh(ctx, hosts) => {

@@ -55,19 +55,42 @@ pub fn plan(config: &Config, inv: &Invocation, sha: Option<&Sha>) -> Vec<(String
     let l = Layout::new(env.deploy_dir.clone(), env.backup_dir.clone());
     let sha7 = sha.map(|s| s.short().to_string()).unwrap_or_else(|| "<sha>".into());
     let mut steps = vec![
-        ("package".to_string(), format!("{} → {}", config.package_dir.display(), crate::package::file_name(&config.app, &sha7))),
-        ("connect".to_string(), env.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")),
+        (
+            "package".to_string(),
+            format!(
+                "{} → {}",
+                config.package_dir.display(),
+                crate::package::file_name(&config.app, &sha7)
+            ),
+        ),
+        (
+            "connect".to_string(),
+            env.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
+        ),
         ("lock".to_string(), l.lock()),
         (
             "backup".to_string(),
             format!(
                 "{}tar.gz of the live release → {}/<id>/",
-                if env.database_backup { "pg_dump -Fc of DATABASE_URL (shared/.env) + " } else { "" },
+                if env.database_backup {
+                    "pg_dump -Fc of DATABASE_URL (shared/.env) + "
+                } else {
+                    ""
+                },
                 env.backup_dir
             ),
         ),
-        ("upload".to_string(), format!("→ {}/<sha256>.tar.gz, verified; skipped when already there", l.packages())),
-        ("extract".to_string(), format!("→ {}/<id>/, link {}", l.releases(), env.linked_files.join(", "))),
+        (
+            "upload".to_string(),
+            format!(
+                "→ {}/<sha256>.tar.gz, verified; skipped when already there",
+                l.packages()
+            ),
+        ),
+        (
+            "extract".to_string(),
+            format!("→ {}/<id>/, link {}", l.releases(), env.linked_files.join(", ")),
+        ),
     ];
     if let Some(c) = &env.install {
         steps.push(("install".into(), c.clone()));
@@ -75,7 +98,10 @@ pub fn plan(config: &Config, inv: &Invocation, sha: Option<&Sha>) -> Vec<(String
     if let Some(c) = &env.migrate {
         steps.push(("migrate".into(), c.clone()));
     }
-    steps.push(("switch".into(), format!("{} → releases/<id> (atomic rename)", l.current())));
+    steps.push((
+        "switch".into(),
+        format!("{} → releases/<id> (atomic rename)", l.current()),
+    ));
     if let Some(c) = &env.reload {
         steps.push(("reload".into(), c.clone()));
     }
@@ -86,10 +112,17 @@ pub fn plan(config: &Config, inv: &Invocation, sha: Option<&Sha>) -> Vec<(String
             "{} healthy with revision {sha7} within {}{}",
             env.health_url,
             ui::format_duration(env.health_timeout),
-            if smoke.is_empty() { String::new() } else { format!("; smoke: {}", smoke.join(", ")) }
+            if smoke.is_empty() {
+                String::new()
+            } else {
+                format!("; smoke: {}", smoke.join(", "))
+            }
         ),
     ));
-    steps.push(("prune".into(), format!("keep {} releases, {} backups", env.keep_releases, env.keep_backups)));
+    steps.push((
+        "prune".into(),
+        format!("keep {} releases, {} backups", env.keep_releases, env.keep_backups),
+    ));
     steps.push(("unlock".into(), format!("and log to {}", l.log())));
     let _ = inv;
     steps
@@ -108,7 +141,13 @@ impl Run<'_> {
             Ok(_) => (s.done("").as_secs_f64(), true, String::new()),
             Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),
         };
-        self.steps.push(StepRecord { host: host.to_string(), name: name.to_string(), seconds, ok, note });
+        self.steps.push(StepRecord {
+            host: host.to_string(),
+            name: name.to_string(),
+            seconds,
+            ok,
+            note,
+        });
         result
     }
 
@@ -120,7 +159,12 @@ impl Run<'_> {
             sha: Some(self.sha.to_string()),
             run_url: self.inv.github.run_url(),
             started_at: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            token: format!("{}-{}-{}", std::process::id(), self.started_at.timestamp_nanos_opt().unwrap_or_default(), self.sha.short()),
+            token: format!(
+                "{}-{}-{}",
+                std::process::id(),
+                self.started_at.timestamp_nanos_opt().unwrap_or_default(),
+                self.sha.short()
+            ),
         }
     }
 
@@ -129,10 +173,21 @@ impl Run<'_> {
     }
 
     /// Deploys to every host; always returns a summary, the error (if any) is inside it.
-    pub async fn deploy<T: Transport>(mut self, hosts: Vec<(HostSpec, T)>, http: &reqwest::Client) -> (Summary, Option<Error>) {
+    pub async fn deploy<T: Transport>(
+        mut self,
+        hosts: Vec<(HostSpec, T)>,
+        http: &reqwest::Client,
+    ) -> (Summary, Option<Error>) {
         let mut hosts: Vec<Host<T>> = hosts
             .into_iter()
-            .map(|(spec, t)| Host { spec, t, state: HostState::default(), locked: false, created: false, switched: false })
+            .map(|(spec, t)| Host {
+                spec,
+                t,
+                state: HostState::default(),
+                locked: false,
+                created: false,
+                switched: false,
+            })
             .collect();
         let owner = self.owner();
         let l = self.layout();
@@ -145,20 +200,27 @@ impl Run<'_> {
             for h in hosts.iter_mut() {
                 let name = h.t.name().to_string();
                 let env_name = self.config.env.name.to_string();
-                self.step(&name, "lock", &l.lock(), lock::acquire(&h.t, &l, &owner, &env_name)).await?;
+                self.step(&name, "lock", &l.lock(), lock::acquire(&h.t, &l, &owner, &env_name))
+                    .await?;
                 h.locked = true;
             }
             for h in hosts.iter_mut() {
                 let name = h.t.name().to_string();
-                h.state = self.step(&name, "inspect", "", state::inspect(&h.t, &l, Some(&self.package.sha256))).await?;
+                h.state = self
+                    .step(
+                        &name,
+                        "inspect",
+                        "",
+                        state::inspect(&h.t, &l, Some(&self.package.sha256)),
+                    )
+                    .await?;
                 if let Some(newest) = h.state.newest_id() {
                     while id <= newest {
                         id = id.next();
                     }
                 }
             }
-            for i in 0..hosts.len() {
-                let h = &mut hosts[i];
+            for h in hosts.iter_mut() {
                 let name = h.t.name().to_string();
                 let live = h.previous().map(|p| (p.id, p.revision.clone()));
                 let req = backup::Request {
@@ -169,13 +231,23 @@ impl Run<'_> {
                     database: self.config.env.database_backup,
                     deploying: Some(self.sha.to_string()),
                 };
-                let detail = format!("{}", l.backup(id));
-                self.step(&name, "backup", &detail, backup::take(&h.t, &l, &req)).await?;
+                let detail = l.backup(id);
+                self.step(&name, "backup", &detail, backup::take(&h.t, &l, &req))
+                    .await?;
                 backup_id = Some(id);
 
                 if h.state.package_present {
-                    self.steps.push(StepRecord { host: name.clone(), name: "upload".into(), seconds: 0.0, ok: true, note: "already on the host".into() });
-                    ui::info(&format!("✓ upload [{name}] (skipped: {} already there)", &self.package.sha256[..12]));
+                    self.steps.push(StepRecord {
+                        host: name.clone(),
+                        name: "upload".into(),
+                        seconds: 0.0,
+                        ok: true,
+                        note: "already on the host".into(),
+                    });
+                    ui::info(&format!(
+                        "✓ upload [{name}] (skipped: {} already there)",
+                        &self.package.sha256[..12]
+                    ));
                 } else {
                     let bar = ui::progress(self.package.size, "upload");
                     let progress = |n: u64| bar.inc(n);
@@ -183,30 +255,50 @@ impl Run<'_> {
                     let what = format!("{name}: upload");
                     let path = self.package.path.clone();
                     let detail = format!("{} ({} bytes)", self.package.name, self.package.size);
-                    self.step(&name, "upload", &detail, async { h.t.run_with_file(&script, &path, &progress).await?.check(&what) }).await?;
+                    self.step(&name, "upload", &detail, async {
+                        h.t.run_with_file(&script, &path, &progress).await?.check(&what)
+                    })
+                    .await?;
                     bar.finish_and_clear();
                 }
 
                 let script = commands::extract(&l, &self.package.sha256, id, &self.config.env.linked_files);
                 h.created = true;
                 let what = format!("{name}: extract");
-                self.step(&name, "extract", &l.release(id), async { h.t.run(&script, Mode::Capture).await?.check(&what) }).await?;
+                self.step(&name, "extract", &l.release(id), async {
+                    h.t.run(&script, Mode::Capture).await?.check(&what)
+                })
+                .await?;
 
                 let (env_name, rid, rev) = self.hook_env(id, self.sha.as_str());
-                let hook_env = HookEnv { environment: &env_name, release: rid, revision: &rev };
-                for (label, cmd) in [("install", self.config.env.install.clone()), ("migrate", self.config.env.migrate.clone())] {
+                let hook_env = HookEnv {
+                    environment: &env_name,
+                    release: rid,
+                    revision: &rev,
+                };
+                for (label, cmd) in [
+                    ("install", self.config.env.install.clone()),
+                    ("migrate", self.config.env.migrate.clone()),
+                ] {
                     let Some(cmd) = cmd else { continue };
                     let script = commands::hook(&l, label, &cmd, &hook_env);
                     let what = format!("{name}: {label} ({cmd})");
                     if label == "migrate" {
                         migrated = true;
                     }
-                    self.step(&name, label, &cmd, async { h.t.run(&script, Mode::Stream).await?.check(&what) }).await?;
+                    self.step(&name, label, &cmd, async {
+                        h.t.run(&script, Mode::Stream).await?.check(&what)
+                    })
+                    .await?;
                 }
 
                 let script = commands::switch(&l, id, Some(self.sha.as_str()));
                 let what = format!("{name}: switch");
-                let switched = self.step(&name, "switch", &format!("current → releases/{id}"), async { h.t.run(&script, Mode::Capture).await?.check(&what) }).await;
+                let switched = self
+                    .step(&name, "switch", &format!("current → releases/{id}"), async {
+                        h.t.run(&script, Mode::Capture).await?.check(&what)
+                    })
+                    .await;
                 // A switch cut off by a signal may still have happened: treat it as done so the
                 // failure path switches back explicitly.
                 h.switched = true;
@@ -215,12 +307,22 @@ impl Run<'_> {
                 if let Some(cmd) = self.config.env.reload.clone() {
                     let script = commands::reload(&l, &cmd, &hook_env);
                     let what = format!("{name}: reload ({cmd})");
-                    self.step(&name, "reload", &cmd, async { h.t.run(&script, Mode::Stream).await?.check(&what) }).await?;
+                    self.step(&name, "reload", &cmd, async {
+                        h.t.run(&script, Mode::Stream).await?.check(&what)
+                    })
+                    .await?;
                 }
                 let spec = h.spec.clone();
                 let url = health::url_for(&self.config.env.health_url, &spec);
                 let env = self.config.env.clone();
-                let v = self.step(&name, "verify", &url, health::verify(http, &env, &spec, self.sha.as_str())).await?;
+                let v = self
+                    .step(
+                        &name,
+                        "verify",
+                        &url,
+                        health::verify(http, &env, &spec, self.sha.as_str()),
+                    )
+                    .await?;
                 checks.extend(v.checks);
             }
             Ok(())
@@ -228,23 +330,37 @@ impl Run<'_> {
         .await;
 
         let mut status = Status::Success;
-        let mut message = format!("release {id} (commit {}) is live on {} host(s)", self.sha.short(), hosts.len());
+        let mut message = format!(
+            "release {id} (commit {}) is live on {} host(s)",
+            self.sha.short(),
+            hosts.len()
+        );
         let error = match result {
             Ok(()) => {
                 for h in hosts.iter_mut() {
                     let name = h.t.name().to_string();
                     let mut after = h.state.clone();
-                    after.releases.push(ReleaseInfo { id, revision: Some(self.sha.to_string()), bad: false });
+                    after.releases.push(ReleaseInfo {
+                        id,
+                        revision: Some(self.sha.to_string()),
+                        bad: false,
+                    });
                     after.current = Some(id);
                     after.backups.push(id);
-                    let (releases, backups) = after.prune_plan(self.config.env.keep_releases, self.config.env.keep_backups, id);
+                    let (releases, backups) =
+                        after.prune_plan(self.config.env.keep_releases, self.config.env.keep_backups, id);
                     if releases.is_empty() && backups.is_empty() {
                         continue;
                     }
                     let detail = format!("{} release(s), {} backup(s)", releases.len(), backups.len());
                     let script = commands::remove(&l, &releases, &backups);
                     let what = format!("{name}: prune");
-                    if let Err(e) = self.step(&name, "prune", &detail, async { h.t.run(&script, Mode::Capture).await?.check(&what) }).await {
+                    if let Err(e) = self
+                        .step(&name, "prune", &detail, async {
+                            h.t.run(&script, Mode::Capture).await?.check(&what)
+                        })
+                        .await
+                    {
                         ui::warn(&format!("{e} (the deploy itself succeeded)"));
                     }
                 }
@@ -257,7 +373,11 @@ impl Run<'_> {
             }
             Err(e) => {
                 let undo = self.undo(&mut hosts, id, &e, http, &mut checks).await;
-                status = if hosts.iter().any(|h| h.switched) && undo.is_ok() { Status::RolledBack } else { Status::Failure };
+                status = if hosts.iter().any(|h| h.switched) && undo.is_ok() {
+                    Status::RolledBack
+                } else {
+                    Status::Failure
+                };
                 message = match &undo {
                     Ok(note) => format!("deploy failed: {}. {note}", e.message),
                     Err(note) => format!("deploy failed: {}. Rollback ALSO failed: {note}", e.message),
@@ -293,11 +413,18 @@ impl Run<'_> {
                 "finished_at": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "message": message,
             });
-            if let Err(e) = h.t.run(&commands::append_log(&l, &line.to_string()), Mode::Capture).await.and_then(|o| o.check("log")) {
+            if let Err(e) =
+                h.t.run(&commands::append_log(&l, &line.to_string()), Mode::Capture)
+                    .await
+                    .and_then(|o| o.check("log"))
+            {
                 ui::warn(&format!("{}: could not append to {}: {e}", h.t.name(), l.log()));
             }
             if let Err(e) = lock::release(&h.t, &l, &owner.token).await {
-                ui::warn(&format!("{e}; clear it with `tj-deploy unlock -e {}`", self.config.env.name));
+                ui::warn(&format!(
+                    "{e}; clear it with `tj-deploy unlock -e {}`",
+                    self.config.env.name
+                ));
             }
         }
 
@@ -316,11 +443,16 @@ impl Run<'_> {
             run_url: self.inv.github.run_url(),
             started_at: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             duration_seconds: self.started.elapsed().as_secs_f64(),
-            package: Some(format!("{} sha256 {} ({} bytes, {} files)", self.package.name, self.package.sha256, self.package.size, self.package.files)),
+            package: Some(format!(
+                "{} sha256 {} ({} bytes, {} files)",
+                self.package.name, self.package.sha256, self.package.size, self.package.files
+            )),
             steps: std::mem::take(&mut self.steps),
             checks,
             message,
-            environment_url: reqwest::Url::parse(&self.config.env.health_url).ok().map(|u| u.origin().ascii_serialization()),
+            environment_url: reqwest::Url::parse(&self.config.env.health_url)
+                .ok()
+                .map(|u| u.origin().ascii_serialization()),
         };
         (summary, error)
     }
@@ -346,20 +478,29 @@ impl Run<'_> {
                     "by": self.inv.actor,
                     "reason": cause.message,
                 });
-                let _ = h.t.run(&commands::mark_bad(&l, id, &bad.to_string()), Mode::Capture).await;
+                let _ =
+                    h.t.run(&commands::mark_bad(&l, id, &bad.to_string()), Mode::Capture)
+                        .await;
                 let Some(prev) = h.previous().cloned() else {
-                    failures.push(format!("{name}: no previous release to roll back to; {id} stays current and is marked BAD_RELEASE"));
+                    failures.push(format!(
+                        "{name}: no previous release to roll back to; {id} stays current and is marked BAD_RELEASE"
+                    ));
                     continue;
                 };
                 let rev = prev.revision.clone().unwrap_or_default();
                 let env_name = self.config.env.name.to_string();
-                let hook_env = HookEnv { environment: &env_name, release: prev.id, revision: &rev };
+                let hook_env = HookEnv {
+                    environment: &env_name,
+                    release: prev.id,
+                    revision: &rev,
+                };
                 let what = format!("{name}: switch back");
                 let script = commands::switch(&l, prev.id, None);
-                let r = self.step_uncancelled(&name, "rollback", &format!("current → releases/{}", prev.id), async {
-                    h.t.run(&script, Mode::Capture).await?.check(&what)
-                })
-                .await;
+                let r = self
+                    .step_uncancelled(&name, "rollback", &format!("current → releases/{}", prev.id), async {
+                        h.t.run(&script, Mode::Capture).await?.check(&what)
+                    })
+                    .await;
                 if let Err(e) = r {
                     failures.push(e.message);
                     continue;
@@ -367,14 +508,27 @@ impl Run<'_> {
                 if let Some(cmd) = self.config.env.reload.clone() {
                     let script = commands::reload(&l, &cmd, &hook_env);
                     let what = format!("{name}: reload after rollback");
-                    if let Err(e) = self.step_uncancelled(&name, "reload", &cmd, async { h.t.run(&script, Mode::Stream).await?.check(&what) }).await {
+                    if let Err(e) = self
+                        .step_uncancelled(&name, "reload", &cmd, async {
+                            h.t.run(&script, Mode::Stream).await?.check(&what)
+                        })
+                        .await
+                    {
                         failures.push(e.message);
                         continue;
                     }
                 }
                 let env = self.config.env.clone();
                 let spec = h.spec.clone();
-                match self.step_uncancelled(&name, "re-verify", &env.health_url, health::verify(http, &env, &spec, &rev)).await {
+                match self
+                    .step_uncancelled(
+                        &name,
+                        "re-verify",
+                        &env.health_url,
+                        health::verify(http, &env, &spec, &rev),
+                    )
+                    .await
+                {
                     Ok(v) => {
                         checks.extend(v.checks);
                         notes.push(format!(
@@ -388,28 +542,49 @@ impl Run<'_> {
             } else if h.created {
                 let script = commands::remove(&l, &[id], &[]);
                 let what = format!("{name}: remove unfinished release");
-                match self.step_uncancelled(&name, "cleanup", &l.release(id), async { h.t.run(&script, Mode::Capture).await?.check(&what) }).await {
+                match self
+                    .step_uncancelled(&name, "cleanup", &l.release(id), async {
+                        h.t.run(&script, Mode::Capture).await?.check(&what)
+                    })
+                    .await
+                {
                     Ok(_) => notes.push(format!("{name}: unfinished release {id} removed, current unchanged")),
                     Err(e) => failures.push(e.message),
                 }
             }
         }
         if failures.is_empty() {
-            if notes.is_empty() { Ok("Nothing was changed on the hosts.".to_string()) } else { Ok(notes.join("; ") + ".") }
+            if notes.is_empty() {
+                Ok("Nothing was changed on the hosts.".to_string())
+            } else {
+                Ok(notes.join("; ") + ".")
+            }
         } else {
             Err(failures.join("; "))
         }
     }
 
     /// Like [`Run::step`] but not stopped by a signal: cleanup must finish.
-    async fn step_uncancelled<R>(&mut self, host: &str, name: &str, detail: &str, f: impl Future<Output = Result<R>>) -> Result<R> {
+    async fn step_uncancelled<R>(
+        &mut self,
+        host: &str,
+        name: &str,
+        detail: &str,
+        f: impl Future<Output = Result<R>>,
+    ) -> Result<R> {
         let s = ui::step(&format!("{name} [{host}]"), detail);
         let result = f.await;
         let (seconds, ok, note) = match &result {
             Ok(_) => (s.done("").as_secs_f64(), true, String::new()),
             Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),
         };
-        self.steps.push(StepRecord { host: host.to_string(), name: name.to_string(), seconds, ok, note });
+        self.steps.push(StepRecord {
+            host: host.to_string(),
+            name: name.to_string(),
+            seconds,
+            ok,
+            note,
+        });
         result
     }
 }

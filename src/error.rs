@@ -32,17 +32,29 @@ pub struct Error {
 
 impl Error {
     pub fn failed(message: impl Into<String>) -> Self {
-        Error { kind: Kind::Failed, message: message.into() }
+        Error {
+            kind: Kind::Failed,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
-        Error { kind: Kind::Invalid, message: message.into() }
+        Error {
+            kind: Kind::Invalid,
+            message: message.into(),
+        }
     }
     pub fn refused(message: impl Into<String>) -> Self {
-        Error { kind: Kind::Refused, message: message.into() }
+        Error {
+            kind: Kind::Refused,
+            message: message.into(),
+        }
     }
     /// Prefixes the message with where it happened, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error { kind: self.kind, message: format!("{what}: {}", self.message) }
+        Error {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
     }
 }
 

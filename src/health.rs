@@ -41,10 +41,18 @@ pub fn url_for(template: &str, host: &HostSpec) -> String {
 /// What one health answer said, and whether it passes.
 fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<(), String> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let field = |k: &str| json.as_ref().and_then(|j| j.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+    let field = |k: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     let health = field("status");
     if status != 200 {
-        return Err(format!("HTTP {status}{}", health.map(|h| format!(", status {h:?}")).unwrap_or_default()));
+        return Err(format!(
+            "HTTP {status}{}",
+            health.map(|h| format!(", status {h:?}")).unwrap_or_default()
+        ));
     }
     match health.as_deref() {
         Some("healthy") => {}
@@ -62,7 +70,12 @@ fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result
 }
 
 /// Polls until healthy or `health_timeout`; then the smoke checks.
-pub async fn verify(http: &reqwest::Client, env: &EnvConfig, host: &HostSpec, expect_revision: &str) -> Result<Verification> {
+pub async fn verify(
+    http: &reqwest::Client,
+    env: &EnvConfig,
+    host: &HostSpec,
+    expect_revision: &str,
+) -> Result<Verification> {
     let url = url_for(&env.health_url, host);
     let started = Instant::now();
     let deadline = started + env.health_timeout;
@@ -114,11 +127,18 @@ pub async fn verify(http: &reqwest::Client, env: &EnvConfig, host: &HostSpec, ex
             return Err(Error::failed(msg));
         }
     }
-    Ok(Verification { url, attempts, waited_ms, checks })
+    Ok(Verification {
+        url,
+        attempts,
+        waited_ms,
+        checks,
+    })
 }
 
 fn path_of(url: &str) -> String {
-    reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| url.to_string())
+    reqwest::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|_| url.to_string())
 }
 
 fn describe_http_error(e: &reqwest::Error) -> String {
@@ -135,14 +155,31 @@ fn describe_http_error(e: &reqwest::Error) -> String {
         cause = s.to_string();
         source = s.source();
     }
-    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {cause}")
+    }
 }
 
-async fn smoke_check(http: &reqwest::Client, base: &reqwest::Url, smoke: &SmokeCheck, timeout: Duration) -> CheckResult {
+async fn smoke_check(
+    http: &reqwest::Client,
+    base: &reqwest::Url,
+    smoke: &SmokeCheck,
+    timeout: Duration,
+) -> CheckResult {
     let name = format!("{} {}", smoke.method, smoke.path);
     let t0 = Instant::now();
-    let result = match (reqwest::Method::from_bytes(smoke.method.as_bytes()), base.join(&smoke.path)) {
-        (Ok(method), Ok(url)) => http.request(method, url).timeout(timeout).send().await.map_err(|e| describe_http_error(&e)),
+    let result = match (
+        reqwest::Method::from_bytes(smoke.method.as_bytes()),
+        base.join(&smoke.path),
+    ) {
+        (Ok(method), Ok(url)) => http
+            .request(method, url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe_http_error(&e)),
         _ => Err("cannot build the request".to_string()),
     };
     let latency_ms = t0.elapsed().as_millis() as u64;
@@ -150,10 +187,26 @@ async fn smoke_check(http: &reqwest::Client, base: &reqwest::Url, smoke: &SmokeC
         Ok(resp) => {
             let status = resp.status().as_u16();
             let ok = status == smoke.status;
-            let note = if ok { String::new() } else { format!("HTTP {status}, expected {}", smoke.status) };
-            CheckResult { name, status: Some(status), latency_ms, ok, note }
+            let note = if ok {
+                String::new()
+            } else {
+                format!("HTTP {status}, expected {}", smoke.status)
+            };
+            CheckResult {
+                name,
+                status: Some(status),
+                latency_ms,
+                ok,
+                note,
+            }
         }
-        Err(note) => CheckResult { name, status: None, latency_ms, ok: false, note },
+        Err(note) => CheckResult {
+            name,
+            status: None,
+            latency_ms,
+            ok: false,
+            note,
+        },
     }
 }
 
@@ -164,12 +217,23 @@ mod tests {
     #[test]
     fn judging_answers() {
         let rev = "0123456789abcdef0123456789abcdef01234567";
-        assert!(judge(200, br#"{"status":"healthy","revision":"0123456789abcdef0123456789abcdef01234567"}"#, rev).is_ok());
+        assert!(
+            judge(
+                200,
+                br#"{"status":"healthy","revision":"0123456789abcdef0123456789abcdef01234567"}"#,
+                rev
+            )
+            .is_ok()
+        );
         assert!(judge(200, br#"{"status":"healthy"}"#, rev).is_ok());
         assert!(judge(200, br#"{"status":"healthy","revision":null}"#, rev).is_ok());
         let old = judge(200, br#"{"status":"healthy","revision":"ffff"}"#, rev).unwrap_err();
         assert!(old.contains("revision ffff"), "{old}");
-        assert!(judge(503, br#"{"status":"unhealthy"}"#, rev).unwrap_err().contains("HTTP 503"));
+        assert!(
+            judge(503, br#"{"status":"unhealthy"}"#, rev)
+                .unwrap_err()
+                .contains("HTTP 503")
+        );
         assert!(judge(200, b"OK", rev).unwrap_err().contains("status"));
         assert!(judge(200, br#"{"status":"degraded"}"#, rev).is_err());
     }

@@ -43,7 +43,10 @@ fn holder(text: &str) -> String {
 
 pub async fn acquire<T: Transport>(t: &T, l: &Layout, owner: &LockOwner, env: &str) -> Result<()> {
     let json = serde_json::to_string(owner).map_err(|e| Error::failed(e.to_string()))?;
-    let out = t.run(&commands::lock_acquire(l, &json), Mode::Capture).await?.check(&format!("{}: lock", t.name()))?;
+    let out = t
+        .run(&commands::lock_acquire(l, &json), Mode::Capture)
+        .await?
+        .check(&format!("{}: lock", t.name()))?;
     let mut lines = out.stdout.splitn(2, '\n');
     match lines.next() {
         Some("acquired") => Ok(()),
@@ -53,18 +56,27 @@ pub async fn acquire<T: Transport>(t: &T, l: &Layout, owner: &LockOwner, env: &s
             l.lock(),
             holder(lines.next().unwrap_or(""))
         ))),
-        _ => Err(Error::failed(format!("{}: lock: unexpected answer {:?}", t.name(), out.stdout))),
+        _ => Err(Error::failed(format!(
+            "{}: lock: unexpected answer {:?}",
+            t.name(),
+            out.stdout
+        ))),
     }
 }
 
 pub async fn release<T: Transport>(t: &T, l: &Layout, token: &str) -> Result<()> {
-    t.run(&commands::lock_release(l, token), Mode::Capture).await?.check(&format!("{}: unlock", t.name()))?;
+    t.run(&commands::lock_release(l, token), Mode::Capture)
+        .await?
+        .check(&format!("{}: unlock", t.name()))?;
     Ok(())
 }
 
 /// Removes the lock whoever holds it; returns who did, if anyone.
 pub async fn force_remove<T: Transport>(t: &T, l: &Layout) -> Result<Option<String>> {
-    let out = t.run(&commands::lock_force_remove(l), Mode::Capture).await?.check(&format!("{}: unlock", t.name()))?;
+    let out = t
+        .run(&commands::lock_force_remove(l), Mode::Capture)
+        .await?
+        .check(&format!("{}: unlock", t.name()))?;
     let mut lines = out.stdout.splitn(2, '\n');
     Ok(match lines.next() {
         Some("held") => Some(holder(lines.next().unwrap_or(""))),

@@ -63,17 +63,34 @@ struct Entry {
 fn scan(dir: &Path, exclude: &[String]) -> Result<Vec<Entry>> {
     let meta = std::fs::metadata(dir).map_err(|e| Error::invalid(format!("package.dir: {}: {e}", dir.display())))?;
     if !meta.is_dir() {
-        return Err(Error::invalid(format!("package.dir: {} is not a directory", dir.display())));
+        return Err(Error::invalid(format!(
+            "package.dir: {} is not a directory",
+            dir.display()
+        )));
     }
     let mut entries = Vec::new();
-    let walker = WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1).into_iter();
-    let mut walker = walker.filter_entry(|e| {
-        e.path().strip_prefix(dir).map(|rel| !excluded(rel, exclude)).unwrap_or(false)
+    let walker = WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter();
+    let walker = walker.filter_entry(|e| {
+        e.path()
+            .strip_prefix(dir)
+            .map(|rel| !excluded(rel, exclude))
+            .unwrap_or(false)
     });
-    while let Some(item) = walker.next() {
+    for item in walker {
         let item = item.map_err(|e| Error::invalid(format!("package.dir: {e}")))?;
-        let rel = item.path().strip_prefix(dir).map_err(|e| Error::failed(e.to_string()))?.to_path_buf();
-        let meta = item.path().symlink_metadata().context(format!("package: {}", item.path().display()))?;
+        let rel = item
+            .path()
+            .strip_prefix(dir)
+            .map_err(|e| Error::failed(e.to_string()))?
+            .to_path_buf();
+        let meta = item
+            .path()
+            .symlink_metadata()
+            .context(format!("package: {}", item.path().display()))?;
         let ft = meta.file_type();
         if !(ft.is_file() || ft.is_dir() || ft.is_symlink()) {
             return Err(Error::invalid(format!(
@@ -81,11 +98,18 @@ fn scan(dir: &Path, exclude: &[String]) -> Result<Vec<Entry>> {
                 item.path().display()
             )));
         }
-        entries.push(Entry { rel, abs: item.path().to_path_buf(), meta });
+        entries.push(Entry {
+            rel,
+            abs: item.path().to_path_buf(),
+            meta,
+        });
     }
     let files = entries.iter().filter(|e| !e.meta.is_dir()).count();
     if files == 0 {
-        return Err(Error::invalid(format!("package.dir: {} holds no files to ship", dir.display())));
+        return Err(Error::invalid(format!(
+            "package.dir: {} holds no files to ship",
+            dir.display()
+        )));
     }
     Ok(entries)
 }
@@ -125,7 +149,11 @@ impl<R: Read> Read for ProgressReader<'_, R> {
 
 /// Total input size, for progress bars.
 pub fn input_size(dir: &Path, exclude: &[String]) -> Result<u64> {
-    Ok(scan(dir, exclude)?.iter().filter(|e| e.meta.is_file()).map(|e| e.meta.len()).sum())
+    Ok(scan(dir, exclude)?
+        .iter()
+        .filter(|e| e.meta.is_file())
+        .map(|e| e.meta.len())
+        .sum())
 }
 
 /// Builds the package of `dir` into `out_dir/<name>`; `progress` gets input byte counts.
@@ -133,9 +161,16 @@ pub fn build(dir: &Path, exclude: &[String], out_dir: &Path, name: &str, progres
     let entries = scan(dir, exclude)?;
     let path = out_dir.join(name);
     let file = File::create(&path).context(format!("package: create {}", path.display()))?;
-    let hashing = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), written: 0 };
+    let hashing = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
     // mtime 0 and a fixed OS byte keep the gzip header reproducible.
-    let gz = GzBuilder::new().mtime(0).operating_system(255).write(hashing, Compression::new(6));
+    let gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(hashing, Compression::new(6));
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
     let (mut files, mut input_bytes) = (0u64, 0u64);
@@ -158,7 +193,10 @@ pub fn build(dir: &Path, exclude: &[String], out_dir: &Path, name: &str, progres
             // append_data pads/limits to the header size, and we check the count afterwards.
             let len = e.meta.len();
             header.set_size(len);
-            let reader = ProgressReader { inner: f.take(len), progress };
+            let reader = ProgressReader {
+                inner: f.take(len),
+                progress,
+            };
             tar.append_data(&mut header, &e.rel, reader).context(ctx())?;
             files += 1;
             input_bytes += len;
@@ -168,8 +206,19 @@ pub fn build(dir: &Path, exclude: &[String], out_dir: &Path, name: &str, progres
     let mut hashing = gz.finish().context("package: finish gzip")?;
     hashing.flush().context("package: flush")?;
     let HashingWriter { inner, hasher, written } = hashing;
-    inner.into_inner().map_err(|e| Error::failed(format!("package: write {}: {}", path.display(), e.error())))?.sync_all().context("package: sync")?;
-    Ok(Package { path, name: name.to_string(), sha256: hex(&hasher.finalize()), size: written, files, input_bytes })
+    inner
+        .into_inner()
+        .map_err(|e| Error::failed(format!("package: write {}: {}", path.display(), e.error())))?
+        .sync_all()
+        .context("package: sync")?;
+    Ok(Package {
+        path,
+        name: name.to_string(),
+        sha256: hex(&hasher.finalize()),
+        size: written,
+        files,
+        input_bytes,
+    })
 }
 
 /// sha256 of a file, streamed.
@@ -209,8 +258,14 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
-        tree(a.path(), &["z.js", "a/b.json", "bin/run", "name with space.txt", "ünï.js"]);
-        tree(b.path(), &["ünï.js", "bin/run", "name with space.txt", "a/b.json", "z.js"]);
+        tree(
+            a.path(),
+            &["z.js", "a/b.json", "bin/run", "name with space.txt", "ünï.js"],
+        );
+        tree(
+            b.path(),
+            &["ünï.js", "bin/run", "name with space.txt", "a/b.json", "z.js"],
+        );
         touch_all(b.path());
         let pa = build(a.path(), &["node_modules".into()], out.path(), "a.tar.gz", &|_| {}).unwrap();
         let pb = build(b.path(), &["node_modules".into()], out.path(), "b.tar.gz", &|_| {}).unwrap();
@@ -243,7 +298,8 @@ mod tests {
         for e in WalkDir::new(root).into_iter().filter_map(|e| e.ok()) {
             if e.file_type().is_file() {
                 let f = File::options().append(true).open(e.path()).unwrap();
-                f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+                f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+                    .unwrap();
             }
         }
     }

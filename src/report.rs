@@ -65,7 +65,9 @@ pub struct Summary {
 }
 
 fn short(s: &Option<String>) -> String {
-    s.as_deref().map(|c| c[..c.len().min(7)].to_string()).unwrap_or_else(|| "—".to_string())
+    s.as_deref()
+        .map(|c| c[..c.len().min(7)].to_string())
+        .unwrap_or_else(|| "—".to_string())
 }
 
 fn or_dash(s: &Option<String>) -> &str {
@@ -97,7 +99,11 @@ impl Summary {
         if !self.steps.is_empty() {
             out.push_str("  steps:\n");
             for s in &self.steps {
-                let note = if s.note.is_empty() { String::new() } else { format!("  {}", s.note) };
+                let note = if s.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", s.note)
+                };
                 out.push_str(&format!(
                     "    {} {:<9} {:>6.1}s  {}{}\n",
                     if s.ok { "✓" } else { "✗" },
@@ -112,7 +118,13 @@ impl Summary {
             out.push_str("  checks:\n");
             for c in &self.checks {
                 let status = c.status.map(|s| s.to_string()).unwrap_or_else(|| "—".into());
-                out.push_str(&format!("    {} {:<24} {status:>3} {:>5}ms {}\n", if c.ok { "✓" } else { "✗" }, c.name, c.latency_ms, c.note));
+                out.push_str(&format!(
+                    "    {} {:<24} {status:>3} {:>5}ms {}\n",
+                    if c.ok { "✓" } else { "✗" },
+                    c.name,
+                    c.latency_ms,
+                    c.note
+                ));
             }
         }
         out
@@ -120,14 +132,24 @@ impl Summary {
 
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
-        md.push_str(&format!("## {} {} {}: {} → {}\n\n", self.status.emoji(), self.command, self.status.as_str(), self.app, self.environment));
+        md.push_str(&format!(
+            "## {} {} {}: {} → {}\n\n",
+            self.status.emoji(),
+            self.command,
+            self.status.as_str(),
+            self.app,
+            self.environment
+        ));
         md.push_str(&format!("{}\n\n", self.message));
         md.push_str("| | |\n|---|---|\n");
         md.push_str(&format!("| Environment | {} |\n", self.environment));
         md.push_str(&format!("| Hosts | {} |\n", self.hosts.join(", ")));
         md.push_str(&format!("| Commit | `{}` |\n", short(&self.commit)));
         md.push_str(&format!("| Release | `{}` |\n", or_dash(&self.release)));
-        md.push_str(&format!("| Previous release | `{}` |\n", or_dash(&self.previous_release)));
+        md.push_str(&format!(
+            "| Previous release | `{}` |\n",
+            or_dash(&self.previous_release)
+        ));
         md.push_str(&format!("| Backup | `{}` |\n", or_dash(&self.backup)));
         md.push_str(&format!("| Deployed by | {} |\n", self.actor));
         md.push_str(&format!("| Started | {} |\n", self.started_at));
@@ -144,7 +166,11 @@ impl Summary {
                     s.host,
                     s.seconds,
                     if s.ok { "✅" } else { "❌" },
-                    if s.note.is_empty() { String::new() } else { format!(" {}", s.note.replace('|', "\\|")) }
+                    if s.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", s.note.replace('|', "\\|"))
+                    }
                 ));
             }
         }

@@ -37,7 +37,11 @@ impl HostState {
                 (Some("release"), Some(id), Some(rev), Some(bad)) => {
                     if let Some(id) = ReleaseId::from_name(id) {
                         let revision = (rev != "-" && !rev.is_empty()).then(|| rev.to_string());
-                        s.releases.push(ReleaseInfo { id, revision, bad: bad == "1" });
+                        s.releases.push(ReleaseInfo {
+                            id,
+                            revision,
+                            bad: bad == "1",
+                        });
                     }
                 }
                 (Some("backup"), Some(id), None, None) => {
@@ -61,12 +65,21 @@ impl HostState {
 
     /// The newest id in use on this host, release or backup.
     pub fn newest_id(&self) -> Option<ReleaseId> {
-        self.releases.iter().map(|r| r.id).chain(self.backups.iter().copied()).max()
+        self.releases
+            .iter()
+            .map(|r| r.id)
+            .chain(self.backups.iter().copied())
+            .max()
     }
 
     /// Releases and backups to prune: keep the newest `keep_releases` complete releases (and
     /// always `current` and `keep`), remove unfinished ones; keep the newest `keep_backups`.
-    pub fn prune_plan(&self, keep_releases: usize, keep_backups: usize, keep: ReleaseId) -> (Vec<ReleaseId>, Vec<ReleaseId>) {
+    pub fn prune_plan(
+        &self,
+        keep_releases: usize,
+        keep_backups: usize,
+        keep: ReleaseId,
+    ) -> (Vec<ReleaseId>, Vec<ReleaseId>) {
         let mut kept = 0;
         let mut releases = Vec::new();
         for r in self.releases.iter().rev() {
@@ -86,7 +99,10 @@ impl HostState {
 }
 
 pub async fn inspect<T: Transport>(t: &T, l: &Layout, package_sha256: Option<&str>) -> Result<HostState> {
-    let out = t.run(&commands::inspect(l, package_sha256), Mode::Capture).await?.check(&format!("{}: inspect", t.name()))?;
+    let out = t
+        .run(&commands::inspect(l, package_sha256), Mode::Capture)
+        .await?
+        .check(&format!("{}: inspect", t.name()))?;
     Ok(HostState::parse(&out.stdout))
 }
 
@@ -114,12 +130,25 @@ mod tests {
 
     #[test]
     fn prune_keeps_current_and_newest() {
-        let text: String = (1..=8).map(|i| format!("release 20260101_00000{i} r{i} 0\nbackup 20260101_00000{i}\n")).collect();
+        let text: String = (1..=8)
+            .map(|i| format!("release 20260101_00000{i} r{i} 0\nbackup 20260101_00000{i}\n"))
+            .collect();
         let mut s = HostState::parse(&format!("current releases/20260101_000002\n{text}"));
         s.releases[6].revision = None; // 7: unfinished
         let (releases, backups) = s.prune_plan(3, 5, id("20260101_000008"));
         // kept: 8 (new), 6, 5 (newest complete), 2 (current); removed: 7 (unfinished), 4, 3, 1
-        assert_eq!(releases, vec![id("20260101_000007"), id("20260101_000004"), id("20260101_000003"), id("20260101_000001")]);
-        assert_eq!(backups, vec![id("20260101_000003"), id("20260101_000002"), id("20260101_000001")]);
+        assert_eq!(
+            releases,
+            vec![
+                id("20260101_000007"),
+                id("20260101_000004"),
+                id("20260101_000003"),
+                id("20260101_000001")
+            ]
+        );
+        assert_eq!(
+            backups,
+            vec![id("20260101_000003"), id("20260101_000002"), id("20260101_000001")]
+        );
     }
 }

@@ -90,7 +90,11 @@ pub fn remote_line(host: &str, line: &str) {
 
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s < 60.0 { format!("{s:.1}s") } else { format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60) }
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
 }
 
 /// A running step; say how it ended with [`Step::done`] or [`Step::failed`].
@@ -101,13 +105,21 @@ pub struct Step {
 }
 
 pub fn step(name: &str, detail: &str) -> Step {
-    let title = if detail.is_empty() { name.to_string() } else { format!("{name} — {detail}") };
+    let title = if detail.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} — {detail}")
+    };
     if in_actions() {
         emit(&format!("::group::{}", escape_data(&title)));
     } else {
         emit(&format!("▶ {title}"));
     }
-    Step { name: name.to_string(), started: Instant::now(), open: true }
+    Step {
+        name: name.to_string(),
+        started: Instant::now(),
+        open: true,
+    }
 }
 
 impl Step {
@@ -118,7 +130,11 @@ impl Step {
             if in_actions() {
                 emit("::endgroup::");
             }
-            let note = if note.is_empty() { String::new() } else { format!(" — {note}") };
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                format!(" — {note}")
+            };
             emit(&format!("{mark} {} ({}){note}", self.name, format_duration(took)));
         }
         took

@@ -19,17 +19,32 @@ fn deploy_lifecycle_v1_v2_under_load_then_broken_v3_rolls_back() {
     let run = sb.deploy(&v1);
     run.expect(0);
     assert!(run.stdout.contains("success"), "{}", run.stdout);
-    assert_eq!(sb.revision().as_deref(), Some(v1.as_str()), "v1 must answer after deploy");
+    assert_eq!(
+        sb.revision().as_deref(),
+        Some(v1.as_str()),
+        "v1 must answer after deploy"
+    );
     let releases = sb.releases();
     assert_eq!(releases.len(), 1, "{releases:?}");
     let r1 = &releases[0];
     assert_eq!(sb.current().as_deref(), Some(format!("releases/{r1}").as_str()));
     let d = &sb.deploy_dir;
-    assert_eq!(std::fs::read_to_string(d.join("releases").join(r1).join("REVISION")).unwrap().trim(), v1);
-    assert!(d.join("releases").join(r1).join(".env").is_symlink(), "shared .env linked");
+    assert_eq!(
+        std::fs::read_to_string(d.join("releases").join(r1).join("REVISION"))
+            .unwrap()
+            .trim(),
+        v1
+    );
+    assert!(
+        d.join("releases").join(r1).join(".env").is_symlink(),
+        "shared .env linked"
+    );
     assert!(d.join("shared/.env").is_file());
     assert!(!sb.lock_exists(), "lock released");
-    let packages: Vec<_> = std::fs::read_dir(d.join(".tj-deploy/packages")).unwrap().filter_map(|e| e.ok()).collect();
+    let packages: Vec<_> = std::fs::read_dir(d.join(".tj-deploy/packages"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
     assert_eq!(packages.len(), 1);
     let log = std::fs::read_to_string(d.join(".tj-deploy/deployments.log")).unwrap();
     let entry: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
@@ -39,12 +54,18 @@ fn deploy_lifecycle_v1_v2_under_load_then_broken_v3_rolls_back() {
     assert_eq!(b1, vec![r1.clone()], "backup id equals release id");
     assert!(sb.backup_dir.join(r1).join("manifest.json").is_file());
     assert!(sb.backup_dir.join(r1).join("db.dump").is_file());
-    assert!(!sb.backup_dir.join(r1).join("app.tar.gz").exists(), "nothing was live before v1");
+    assert!(
+        !sb.backup_dir.join(r1).join("app.tar.gz").exists(),
+        "nothing was live before v1"
+    );
     // Migrations ran.
     assert_eq!(sb.pg.psql("tj", "SELECT count(*) FROM _tj_migrations"), "2");
 
     // Rows written while v1 is live end up in v2's pre-deploy backup.
-    sb.pg.psql("tj", "INSERT INTO trades (symbol, side, qty, price) SELECT 'AAPL', 'buy', g, 100 FROM generate_series(1, 7) g");
+    sb.pg.psql(
+        "tj",
+        "INSERT INTO trades (symbol, side, qty, price) SELECT 'AAPL', 'buy', g, 100 FROM generate_series(1, 7) g",
+    );
 
     // v2 under load: at least 4 concurrent clients without keep-alive for the whole deploy.
     sb.set_app("2.0.0", false);
@@ -65,16 +86,24 @@ fn deploy_lifecycle_v1_v2_under_load_then_broken_v3_rolls_back() {
     println!("v2 deploy took {took:?}; load during it: {stats}");
     assert!(stats["requests"].as_u64().unwrap() > 500, "load too small: {stats}");
     assert_eq!(stats["failures"], 0, "requests failed during the v2 deploy: {stats}");
-    assert!(stats["revisions"][&v2].as_u64().unwrap_or(0) > 0, "v2 never answered during the load: {stats}");
+    assert!(
+        stats["revisions"][&v2].as_u64().unwrap_or(0) > 0,
+        "v2 never answered during the load: {stats}"
+    );
     for _ in 0..20 {
-        assert_eq!(sb.revision().as_deref(), Some(v2.as_str()), "only v2 answers after the deploy");
+        assert_eq!(
+            sb.revision().as_deref(),
+            Some(v2.as_str()),
+            "only v2 answers after the deploy"
+        );
     }
     let releases = sb.releases();
     assert_eq!(releases.len(), 2);
     let r2 = releases[1].clone();
     let b2 = sb.backup_dir.join(&r2);
     assert!(b2.join("app.tar.gz").is_file(), "v1 release saved in v2's backup");
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b2.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b2.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["release"], r1.as_str());
     assert_eq!(manifest["commit"], v1.as_str());
     assert_eq!(manifest["kind"], "pre-deploy");
@@ -86,7 +115,11 @@ fn deploy_lifecycle_v1_v2_under_load_then_broken_v3_rolls_back() {
         sb.pg.port,
         b2.join("db.dump").display()
     ));
-    assert!(restore.status.success(), "pg_restore: {}", String::from_utf8_lossy(&restore.stderr));
+    assert!(
+        restore.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
     assert_eq!(sb.pg.psql("scratch", "SELECT count(*) FROM trades"), "7");
     assert_eq!(sb.pg.psql("scratch", "SELECT count(*) FROM _tj_migrations"), "2");
 
@@ -102,7 +135,10 @@ fn deploy_lifecycle_v1_v2_under_load_then_broken_v3_rolls_back() {
     assert_eq!(sb.current().as_deref(), Some(format!("releases/{r2}").as_str()));
     let releases = sb.releases();
     let r3 = releases.last().unwrap();
-    assert!(sb.deploy_dir.join("releases").join(r3).join("BAD_RELEASE").is_file(), "v3 marked bad");
+    assert!(
+        sb.deploy_dir.join("releases").join(r3).join("BAD_RELEASE").is_file(),
+        "v3 marked bad"
+    );
     assert!(!sb.lock_exists(), "lock released after failure");
     let log = std::fs::read_to_string(d.join(".tj-deploy/deployments.log")).unwrap();
     let entry: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
@@ -119,21 +155,42 @@ fn refusals_and_bad_input_leave_the_host_unchanged() {
 
     // Wrong host key: a known_hosts naming another key for this host.
     let wrong = sb.root.join("wrong_known_hosts");
-    support::sh_ok(&format!("ssh-keygen -q -t ed25519 -N '' -f {0}/other && printf '[127.0.0.1]:{1} %s\\n' \"$(cut -d' ' -f1,2 {0}/other.pub)\" > {2}", sb.root.display(), sb.sshd.port, wrong.display()));
-    let run = support::Run::of(sb.cmd_with_known_hosts(&["deploy", "-e", "staging", "--sha", &sha(2)], &wrong).output().unwrap());
+    support::sh_ok(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {0}/other && printf '[127.0.0.1]:{1} %s\\n' \"$(cut -d' ' -f1,2 {0}/other.pub)\" > {2}",
+        sb.root.display(),
+        sb.sshd.port,
+        wrong.display()
+    ));
+    let run = support::Run::of(
+        sb.cmd_with_known_hosts(&["deploy", "-e", "staging", "--sha", &sha(2)], &wrong)
+            .output()
+            .unwrap(),
+    );
     run.expect(1);
     assert!(run.error_line().to_lowercase().contains("host key"), "{}", run.stderr);
 
     // Missing known_hosts file.
     let missing = std::path::Path::new("/nonexistent/known_hosts");
-    let run = support::Run::of(sb.cmd_with_known_hosts(&["deploy", "-e", "staging", "--sha", &sha(2)], missing).output().unwrap());
+    let run = support::Run::of(
+        sb.cmd_with_known_hosts(&["deploy", "-e", "staging", "--sha", &sha(2)], missing)
+            .output()
+            .unwrap(),
+    );
     run.expect(2);
-    assert!(run.error_line().contains("known-hosts-file") && run.error_line().contains("/nonexistent/known_hosts"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("known-hosts-file") && run.error_line().contains("/nonexistent/known_hosts"),
+        "{}",
+        run.stderr
+    );
 
     // Unknown environment, unknown key.
     let run = support::Run::of(sb.cmd(&["deploy", "-e", "prod", "--sha", &sha(2)]).output().unwrap());
     run.expect(2);
-    assert!(run.error_line().contains("\"prod\"") && run.error_line().contains("staging"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("\"prod\"") && run.error_line().contains("staging"),
+        "{}",
+        run.stderr
+    );
     sb.write_config("required_check = [\"lint\"]");
     let run = support::Run::of(sb.cmd(&["deploy", "-e", "staging", "--sha", &sha(2)]).output().unwrap());
     run.expect(2);
@@ -151,8 +208,16 @@ fn refusals_and_bad_input_leave_the_host_unchanged() {
     let before = sb.snapshot();
     let run = sb.deploy(&sha(2));
     run.expect(3);
-    assert!(run.error_line().contains("alice") && run.error_line().contains("unlock"), "{}", run.stderr);
-    assert_eq!(std::fs::read_to_string(lock.join("owner.json")).unwrap(), owner, "someone else's lock untouched");
+    assert!(
+        run.error_line().contains("alice") && run.error_line().contains("unlock"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(lock.join("owner.json")).unwrap(),
+        owner,
+        "someone else's lock untouched"
+    );
     assert_eq!(sb.snapshot(), before);
     assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
 
@@ -187,7 +252,10 @@ fn dry_run_lists_every_step_and_touches_nothing() {
         .unwrap();
     let run = support::Run::of(out);
     run.expect(0);
-    for step in ["package", "connect", "lock", "backup", "upload", "extract", "install", "migrate", "switch", "reload", "verify", "prune", "unlock"] {
+    for step in [
+        "package", "connect", "lock", "backup", "upload", "extract", "install", "migrate", "switch", "reload",
+        "verify", "prune", "unlock",
+    ] {
         assert!(run.stdout.contains(step), "plan lacks {step}:\n{}", run.stdout);
     }
     assert!(run.stdout.contains("GET /api/me 401"));

@@ -63,10 +63,32 @@ macro_rules! overlay {
 impl RawEnv {
     /// This environment's keys over the defaults.
     pub fn over(&self, defaults: &RawEnv) -> RawEnv {
-        overlay!(defaults, self, hosts, deploy_dir, backup_dir, branch, required_checks, require_staging,
-            confirm_rollback, health_url, health_timeout, health_interval, health_request_timeout, smoke,
-            keep_releases, keep_backups, install, migrate, reload, linked_files, database_backup, ssh_config,
-            connect_timeout, transport)
+        overlay!(
+            defaults,
+            self,
+            hosts,
+            deploy_dir,
+            backup_dir,
+            branch,
+            required_checks,
+            require_staging,
+            confirm_rollback,
+            health_url,
+            health_timeout,
+            health_interval,
+            health_request_timeout,
+            smoke,
+            keep_releases,
+            keep_backups,
+            install,
+            migrate,
+            reload,
+            linked_files,
+            database_backup,
+            ssh_config,
+            connect_timeout,
+            transport
+        )
     }
 }
 
@@ -93,7 +115,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = parse("tj-deploy.toml", "app = \"x\"\n[environments.staging]\nrequired_check = [\"lint\"]\n").unwrap_err();
+        let e = parse(
+            "tj-deploy.toml",
+            "app = \"x\"\n[environments.staging]\nrequired_check = [\"lint\"]\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("required_check"), "{}", e.message);
         assert!(e.message.contains("line 3"), "{}", e.message);
         assert!(!e.message.contains('\n'));
@@ -108,7 +134,11 @@ mod tests {
 
     #[test]
     fn environment_keys_override_defaults() {
-        let f = parse("f", "[defaults]\nkeep_releases = 5\nbranch = \"main\"\n[environments.s]\nbranch = \"develop\"\n").unwrap();
+        let f = parse(
+            "f",
+            "[defaults]\nkeep_releases = 5\nbranch = \"main\"\n[environments.s]\nbranch = \"develop\"\n",
+        )
+        .unwrap();
         let env = f.environments["s"].over(&f.defaults);
         assert_eq!(env.branch.as_deref(), Some("develop"));
         assert_eq!(env.keep_releases, Some(5));

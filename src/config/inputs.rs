@@ -70,7 +70,8 @@ impl ActionInputs {
             .iter()
             .filter_map(|(k, v)| {
                 let name = k.strip_prefix("INPUT_")?.to_ascii_lowercase();
-                (ACTION_INPUTS.contains(&name.as_str()) && !v.trim().is_empty()).then(|| (format!("INPUT_{name}"), v.clone()))
+                (ACTION_INPUTS.contains(&name.as_str()) && !v.trim().is_empty())
+                    .then(|| (format!("INPUT_{name}"), v.clone()))
             })
             .collect();
         envy::prefixed("INPUT_")
@@ -84,7 +85,9 @@ pub fn boolean(input: &str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" | "on" => Ok(true),
         "false" | "no" | "0" | "off" => Ok(false),
-        _ => Err(Error::invalid(format!("{input}: {value:?} is not a boolean (true or false)"))),
+        _ => Err(Error::invalid(format!(
+            "{input}: {value:?} is not a boolean (true or false)"
+        ))),
     }
 }
 
@@ -123,7 +126,12 @@ impl GithubContext {
     /// The link to this workflow run, when there is one.
     pub fn run_url(&self) -> Option<String> {
         let server = self.server_url.as_deref().unwrap_or("https://github.com");
-        Some(format!("{}/{}/actions/runs/{}", server.trim_end_matches('/'), self.repository.as_ref()?, self.run_id.as_ref()?))
+        Some(format!(
+            "{}/{}/actions/runs/{}",
+            server.trim_end_matches('/'),
+            self.repository.as_ref()?,
+            self.run_id.as_ref()?
+        ))
     }
 }
 
@@ -137,7 +145,13 @@ mod tests {
 
     #[test]
     fn hyphenated_inputs_are_read_and_empty_means_unset() {
-        let v = vars(&[("INPUT_SSH-KEY", "KEY"), ("INPUT_ENVIRONMENT", "staging"), ("INPUT_TO", ""), ("INPUT_DRY-RUN", "true"), ("INPUT_FOO", "x")]);
+        let v = vars(&[
+            ("INPUT_SSH-KEY", "KEY"),
+            ("INPUT_ENVIRONMENT", "staging"),
+            ("INPUT_TO", ""),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_FOO", "x"),
+        ]);
         let i = ActionInputs::from_vars(&v).unwrap();
         assert_eq!(i.ssh_key.as_deref(), Some("KEY"));
         assert_eq!(i.environment.as_deref(), Some("staging"));

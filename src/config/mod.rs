@@ -57,7 +57,11 @@ impl Invocation {
     /// Merges flags over action inputs over the process environment.
     pub fn resolve(flags: Flags, vars: &BTreeMap<String, String>) -> Result<Self> {
         let github = GithubContext::from_vars(vars);
-        let inputs = if github.actions { ActionInputs::from_vars(vars)? } else { ActionInputs::default() };
+        let inputs = if github.actions {
+            ActionInputs::from_vars(vars)?
+        } else {
+            ActionInputs::default()
+        };
         let var = |k: &str| vars.get(k).filter(|v| !v.trim().is_empty()).cloned();
 
         let command = flags.command.or(inputs.command).unwrap_or_else(|| "deploy".to_string());
@@ -85,8 +89,14 @@ impl Invocation {
         };
         let actor = github.actor.clone().unwrap_or_else(|| {
             let user = var("USER").unwrap_or_else(|| "unknown".to_string());
-            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-            if host.is_empty() { user } else { format!("{user}@{host}") }
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            if host.is_empty() {
+                user
+            } else {
+                format!("{user}@{host}")
+            }
         });
         Ok(Invocation {
             command,
@@ -96,7 +106,10 @@ impl Invocation {
             dry_run,
             ssh,
             github_token: inputs.github_token.or_else(|| var("GITHUB_TOKEN")).map(Secret::new),
-            slack_webhook: inputs.slack_webhook.or_else(|| var("SLACK_WEBHOOK_URL")).map(Secret::new),
+            slack_webhook: inputs
+                .slack_webhook
+                .or_else(|| var("SLACK_WEBHOOK_URL"))
+                .map(Secret::new),
             github,
             actor,
         })
@@ -149,21 +162,30 @@ impl Config {
     pub fn load(inv: &Invocation) -> Result<Self> {
         let path = &inv.config_path;
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::invalid(format!("config: cannot read {origin}: {e}")))?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::invalid(format!("config: cannot read {origin}: {e}")))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         Self::from_text(&origin, &text, base, &inv.environment)
     }
 
     /// Validates `text` (a `tj-deploy.toml`); relative paths are taken from `base`.
     pub fn from_text(origin: &str, text: &str, base: &Path, environment: &EnvName) -> Result<Self> {
         let raw = file::parse(origin, text)?;
-        let app = raw.app.clone().ok_or_else(|| Error::invalid(format!("{origin}: app: missing (e.g. app = \"trading-journal\")")))?;
+        let app = raw
+            .app
+            .clone()
+            .ok_or_else(|| Error::invalid(format!("{origin}: app: missing (e.g. app = \"trading-journal\")")))?;
         let app_ok = !app.is_empty()
             && app.len() <= 64
             && !app.starts_with(['-', '.'])
             && app.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !app_ok {
-            return Err(Error::invalid(format!("{origin}: app: {app:?} may hold only letters, digits, '.', '_' and '-'")));
+            return Err(Error::invalid(format!(
+                "{origin}: app: {app:?} may hold only letters, digits, '.', '_' and '-'"
+            )));
         }
         for name in raw.environments.keys() {
             EnvName::parse(&format!("{origin}: [environments.{name}]"), name)?;
@@ -172,35 +194,67 @@ impl Config {
             let known: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
             Error::invalid(format!(
                 "environment: {environment:?} is not in {origin} (it has: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ))
         })?;
         let merged = env_raw.over(&raw.defaults);
         let env = validate_env(origin, environment, &merged, base)?;
         let package_dir = base.join(raw.package.dir.as_deref().unwrap_or("."));
-        let exclude = raw.package.exclude.unwrap_or_else(|| vec![".git".into(), "node_modules".into()]);
+        let exclude = raw
+            .package
+            .exclude
+            .unwrap_or_else(|| vec![".git".into(), "node_modules".into()]);
         for pattern in &exclude {
             values::relative_path(&format!("{origin}: package.exclude"), pattern)?;
         }
-        Ok(Config { app, package_dir, exclude, env })
+        Ok(Config {
+            app,
+            package_dir,
+            exclude,
+            env,
+        })
     }
 }
 
 fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -> Result<EnvConfig> {
     let key = |k: &str| format!("{origin}: environments.{name}.{k}");
-    let missing = |k: &str| Error::invalid(format!("{}: missing (set it in [environments.{name}] or [defaults])", key(k)));
+    let missing = |k: &str| {
+        Error::invalid(format!(
+            "{}: missing (set it in [environments.{name}] or [defaults])",
+            key(k)
+        ))
+    };
 
     let hosts_raw = raw.hosts.as_ref().ok_or_else(|| missing("hosts"))?;
     if hosts_raw.is_empty() {
         return Err(Error::invalid(format!("{}: needs at least one host", key("hosts"))));
     }
-    let hosts = hosts_raw.iter().map(|h| HostSpec::parse(&key("hosts"), h)).collect::<Result<Vec<_>>>()?;
-    let deploy_dir = RemotePath::parse(&key("deploy_dir"), raw.deploy_dir.as_deref().ok_or_else(|| missing("deploy_dir"))?)?;
-    let backup_dir = RemotePath::parse(&key("backup_dir"), raw.backup_dir.as_deref().ok_or_else(|| missing("backup_dir"))?)?;
+    let hosts = hosts_raw
+        .iter()
+        .map(|h| HostSpec::parse(&key("hosts"), h))
+        .collect::<Result<Vec<_>>>()?;
+    let deploy_dir = RemotePath::parse(
+        &key("deploy_dir"),
+        raw.deploy_dir.as_deref().ok_or_else(|| missing("deploy_dir"))?,
+    )?;
+    let backup_dir = RemotePath::parse(
+        &key("backup_dir"),
+        raw.backup_dir.as_deref().ok_or_else(|| missing("backup_dir"))?,
+    )?;
     if backup_dir == deploy_dir || backup_dir.as_str().starts_with(&format!("{}/", deploy_dir)) {
-        return Err(Error::invalid(format!("{}: must lie outside deploy_dir, so pruning releases never touches backups", key("backup_dir"))));
+        return Err(Error::invalid(format!(
+            "{}: must lie outside deploy_dir, so pruning releases never touches backups",
+            key("backup_dir")
+        )));
     }
-    let health_url = values::http_url(&key("health_url"), raw.health_url.as_deref().ok_or_else(|| missing("health_url"))?)?;
+    let health_url = values::http_url(
+        &key("health_url"),
+        raw.health_url.as_deref().ok_or_else(|| missing("health_url"))?,
+    )?;
     let dur = |k: &str, v: &Option<String>, default: Duration| match v {
         Some(s) => values::duration(&key(k), s),
         None => Ok(default),
@@ -235,7 +289,10 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         .collect::<Result<Vec<_>>>()?;
     let branch = raw.branch.clone();
     if let Some(b) = &branch {
-        let ok = !b.is_empty() && !b.starts_with('-') && !b.contains("..") && b.bytes().all(|c| c.is_ascii_graphic() && !b"~^:?*[\\".contains(&c));
+        let ok = !b.is_empty()
+            && !b.starts_with('-')
+            && !b.contains("..")
+            && b.bytes().all(|c| c.is_ascii_graphic() && !b"~^:?*[\\".contains(&c));
         if !ok {
             return Err(Error::invalid(format!("{}: {b:?} is not a branch name", key("branch"))));
         }
@@ -244,7 +301,12 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
     let local = match raw.transport.as_deref() {
         None | Some("ssh") => false,
         Some("local") => true,
-        Some(other) => return Err(Error::invalid(format!("{}: {other:?} is not \"ssh\" or \"local\"", key("transport")))),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "{}: {other:?} is not \"ssh\" or \"local\"",
+                key("transport")
+            )));
+        }
     };
     Ok(EnvConfig {
         name: name.clone(),
@@ -258,7 +320,11 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         health_url,
         health_timeout: dur("health_timeout", &raw.health_timeout, Duration::from_secs(60))?,
         health_interval: dur("health_interval", &raw.health_interval, Duration::from_secs(1))?,
-        health_request_timeout: dur("health_request_timeout", &raw.health_request_timeout, Duration::from_secs(5))?,
+        health_request_timeout: dur(
+            "health_request_timeout",
+            &raw.health_request_timeout,
+            Duration::from_secs(5),
+        )?,
         smoke,
         keep_releases: count("keep_releases", raw.keep_releases, 5)?,
         keep_backups: count("keep_backups", raw.keep_backups, 10)?,
@@ -309,9 +375,18 @@ health_url = "http://127.0.0.1:3000/api/health"
             (GOOD.replace("keep_releases = 3", "keep_releases = 0"), "keep_releases"),
             (GOOD.replace("http://127.0.0.1:3000", "file://"), "health_url"),
             (GOOD.replace("deploy_dir = \"/srv/tj\"\n", ""), "deploy_dir: missing"),
-            (GOOD.replace("backup_dir = \"/srv/tj-backups\"", "backup_dir = \"/srv/tj/backups\""), "backup_dir"),
-            (GOOD.replace("deploy@127.0.0.1:2222", "-oProxyCommand=touch /tmp/pwned"), "hosts"),
-            (GOOD.replace("[defaults]", "[defaults]\nhealth_timeout = \"soon\""), "health_timeout"),
+            (
+                GOOD.replace("backup_dir = \"/srv/tj-backups\"", "backup_dir = \"/srv/tj/backups\""),
+                "backup_dir",
+            ),
+            (
+                GOOD.replace("deploy@127.0.0.1:2222", "-oProxyCommand=touch /tmp/pwned"),
+                "hosts",
+            ),
+            (
+                GOOD.replace("[defaults]", "[defaults]\nhealth_timeout = \"soon\""),
+                "health_timeout",
+            ),
             (GOOD.replace("[defaults]", "[defaults]\nbogus = 1"), "bogus"),
         ];
         for (text, needle) in cases {
@@ -320,7 +395,11 @@ health_url = "http://127.0.0.1:3000/api/health"
             assert!(e.message.contains(needle), "{needle}: {}", e.message);
         }
         let e = Config::from_text("t.toml", GOOD, Path::new("."), &env("production")).unwrap_err();
-        assert!(e.message.contains("production") && e.message.contains("staging"), "{}", e.message);
+        assert!(
+            e.message.contains("production") && e.message.contains("staging"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -334,7 +413,14 @@ health_url = "http://127.0.0.1:3000/api/health"
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let inv = Invocation::resolve(Flags { environment: Some("staging".into()), ..Flags::default() }, &vars).unwrap();
+        let inv = Invocation::resolve(
+            Flags {
+                environment: Some("staging".into()),
+                ..Flags::default()
+            },
+            &vars,
+        )
+        .unwrap();
         assert_eq!(inv.environment.as_str(), "staging");
         assert!(!inv.dry_run);
         assert_eq!(inv.sha.unwrap().short(), "0123456");

@@ -28,8 +28,11 @@ impl EnvName {
     pub fn parse(input: &str, s: &str) -> Result<Self> {
         let ok = !s.is_empty()
             && s.len() <= MAX_NAME
-            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(EnvName(s.to_string()))
         } else {
@@ -76,7 +79,9 @@ impl HostSpec {
                 && !u.starts_with('-')
                 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
             if !valid {
-                return Err(bad("the user may hold letters, digits, '.', '_' and '-' and must not start with '-'"));
+                return Err(bad(
+                    "the user may hold letters, digits, '.', '_' and '-' and must not start with '-'",
+                ));
             }
         }
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
@@ -99,9 +104,13 @@ impl HostSpec {
             let valid = !host.is_empty()
                 && !host.starts_with('-')
                 && !host.starts_with('.')
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
             if !valid {
-                return Err(bad("the host name may hold letters, digits, '.', '-' and '_' and must not start with '-'"));
+                return Err(bad(
+                    "the host name may hold letters, digits, '.', '-' and '_' and must not start with '-'",
+                ));
             }
         }
         let port = match port {
@@ -118,7 +127,11 @@ impl HostSpec {
                 Some(n as u16)
             }
         };
-        Ok(HostSpec { user: user.map(str::to_string), host, port })
+        Ok(HostSpec {
+            user: user.map(str::to_string),
+            host,
+            port,
+        })
     }
 }
 
@@ -149,7 +162,10 @@ impl Sha {
         if (t.len() == 40 || t.len() == 64) && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Sha(t.to_ascii_lowercase()))
         } else {
-            Err(Error::invalid(format!("{input}: {} is not a full commit sha (40 hex digits)", describe(s))))
+            Err(Error::invalid(format!(
+                "{input}: {} is not a full commit sha (40 hex digits)",
+                describe(s)
+            )))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -175,12 +191,20 @@ pub const RELEASE_ID_FORMAT: &str = "%Y%m%d_%H%M%S";
 impl ReleaseId {
     pub fn parse(input: &str, s: &str) -> Result<Self> {
         Self::from_name(s).ok_or_else(|| {
-            Error::invalid(format!("{input}: {} is not a backup id (expected YYYYMMDD_HHMMSS, e.g. 20260118_143000)", describe(s)))
+            Error::invalid(format!(
+                "{input}: {} is not a backup id (expected YYYYMMDD_HHMMSS, e.g. 20260118_143000)",
+                describe(s)
+            ))
         })
     }
     /// Parses a directory name read from a host; anything else there is not ours.
     pub fn from_name(s: &str) -> Option<Self> {
-        if s.len() != 15 || !s.bytes().enumerate().all(|(i, b)| if i == 8 { b == b'_' } else { b.is_ascii_digit() }) {
+        if s.len() != 15
+            || !s
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| if i == 8 { b == b'_' } else { b.is_ascii_digit() })
+        {
             return None;
         }
         NaiveDateTime::parse_from_str(s, RELEASE_ID_FORMAT).ok().map(ReleaseId)
@@ -243,7 +267,12 @@ impl fmt::Display for RemotePath {
 
 /// A path relative to a release, e.g. a linked file `.env` or `config/app.json`.
 pub fn relative_path(input: &str, s: &str) -> Result<String> {
-    let bad = |why: &str| Error::invalid(format!("{input}: {} is not a usable relative path ({why})", describe(s)));
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "{input}: {} is not a usable relative path ({why})",
+            describe(s)
+        ))
+    };
     if s.is_empty() || s.starts_with('/') {
         return Err(bad("it must be relative and not empty"));
     }
@@ -259,7 +288,12 @@ pub fn relative_path(input: &str, s: &str) -> Result<String> {
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (or a bare number of seconds).
 pub fn duration(input: &str, s: &str) -> Result<Duration> {
-    let bad = || Error::invalid(format!("{input}: {} is not a duration (e.g. \"60s\", \"2m\", \"500ms\")", describe(s)));
+    let bad = || {
+        Error::invalid(format!(
+            "{input}: {} is not a duration (e.g. \"60s\", \"2m\", \"500ms\")",
+            describe(s)
+        ))
+    };
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -272,7 +306,10 @@ pub fn duration(input: &str, s: &str) -> Result<Duration> {
         _ => return Err(bad()),
     };
     if d.is_zero() || d > Duration::from_secs(24 * 3600) {
-        return Err(Error::invalid(format!("{input}: {} must be more than 0 and at most 24h", describe(s))));
+        return Err(Error::invalid(format!(
+            "{input}: {} must be more than 0 and at most 24h",
+            describe(s)
+        )));
     }
     Ok(d)
 }
@@ -288,7 +325,10 @@ pub struct SmokeCheck {
 impl SmokeCheck {
     pub fn parse(input: &str, s: &str) -> Result<Self> {
         let bad = |why: &str| {
-            Error::invalid(format!("{input}: {} is not a smoke check like \"GET /api/me 401\" ({why})", describe(s)))
+            Error::invalid(format!(
+                "{input}: {} is not a smoke check like \"GET /api/me 401\" ({why})",
+                describe(s)
+            ))
         };
         let parts: Vec<&str> = s.split_whitespace().collect();
         let [method, path, status] = parts.as_slice() else {
@@ -301,8 +341,16 @@ impl SmokeCheck {
         if !path.starts_with('/') || path.chars().any(char::is_control) {
             return Err(bad("the path must start with '/'"));
         }
-        let status: u16 = status.parse().ok().filter(|n| (100..=599).contains(n)).ok_or_else(|| bad("the status must be 100-599"))?;
-        Ok(SmokeCheck { method: method.to_string(), path: path.to_string(), status })
+        let status: u16 = status
+            .parse()
+            .ok()
+            .filter(|n| (100..=599).contains(n))
+            .ok_or_else(|| bad("the status must be 100-599"))?;
+        Ok(SmokeCheck {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+        })
     }
 }
 
@@ -333,11 +381,26 @@ mod tests {
     #[test]
     fn hosts_parse_and_refuse_injection() {
         let h = HostSpec::parse("hosts", "deploy@127.0.0.1:2222").unwrap();
-        assert_eq!((h.user.as_deref(), h.host.as_str(), h.port), (Some("deploy"), "127.0.0.1", Some(2222)));
+        assert_eq!(
+            (h.user.as_deref(), h.host.as_str(), h.port),
+            (Some("deploy"), "127.0.0.1", Some(2222))
+        );
         let v6 = HostSpec::parse("hosts", "deploy@[::1]:22").unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "deploy@[::1]:22");
-        for bad in ["", "-oProxyCommand=touch /tmp/pwned", "deploy@-oProxyCommand=x", "a@b:0", "a@b:70000", "a@b:x", "a@b:", "a b", "a@b;c", "@b", "a@[::1"] {
+        for bad in [
+            "",
+            "-oProxyCommand=touch /tmp/pwned",
+            "deploy@-oProxyCommand=x",
+            "a@b:0",
+            "a@b:70000",
+            "a@b:x",
+            "a@b:",
+            "a b",
+            "a@b;c",
+            "@b",
+            "a@[::1",
+        ] {
             let e = HostSpec::parse("hosts", bad).unwrap_err();
             assert_eq!(e.kind, crate::error::Kind::Invalid, "{bad}");
             assert!(e.message.starts_with("hosts:"), "{}", e.message);
@@ -346,8 +409,19 @@ mod tests {
 
     #[test]
     fn release_ids_are_strict() {
-        assert_eq!(ReleaseId::parse("to", "20260118_143000").unwrap().to_string(), "20260118_143000");
-        for bad in ["", "../../etc", "20260118_143000; rm -rf /", "20261318_143000", "2026011_1430000", "20260118-143000", "20260118_143000\n"] {
+        assert_eq!(
+            ReleaseId::parse("to", "20260118_143000").unwrap().to_string(),
+            "20260118_143000"
+        );
+        for bad in [
+            "",
+            "../../etc",
+            "20260118_143000; rm -rf /",
+            "20261318_143000",
+            "2026011_1430000",
+            "20260118-143000",
+            "20260118_143000\n",
+        ] {
             assert!(ReleaseId::parse("to", bad).is_err(), "{bad:?}");
         }
         let id = ReleaseId::parse("to", "20261231_235959").unwrap();
@@ -356,7 +430,10 @@ mod tests {
 
     #[test]
     fn remote_paths_are_normalised_and_confined() {
-        assert_eq!(RemotePath::parse("p", "/var//www/./app/").unwrap().as_str(), "/var/www/app");
+        assert_eq!(
+            RemotePath::parse("p", "/var//www/./app/").unwrap().as_str(),
+            "/var/www/app"
+        );
         for bad in ["relative", "/", "/a/../b", "/a\nb", ""] {
             assert!(RemotePath::parse("p", bad).is_err(), "{bad:?}");
         }

@@ -16,7 +16,10 @@ pub struct Script {
 
 impl Script {
     fn new(label: &str) -> Self {
-        Script { label: label.to_string(), text: "set -eu\n".to_string() }
+        Script {
+            label: label.to_string(),
+            text: "set -eu\n".to_string(),
+        }
     }
     /// Appends fixed shell text; variable parts must come through [`quote`] or [`Script::var`].
     fn line(mut self, line: &str) -> Self {
@@ -38,7 +41,9 @@ impl Script {
 /// quotes with embedded `'` written as `'\''`. NUL cannot be passed to a shell at all; config
 /// validation rejects it, and here it is dropped rather than cutting the string short.
 pub fn quote(s: &str) -> String {
-    let safe = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
     if safe {
         return s.to_string();
     }
@@ -56,7 +61,9 @@ pub fn quote(s: &str) -> String {
 }
 
 fn with_dirs(label: &str, l: &Layout) -> Script {
-    Script::new(label).var("D", l.deploy_dir.as_str()).var("B", l.backup_dir.as_str())
+    Script::new(label)
+        .var("D", l.deploy_dir.as_str())
+        .var("B", l.backup_dir.as_str())
 }
 
 /// Takes the host's deploy lock (atomic `mkdir`) and records its owner. Prints `acquired`, or
@@ -108,11 +115,15 @@ pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
         .line("  done")
         .line("fi")
         .line("if [ -d \"$B\" ]; then")
-        .line("  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s\\n' \"${b##*/}\"; fi; done")
+        .line(
+            "  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s\\n' \"${b##*/}\"; fi; done",
+        )
         .line("fi")
         .line("if [ -d \"$D/.tj-deploy/lock\" ]; then echo 'lock held'; fi");
     if let Some(sha) = package_sha256 {
-        s = s.var("P", &l.package(sha)).line("if [ -f \"$P\" ]; then echo 'package present'; fi");
+        s = s
+            .var("P", &l.package(sha))
+            .line("if [ -f \"$P\" ]; then echo 'package present'; fi");
     }
     s
 }
@@ -129,7 +140,9 @@ pub fn backup_files(l: &Layout, id: ReleaseId, live: Option<ReleaseId>, database
         .line("mkdir \"$P\"")
         .line("trap 'rm -rf \"$P\"' EXIT");
     if let Some(live) = live {
-        s = s.var("LIVE", &l.release(live)).line("tar -czf \"$P/app.tar.gz\" -C \"$LIVE\" .");
+        s = s
+            .var("LIVE", &l.release(live))
+            .line("tar -czf \"$P/app.tar.gz\" -C \"$LIVE\" .");
     }
     if database {
         s = s
@@ -158,7 +171,9 @@ pub fn backup_finish(l: &Layout, id: ReleaseId, manifest_json: &str) -> Script {
 
 /// Removes a partial backup left by a failed step.
 pub fn backup_discard(l: &Layout, id: ReleaseId) -> Script {
-    with_dirs("backup", l).var("P", &l.backup_partial(id)).line("rm -rf \"$P\"")
+    with_dirs("backup", l)
+        .var("P", &l.backup_partial(id))
+        .line("rm -rf \"$P\"")
 }
 
 /// Receives the package on stdin into a temp name, checks its sha256, then renames it into place.
@@ -235,7 +250,9 @@ pub fn reload(l: &Layout, command: &str, env: &HookEnv) -> Script {
 
 /// Writes REVISION (which marks the release complete) and points `current` at it atomically.
 pub fn switch(l: &Layout, id: ReleaseId, revision: Option<&str>) -> Script {
-    let mut s = with_dirs("switch", l).var("R", &l.release(id)).var("TARGET", &Layout::release_link_target(id));
+    let mut s = with_dirs("switch", l)
+        .var("R", &l.release(id))
+        .var("TARGET", &Layout::release_link_target(id));
     s = s.line("if [ ! -d \"$R\" ]; then echo \"release $R does not exist\" >&2; exit 1; fi");
     if let Some(rev) = revision {
         s = s.var("REV", rev).line("printf '%s\\n' \"$REV\" > \"$R/REVISION\"");
@@ -283,7 +300,10 @@ mod tests {
     use crate::config::RemotePath;
 
     fn layout() -> Layout {
-        Layout::new(RemotePath::parse("d", "/srv/app dir").unwrap(), RemotePath::parse("b", "/srv/backups").unwrap())
+        Layout::new(
+            RemotePath::parse("d", "/srv/app dir").unwrap(),
+            RemotePath::parse("b", "/srv/backups").unwrap(),
+        )
     }
 
     #[test]
@@ -298,8 +318,21 @@ mod tests {
 
     #[test]
     fn quoted_values_survive_a_real_shell() {
-        for hostile in ["$(touch /tmp/pwned)", "a'b\"c", "`id`", "x;y|z&", "line\nbreak", "ünï cödé", "--help", "*"] {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf '%s' {}", quote(hostile))).output().unwrap();
+        for hostile in [
+            "$(touch /tmp/pwned)",
+            "a'b\"c",
+            "`id`",
+            "x;y|z&",
+            "line\nbreak",
+            "ünï cödé",
+            "--help",
+            "*",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {}", quote(hostile)))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
         }
     }
@@ -312,7 +345,20 @@ mod tests {
         assert!(s.text().contains("D='/srv/app dir'"));
         assert!(s.text().contains("R='/srv/app dir/releases/20260118_143000'"));
         assert!(s.text().contains("mv -T"));
-        let h = hook(&layout(), "install", "npm ci --omit=dev && echo '$(x)'", &HookEnv { environment: "staging", release: id, revision: "abc" });
-        assert!(h.text().contains("CMD='npm ci --omit=dev && echo '\\''$(x)'\\'''"), "{}", h.text());
+        let h = hook(
+            &layout(),
+            "install",
+            "npm ci --omit=dev && echo '$(x)'",
+            &HookEnv {
+                environment: "staging",
+                release: id,
+                revision: "abc",
+            },
+        );
+        assert!(
+            h.text().contains("CMD='npm ci --omit=dev && echo '\\''$(x)'\\'''"),
+            "{}",
+            h.text()
+        );
     }
 }

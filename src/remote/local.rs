@@ -36,7 +36,11 @@ impl Transport for LocalTransport {
             .context(format!("{}: run sh", script.label))?;
         let (stdout, stderr) = collect(child.stdout.take(), child.stderr.take(), mode, &self.name).await;
         let status = child.wait().await.context(format!("{}: wait", script.label))?;
-        Ok(Output { code: status.code(), stdout, stderr })
+        Ok(Output {
+            code: status.code(),
+            stdout,
+            stderr,
+        })
     }
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
@@ -50,10 +54,16 @@ impl Transport for LocalTransport {
             .spawn()
             .context(format!("{}: run sh", script.label))?;
         let stdin = child.stdin.take().ok_or_else(|| Error::failed("upload: no stdin"))?;
-        let (fed, (stdout, stderr)) =
-            tokio::join!(feed(stdin, local, progress), collect(child.stdout.take(), child.stderr.take(), Mode::Capture, &self.name));
+        let (fed, (stdout, stderr)) = tokio::join!(
+            feed(stdin, local, progress),
+            collect(child.stdout.take(), child.stderr.take(), Mode::Capture, &self.name)
+        );
         let status = child.wait().await.context(format!("{}: wait", script.label))?;
-        let out = Output { code: status.code(), stdout, stderr };
+        let out = Output {
+            code: status.code(),
+            stdout,
+            stderr,
+        };
         if let Err(e) = fed
             && out.success()
         {

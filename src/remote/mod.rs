@@ -30,7 +30,11 @@ impl Output {
     }
     /// The last lines of stderr (or stdout), for an error message.
     pub fn tail(&self) -> String {
-        let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(3)..].join(" | ")
     }
@@ -44,7 +48,11 @@ impl Output {
             None => "killed or disconnected".to_string(),
         };
         let tail = self.tail();
-        Err(Error::failed(if tail.is_empty() { format!("{what} failed ({how})") } else { format!("{what} failed ({how}): {tail}") }))
+        Err(Error::failed(if tail.is_empty() {
+            format!("{what} failed ({how})")
+        } else {
+            format!("{what} failed ({how}): {tail}")
+        }))
     }
 }
 
@@ -103,16 +111,25 @@ pub(crate) async fn collect(
 }
 
 /// Copies `local` into a child's stdin, then closes it so the remote `cat` sees EOF.
-pub(crate) async fn feed(mut stdin: impl AsyncWrite + Unpin, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+pub(crate) async fn feed(
+    mut stdin: impl AsyncWrite + Unpin,
+    local: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
     use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(local).await.context(format!("open {}", local.display()))?;
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .context(format!("open {}", local.display()))?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = file.read(&mut buf).await.context(format!("read {}", local.display()))?;
         if n == 0 {
             break;
         }
-        stdin.write_all(&buf[..n]).await.context("upload: write to the remote side")?;
+        stdin
+            .write_all(&buf[..n])
+            .await
+            .context("upload: write to the remote side")?;
         progress(n as u64);
     }
     stdin.shutdown().await.context("upload: close the remote side")?;

@@ -28,7 +28,8 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .context(format!("create {}", path.display()))?;
-    f.write_all(text.as_bytes()).context(format!("write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .context(format!("write {}", path.display()))?;
     // ssh rejects a key whose last line has no newline.
     if !text.ends_with('\n') {
         f.write_all(b"\n").context(format!("write {}", path.display()))?;
@@ -38,9 +39,13 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// ssh_config values with spaces need double quotes; a `"` cannot be expressed at all.
 fn config_value(input: &str, p: &Path) -> Result<String> {
-    let s = p.to_str().ok_or_else(|| Error::invalid(format!("{input}: {} is not UTF-8", p.display())))?;
+    let s = p
+        .to_str()
+        .ok_or_else(|| Error::invalid(format!("{input}: {} is not UTF-8", p.display())))?;
     if s.contains('"') || s.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("{input}: {s:?} cannot be passed to ssh (quote or control character)")));
+        return Err(Error::invalid(format!(
+            "{input}: {s:?} cannot be passed to ssh (quote or control character)"
+        )));
     }
     Ok(format!("\"{s}\""))
 }
@@ -91,18 +96,32 @@ impl SshContext {
         };
         let mut config = String::new();
         config.push_str("Host *\n  BatchMode yes\n  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n");
-        config.push_str(&format!("  UserKnownHostsFile {}\n", config_value("known-hosts-file", &known_hosts)?));
+        config.push_str(&format!(
+            "  UserKnownHostsFile {}\n",
+            config_value("known-hosts-file", &known_hosts)?
+        ));
         if let Some(k) = &key_file {
-            config.push_str(&format!("  IdentitiesOnly yes\n  IdentityFile {}\n", config_value("ssh-key-file", k)?));
+            config.push_str(&format!(
+                "  IdentitiesOnly yes\n  IdentityFile {}\n",
+                config_value("ssh-key-file", k)?
+            ));
         }
         config.push_str("  ServerAliveInterval 10\n  ServerAliveCountMax 3\n  LogLevel ERROR\n");
         if let Some(user_config) = &env.ssh_config {
-            std::fs::metadata(user_config).map_err(|e| Error::invalid(format!("ssh_config: {}: {e}", user_config.display())))?;
-            config.push_str(&format!("Include {}\n", config_value("ssh_config", &std::path::absolute(user_config).context("ssh_config")?)?));
+            std::fs::metadata(user_config)
+                .map_err(|e| Error::invalid(format!("ssh_config: {}: {e}", user_config.display())))?;
+            config.push_str(&format!(
+                "Include {}\n",
+                config_value("ssh_config", &std::path::absolute(user_config).context("ssh_config")?)?
+            ));
         }
         let config_file = dir.path().join("config");
         write_private(&config_file, &config)?;
-        Ok(SshContext { dir, config_file, connect_timeout: env.connect_timeout })
+        Ok(SshContext {
+            dir,
+            config_file,
+            connect_timeout: env.connect_timeout,
+        })
     }
 
     pub async fn connect(&self, host: &HostSpec) -> Result<SshTransport> {
@@ -119,9 +138,15 @@ impl SshContext {
             b.port(p);
         }
         let name = host.to_string();
-        let attempt = tokio::time::timeout(self.connect_timeout + Duration::from_secs(5), b.connect_mux(&host.host)).await;
+        let attempt =
+            tokio::time::timeout(self.connect_timeout + Duration::from_secs(5), b.connect_mux(&host.host)).await;
         let session = match attempt {
-            Err(_) => return Err(Error::failed(format!("connect {name}: timed out after {:?}", self.connect_timeout))),
+            Err(_) => {
+                return Err(Error::failed(format!(
+                    "connect {name}: timed out after {:?}",
+                    self.connect_timeout
+                )));
+            }
             Ok(Err(e)) => return Err(Error::failed(format!("connect {name}: {}", describe(&e)))),
             Ok(Ok(s)) => s,
         };
@@ -162,8 +187,15 @@ impl Transport for SshTransport {
 
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
         let mut cmd = self.session.command("sh");
-        cmd.arg("-c").arg(script.text()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().await.map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
+        cmd.arg("-c")
+            .arg(script.text())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
         let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),
@@ -174,8 +206,15 @@ impl Transport for SshTransport {
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
         let mut cmd = self.session.command("sh");
-        cmd.arg("-c").arg(script.text()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().await.map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
+        cmd.arg("-c")
+            .arg(script.text())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
         let stdin = child.stdin().take().ok_or_else(|| Error::failed("upload: no stdin"))?;
         let (fed, (stdout, stderr)) = tokio::join!(
             feed(stdin, local, progress),

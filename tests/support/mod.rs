@@ -26,17 +26,29 @@ fn missing(what: &str) -> ! {
 }
 
 pub fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap_or_else(|e| panic!("sh -c {cmd}: {e}"))
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap_or_else(|e| panic!("sh -c {cmd}: {e}"))
 }
 
 pub fn sh_ok(cmd: &str) -> String {
     let out = sh(cmd);
-    assert!(out.status.success(), "command failed: {cmd}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "command failed: {cmd}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 fn wait_for_port(port: u16, what: &str, log: &Path) {
@@ -47,7 +59,10 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} did not listen on {port}: {}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!(
+        "{what} did not listen on {port}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// Creates the `deploy` user once (sshd refuses a locked account: usermod -p '*').
@@ -95,7 +110,11 @@ impl Postgres {
         sh_ok(&format!("chown postgres:postgres {}", dir.display()));
         let port = free_port();
         let initdb = pg_bin("initdb");
-        sh_ok(&format!("runuser -u postgres -- {} -D {}/data -A trust -U postgres >/dev/null", initdb.display(), dir.display()));
+        sh_ok(&format!(
+            "runuser -u postgres -- {} -D {}/data -A trust -U postgres >/dev/null",
+            initdb.display(),
+            dir.display()
+        ));
         let pg_ctl = pg_bin("pg_ctl");
         sh_ok(&format!(
             "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off -c full_page_writes=off\" start >/dev/null",
@@ -115,10 +134,31 @@ impl Postgres {
     /// Runs SQL as the superuser; returns unaligned, tuples-only output.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &self.port.to_string(),
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap_or_else(|_| missing("psql (apt-get install postgresql-client)"));
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -126,7 +166,11 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let pg_ctl = pg_bin("pg_ctl");
-        let _ = sh(&format!("runuser -u postgres -- {} -D {}/data -m immediate stop >/dev/null 2>&1", pg_ctl.display(), self.dir.display()));
+        let _ = sh(&format!(
+            "runuser -u postgres -- {} -D {}/data -m immediate stop >/dev/null 2>&1",
+            pg_ctl.display(),
+            self.dir.display()
+        ));
     }
 }
 
@@ -147,15 +191,23 @@ impl Sshd {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let d = dir.display();
-        sh_ok(&format!("ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key"));
-        sh_ok(&format!("cp {d}/client_key.pub {d}/authorized_keys && chmod 644 {d}/authorized_keys"));
+        sh_ok(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key"
+        ));
+        sh_ok(&format!(
+            "cp {d}/client_key.pub {d}/authorized_keys && chmod 644 {d}/authorized_keys"
+        ));
         let port = free_port();
         let env_line: Vec<String> = set_env.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              UsePAM no\nAllowUsers {DEPLOY_USER}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
              Subsystem sftp internal-sftp\nLogLevel ERROR\n{}",
-            if env_line.is_empty() { String::new() } else { format!("SetEnv {}\n", env_line.join(" ")) }
+            if env_line.is_empty() {
+                String::new()
+            } else {
+                format!("SetEnv {}\n", env_line.join(" "))
+            }
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let child = Command::new("/usr/sbin/sshd")
@@ -170,7 +222,12 @@ impl Sshd {
         let known = sh_ok(&format!("ssh-keyscan -T 5 -t ed25519 -p {port} 127.0.0.1 2>/dev/null"));
         assert!(known.contains("ssh-ed25519"), "ssh-keyscan gave nothing");
         std::fs::write(dir.join("known_hosts"), known).unwrap();
-        Sshd { port, key: dir.join("client_key"), known_hosts: dir.join("known_hosts"), child }
+        Sshd {
+            port,
+            key: dir.join("client_key"),
+            known_hosts: dir.join("known_hosts"),
+            child,
+        }
     }
 
     pub fn host(&self) -> String {
@@ -231,8 +288,17 @@ impl Sandbox {
         let pg = Postgres::start(&root);
         let app_port = free_port();
         std::fs::create_dir_all(deploy_dir.join("shared")).unwrap();
-        std::fs::write(deploy_dir.join("shared/.env"), format!("PORT={app_port}\nDATABASE_URL={}\n", pg.url("tj"))).unwrap();
-        sh_ok(&format!("chown -R {DEPLOY_USER}: {}/srv {}/backups {}", root.display(), root.display(), pm2_home.display()));
+        std::fs::write(
+            deploy_dir.join("shared/.env"),
+            format!("PORT={app_port}\nDATABASE_URL={}\n", pg.url("tj")),
+        )
+        .unwrap();
+        sh_ok(&format!(
+            "chown -R {DEPLOY_USER}: {}/srv {}/backups {}",
+            root.display(),
+            root.display(),
+            pm2_home.display()
+        ));
         let tools = pm2.parent().unwrap().display().to_string();
         let app_name = format!("tj-{name}");
         let sshd = Sshd::start(
@@ -246,7 +312,19 @@ impl Sandbox {
         let build_dir = root.join("build");
         let config = root.join("tj-deploy.toml");
         let _dir = RemoveOnDrop(root.clone());
-        let sb = Sandbox { root, deploy_dir, backup_dir, build_dir, pm2_home, app_port, app_name, pg, sshd, config, _dir };
+        let sb = Sandbox {
+            root,
+            deploy_dir,
+            backup_dir,
+            build_dir,
+            pm2_home,
+            app_port,
+            app_name,
+            pg,
+            sshd,
+            config,
+            _dir,
+        };
         sb.write_config("");
         sb.set_app("1.0.0", false);
         sb
@@ -288,9 +366,15 @@ health_url = "http://127.0.0.1:{port}/api/health"
     /// Puts the sample app at `version` into the build dir; `broken` makes its health fail.
     pub fn set_app(&self, version: &str, broken: bool) {
         let _ = std::fs::remove_dir_all(&self.build_dir);
-        sh_ok(&format!("cp -r {}/examples/trading-journal {}", repo().display(), self.build_dir.display()));
+        sh_ok(&format!(
+            "cp -r {}/examples/trading-journal {}",
+            repo().display(),
+            self.build_dir.display()
+        ));
         let pkg = self.build_dir.join("package.json");
-        let text = std::fs::read_to_string(&pkg).unwrap().replace("\"version\": \"1.0.0\"", &format!("\"version\": \"{version}\""));
+        let text = std::fs::read_to_string(&pkg)
+            .unwrap()
+            .replace("\"version\": \"1.0.0\"", &format!("\"version\": \"{version}\""));
         std::fs::write(&pkg, text).unwrap();
         if broken {
             std::fs::write(self.build_dir.join("UNHEALTHY"), "simulated failure\n").unwrap();
@@ -317,7 +401,11 @@ health_url = "http://127.0.0.1:{port}/api/health"
     }
 
     pub fn deploy(&self, sha: &str) -> Run {
-        Run::of(self.cmd(&["deploy", "-e", "staging", "--sha", sha]).output().expect("run tj-deploy"))
+        Run::of(
+            self.cmd(&["deploy", "-e", "staging", "--sha", sha])
+                .output()
+                .expect("run tj-deploy"),
+        )
     }
 
     /// GET /api/health: (status, JSON body).
@@ -326,11 +414,14 @@ health_url = "http://127.0.0.1:{port}/api/health"
     }
 
     pub fn revision(&self) -> Option<String> {
-        self.health().and_then(|(_, j)| j.get("revision").and_then(|r| r.as_str()).map(str::to_string))
+        self.health()
+            .and_then(|(_, j)| j.get("revision").and_then(|r| r.as_str()).map(str::to_string))
     }
 
     pub fn current(&self) -> Option<String> {
-        std::fs::read_link(self.deploy_dir.join("current")).ok().map(|p| p.display().to_string())
+        std::fs::read_link(self.deploy_dir.join("current"))
+            .ok()
+            .map(|p| p.display().to_string())
     }
 
     pub fn lock_exists(&self) -> bool {
@@ -339,7 +430,11 @@ health_url = "http://127.0.0.1:{port}/api/health"
 
     pub fn releases(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.deploy_dir.join("releases"))
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -347,7 +442,12 @@ health_url = "http://127.0.0.1:{port}/api/health"
 
     pub fn backups(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.backup_dir)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -395,18 +495,31 @@ pub struct Run {
 
 impl Run {
     pub fn of(o: Output) -> Self {
-        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
     }
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
     #[track_caller]
     pub fn expect(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     /// The last `error:` line, which must be a single line naming the cause.
     pub fn error_line(&self) -> String {
-        self.stderr.lines().rev().find(|l| l.starts_with("error: ")).unwrap_or("").to_string()
+        self.stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or("")
+            .to_string()
     }
 }
