@@ -16,7 +16,7 @@ use crate::remote::Transport;
 use crate::remote::layout::Layout;
 use crate::remote::local::LocalTransport;
 use crate::remote::ssh::{SshContext, SshTransport};
-use crate::report::Summary;
+use crate::report::{StepRecord, Summary};
 use crate::signals::Cancel;
 use crate::{actions, lock, ui};
 
@@ -211,7 +211,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
             sha.short(),
             config.env.name
         );
-        for (i, (name, detail)) in deploy::plan(config, inv, Some(&sha)).iter().enumerate() {
+        for (i, (name, detail)) in deploy::plan(config, Some(&sha)).iter().enumerate() {
             println!("{:>3}. {name:<8} {detail}", i + 1);
         }
         println!("On a failure after the switch: current → previous release, reload, verify, mark BAD_RELEASE.");
@@ -244,15 +244,20 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
             .await
     };
     bar.finish_and_clear();
-    let pkg = match built {
+    let (pkg, package_step) = match built {
         Ok(p) => {
-            step.done(&format!(
-                "{} files, {} bytes, sha256 {}",
-                p.files,
-                p.size,
-                &p.sha256[..12]
-            ));
-            p
+            let note = format!("{} files, {} bytes, sha256 {}", p.files, p.size, &p.sha256[..12]);
+            let seconds = step.done(&note).as_secs_f64();
+            (
+                p,
+                StepRecord {
+                    host: "local".into(),
+                    name: "package".into(),
+                    seconds,
+                    ok: true,
+                    note,
+                },
+            )
         }
         Err(e) => {
             step.failed(&e.message);
@@ -270,22 +275,17 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         cancel: &cancel,
         started,
         started_at,
-        steps: Vec::new(),
+        steps: vec![package_step],
     };
     let (summary, error) = match fleet {
         Fleet::Local(hosts) => run.deploy(hosts, &http).await,
-        Fleet::Ssh(ctx, hosts) => {
-            let (hosts, transports): (Vec<HostSpec>, Vec<SshTransport>) = hosts.into_iter().unzip();
-            let (s, e, transports) = {
-                let paired: Vec<(HostSpec, &SshTransport)> = hosts.into_iter().zip(transports.iter()).collect();
-                let (s, e) = run.deploy(paired, &http).await;
-                (s, e, transports)
-            };
-            for t in transports {
+        Fleet::Ssh(_ctx, hosts) => {
+            let borrowed = hosts.iter().map(|(h, t)| (h.clone(), t)).collect();
+            let outcome = run.deploy(borrowed, &http).await;
+            for (_, t) in hosts {
                 t.close().await;
             }
-            drop(ctx);
-            (s, e)
+            outcome
         }
     };
     finish(&summary, inv);

@@ -50,7 +50,7 @@ pub struct Run<'a> {
 }
 
 /// The plan a dry run prints: every step, in order, with what it will do.
-pub fn plan(config: &Config, inv: &Invocation, sha: Option<&Sha>) -> Vec<(String, String)> {
+pub fn plan(config: &Config, sha: Option<&Sha>) -> Vec<(String, String)> {
     let env = &config.env;
     let l = Layout::new(env.deploy_dir.clone(), env.backup_dir.clone());
     let sha7 = sha.map(|s| s.short().to_string()).unwrap_or_else(|| "<sha>".into());
@@ -124,7 +124,6 @@ pub fn plan(config: &Config, inv: &Invocation, sha: Option<&Sha>) -> Vec<(String
         format!("keep {} releases, {} backups", env.keep_releases, env.keep_backups),
     ));
     steps.push(("unlock".into(), format!("and log to {}", l.log())));
-    let _ = inv;
     steps
 }
 
@@ -135,20 +134,8 @@ impl Run<'_> {
 
     /// Runs one step with a log group, cancellation and a record in the summary.
     async fn step<R>(&mut self, host: &str, name: &str, detail: &str, f: impl Future<Output = Result<R>>) -> Result<R> {
-        let s = ui::step(&format!("{name} [{host}]"), detail);
-        let result = self.cancel.guard(name, f).await;
-        let (seconds, ok, note) = match &result {
-            Ok(_) => (s.done("").as_secs_f64(), true, String::new()),
-            Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),
-        };
-        self.steps.push(StepRecord {
-            host: host.to_string(),
-            name: name.to_string(),
-            seconds,
-            ok,
-            note,
-        });
-        result
+        let cancel = self.cancel;
+        self.step_uncancelled(host, name, detail, cancel.guard(name, f)).await
     }
 
     fn owner(&self) -> LockOwner {
@@ -166,10 +153,6 @@ impl Run<'_> {
                 self.sha.short()
             ),
         }
-    }
-
-    fn hook_env(&self, id: ReleaseId, revision: &str) -> (String, ReleaseId, String) {
-        (self.config.env.name.to_string(), id, revision.to_string())
     }
 
     /// Deploys to every host; always returns a summary, the error (if any) is inside it.
@@ -270,11 +253,12 @@ impl Run<'_> {
                 })
                 .await?;
 
-                let (env_name, rid, rev) = self.hook_env(id, self.sha.as_str());
+                let env_name = self.config.env.name.to_string();
+                let sha = self.sha.to_string();
                 let hook_env = HookEnv {
                     environment: &env_name,
-                    release: rid,
-                    revision: &rev,
+                    release: id,
+                    revision: &sha,
                 };
                 for (label, cmd) in [
                     ("install", self.config.env.install.clone()),

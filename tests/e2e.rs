@@ -226,6 +226,33 @@ fn refusals_and_bad_input_leave_the_host_unchanged() {
     run.expect(0);
     assert!(run.all().contains("alice"), "{}", run.all());
     assert!(!sb.lock_exists());
+
+    // Re-deploying the same package uploads nothing. This run is an Actions run: the
+    // environment comes from the hyphen-aware inputs, and outputs and job summary are written.
+    let outputs = sb.root.join("github_output");
+    let job_summary = sb.root.join("step_summary.md");
+    let mut c = sb.cmd(&["deploy", "--sha", &sha(1)]);
+    c.env("GITHUB_ACTIONS", "true")
+        .env("INPUT_ENVIRONMENT", "staging")
+        .env("INPUT_DRY-RUN", "")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &job_summary);
+    let run = support::Run::of(c.output().unwrap());
+    run.expect(0);
+    assert!(run.stdout.contains("already on the host"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("::group::") && run.stdout.contains("::endgroup::"),
+        "{}",
+        run.stdout
+    );
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(
+        outputs.contains("status<<ghadelimiter_") && outputs.contains("\nsuccess\n"),
+        "{outputs}"
+    );
+    assert!(outputs.contains(&format!("\n{}\n", sha(1))), "{outputs}");
+    let md = std::fs::read_to_string(job_summary).unwrap();
+    assert!(md.contains("deploy success") && md.contains("| Release |"), "{md}");
 }
 
 /// Issue #2, must-show 6: a dry run lists every step and connects to nothing (its host is a
@@ -260,4 +287,49 @@ fn dry_run_lists_every_step_and_touches_nothing() {
     }
     assert!(run.stdout.contains("GET /api/me 401"));
     assert!(!std::path::Path::new("/srv/x").exists());
+}
+
+/// Issue #2: SIGTERM mid-deploy stops the step, removes the unfinished release, releases the
+/// lock, and leaves the previous release serving.
+#[test]
+fn sigterm_during_install_cleans_up_and_releases_the_lock() {
+    use std::io::{BufRead, BufReader};
+    let sb = Sandbox::new("sigterm");
+    sb.deploy(&sha(1)).expect(0);
+    let releases_before = sb.releases();
+    let current_before = sb.current();
+
+    sb.write_config("install = \"echo installing; sleep 30\"");
+    let mut child = sb
+        .cmd(&["deploy", "-e", "staging", "--sha", &sha(2)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("installing") {
+            break;
+        }
+    }
+    assert!(seen.contains("installing"), "install never started:\n{seen}");
+    assert!(sb.lock_exists(), "the lock is held while deploying");
+    let t0 = Instant::now();
+    support::sh_ok(&format!("kill -TERM {}", child.id()));
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    let rest = rest.join("\n");
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(took < Duration::from_secs(15), "cleanup took {took:?}");
+    assert!(rest.contains("cancelled by signal"), "{rest}");
+    assert!(!sb.lock_exists(), "lock released after SIGTERM");
+    assert_eq!(sb.current(), current_before);
+    assert_eq!(sb.releases(), releases_before, "the unfinished release was removed");
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
 }

@@ -178,6 +178,18 @@ impl SshTransport {
     pub async fn close(self) {
         let _ = self.session.close().await;
     }
+
+    async fn spawn(&self, script: &Script, stdin: Stdio) -> Result<openssh::Child<&Session>> {
+        let mut cmd = self.session.command("sh");
+        cmd.arg("-c")
+            .arg(script.text())
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn()
+            .await
+            .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))
+    }
 }
 
 impl Transport for SshTransport {
@@ -186,16 +198,7 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
-        let mut cmd = self.session.command("sh");
-        cmd.arg("-c")
-            .arg(script.text())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .await
-            .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
+        let mut child = self.spawn(script, Stdio::null()).await?;
         let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),
@@ -205,16 +208,7 @@ impl Transport for SshTransport {
     }
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
-        let mut cmd = self.session.command("sh");
-        cmd.arg("-c")
-            .arg(script.text())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .await
-            .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))?;
+        let mut child = self.spawn(script, Stdio::piped()).await?;
         let stdin = child.stdin().take().ok_or_else(|| Error::failed("upload: no stdin"))?;
         let (fed, (stdout, stderr)) = tokio::join!(
             feed(stdin, local, progress),
