@@ -2,21 +2,21 @@
 //! of the live release, with a manifest of sha256s. Written to a partial directory and renamed
 //! into `<backup_dir>/<id>/` only when complete, so a listed backup is always whole.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ReleaseId;
 use crate::error::{Error, Result};
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport, commands};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupFile {
     pub name: String,
     pub sha256: String,
     pub size: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub id: String,
     /// `pre-deploy` or `safety`.
@@ -30,6 +30,36 @@ pub struct Manifest {
     /// What was being deployed when this backup was taken.
     pub deploying: Option<String>,
     pub files: Vec<BackupFile>,
+}
+
+impl Manifest {
+    pub fn file(&self, name: &str) -> Option<&BackupFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Reads every complete backup's manifest, newest first; unreadable ones are skipped with a warning.
+pub async fn manifests<T: Transport>(t: &T, l: &Layout) -> Result<Vec<(ReleaseId, Manifest)>> {
+    let out = t
+        .run(&commands::read_manifests(l), Mode::Capture)
+        .await?
+        .check(&format!("{}: read backups", t.name()))?;
+    let mut list = Vec::new();
+    for line in out.stdout.lines() {
+        let Some((id, json)) = line.strip_prefix("manifest ").and_then(|r| r.split_once(' ')) else {
+            continue;
+        };
+        let Some(id) = ReleaseId::from_name(id) else { continue };
+        match serde_json::from_str::<Manifest>(json) {
+            Ok(m) => list.push((id, m)),
+            Err(e) => crate::ui::warn(&format!("{}: backup {id}: unreadable manifest.json ({e})", t.name())),
+        }
+    }
+    list.sort_by_key(|b| std::cmp::Reverse(b.0));
+    Ok(list)
 }
 
 pub struct Request<'a> {

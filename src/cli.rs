@@ -12,12 +12,13 @@ use crate::config::{Config, Flags, HostSpec, Invocation, Sha};
 use crate::deploy;
 use crate::error::{Error, Result};
 use crate::package;
-use crate::remote::Transport;
 use crate::remote::layout::Layout;
 use crate::remote::local::LocalTransport;
-use crate::remote::ssh::{SshContext, SshTransport};
+use crate::remote::ssh::SshContext;
+use crate::remote::{AnyTransport, Transport};
 use crate::report::{StepRecord, Summary};
 use crate::signals::Cancel;
+use crate::steps::Steps;
 use crate::{actions, lock, ui};
 
 #[derive(Parser, Debug)]
@@ -35,8 +36,36 @@ pub struct Cli {
 pub enum Cmd {
     /// Package, back up, upload, switch, reload and verify; roll back on failure.
     Deploy(DeployArgs),
+    /// Roll back to a backup (default: the latest good one); safety backup first.
+    Rollback(RollbackArgs),
+    /// List the last 10 backups with id, commit, release, kind and size.
+    Backups(BackupsArgs),
     /// Remove a stale deploy lock, saying whose it was.
     Unlock(CommonArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Backup id (YYYYMMDD_HHMMSS) to restore, or `latest`.
+    #[arg(long, value_name = "ID|latest")]
+    pub to: Option<String>,
+    /// Also restore the database from the backup (data written since is lost).
+    #[arg(long)]
+    pub restore_database: bool,
+    /// The confirmation text the environment asks for (e.g. "ROLLBACK PRODUCTION").
+    #[arg(long, value_name = "TEXT")]
+    pub confirm: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct BackupsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -68,20 +97,34 @@ pub struct DeployArgs {
 }
 
 fn flags(cli: Cli) -> Flags {
-    let (command, common, sha, dry_run) = match cli.command {
-        Some(Cmd::Deploy(a)) => (Some("deploy"), a.common, a.sha, a.dry_run),
-        Some(Cmd::Unlock(c)) => (Some("unlock"), c, None, false),
-        None => (None, CommonArgs::default(), None, false),
+    let mut f = Flags::default();
+    let common = match cli.command {
+        Some(Cmd::Deploy(a)) => {
+            (f.command, f.sha, f.dry_run) = (Some("deploy".into()), a.sha, a.dry_run);
+            a.common
+        }
+        Some(Cmd::Rollback(a)) => {
+            (f.command, f.to, f.restore_database, f.confirm) =
+                (Some("rollback".into()), a.to, a.restore_database, a.confirm);
+            a.common
+        }
+        Some(Cmd::Backups(a)) => {
+            (f.command, f.json) = (Some("backups".into()), a.json);
+            a.common
+        }
+        Some(Cmd::Unlock(c)) => {
+            f.command = Some("unlock".into());
+            c
+        }
+        None => CommonArgs::default(),
     };
-    Flags {
-        command: command.map(str::to_string),
-        environment: common.environment,
-        config: common.config,
-        sha,
-        dry_run,
-        ssh_key_file: common.ssh_key_file,
-        known_hosts_file: common.known_hosts_file,
-    }
+    (f.environment, f.config, f.ssh_key_file, f.known_hosts_file) = (
+        common.environment,
+        common.config,
+        common.ssh_key_file,
+        common.known_hosts_file,
+    );
+    f
 }
 
 /// The process environment, skipping variables that are not UTF-8 (none of ours can be).
@@ -127,9 +170,11 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
     let config = Config::load(&inv)?;
     match inv.command.as_str() {
         "deploy" => deploy_command(&config, &inv, vars).await,
+        "rollback" => crate::rollback::command(&config, &inv, vars).await,
+        "backups" => crate::rollback::list_command(&config, &inv, vars).await,
         "unlock" => unlock_command(&config, &inv, vars).await,
         other => Err(Error::invalid(format!(
-            "command: {other:?} is not one of: deploy, unlock"
+            "command: {other:?} is not one of: deploy, rollback, backups, unlock"
         ))),
     }
 }
@@ -153,45 +198,58 @@ fn resolve_sha(config: &Config, inv: &Invocation) -> Result<Sha> {
     }
 }
 
-/// The hosts of the environment, connected.
-enum Fleet {
-    Local(Vec<(HostSpec, LocalTransport)>),
-    Ssh(SshContext, Vec<(HostSpec, SshTransport)>),
+/// The hosts of the environment, connected; [`Fleet::close`] ends the SSH sessions.
+pub(crate) struct Fleet {
+    pub hosts: Vec<(HostSpec, AnyTransport)>,
+    _ssh: Option<SshContext>,
 }
 
-async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Fleet> {
+impl Fleet {
+    pub fn borrowed(&self) -> Vec<(HostSpec, &AnyTransport)> {
+        self.hosts.iter().map(|(h, t)| (h.clone(), t)).collect()
+    }
+    pub async fn close(self) {
+        for (_, t) in self.hosts {
+            t.close().await;
+        }
+    }
+}
+
+pub(crate) async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Fleet> {
     if config.env.local {
         let hosts = config
             .env
             .hosts
             .iter()
-            .map(|h| (h.clone(), LocalTransport::new(&h.to_string())))
+            .map(|h| (h.clone(), AnyTransport::Local(LocalTransport::new(&h.to_string()))))
             .collect();
-        return Ok(Fleet::Local(hosts));
+        return Ok(Fleet { hosts, _ssh: None });
     }
     let home = vars.get("HOME").map(PathBuf::from);
     let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
-    let mut hosts = Vec::new();
+    let mut fleet = Fleet {
+        hosts: Vec::new(),
+        _ssh: None,
+    };
     for h in &config.env.hosts {
         let step = ui::step(&format!("connect [{h}]"), "");
         match ctx.connect(h).await {
             Ok(t) => {
                 step.done("");
-                hosts.push((h.clone(), t));
+                fleet.hosts.push((h.clone(), AnyTransport::Ssh(t)));
             }
             Err(e) => {
                 step.failed(&e.message);
-                for (_, t) in hosts {
-                    t.close().await;
-                }
+                fleet.close().await;
                 return Err(e.context("nothing was changed"));
             }
         }
     }
-    Ok(Fleet::Ssh(ctx, hosts))
+    fleet._ssh = Some(ctx);
+    Ok(fleet)
 }
 
-fn finish(summary: &Summary, inv: &Invocation) {
+pub(crate) fn finish(summary: &Summary, inv: &Invocation) {
     println!("{}", summary.to_text());
     if let Err(e) = actions::publish(
         summary,
@@ -272,22 +330,12 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         inv,
         sha: &sha,
         package: &pkg,
-        cancel: &cancel,
         started,
         started_at,
-        steps: vec![package_step],
+        steps: Steps::new(&cancel, vec![package_step]),
     };
-    let (summary, error) = match fleet {
-        Fleet::Local(hosts) => run.deploy(hosts, &http).await,
-        Fleet::Ssh(_ctx, hosts) => {
-            let borrowed = hosts.iter().map(|(h, t)| (h.clone(), t)).collect();
-            let outcome = run.deploy(borrowed, &http).await;
-            for (_, t) in hosts {
-                t.close().await;
-            }
-            outcome
-        }
-    };
+    let (summary, error) = run.deploy(fleet.borrowed(), &http).await;
+    fleet.close().await;
     finish(&summary, inv);
     match error {
         Some(e) => Err(e),
@@ -304,24 +352,13 @@ async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         }
         Ok(())
     }
-    match connect(config, inv, vars).await? {
-        Fleet::Local(hosts) => {
-            for (_, t) in &hosts {
-                one(t, &l).await?;
-            }
-        }
-        Fleet::Ssh(_ctx, hosts) => {
-            let mut result = Ok(());
-            for (_, t) in &hosts {
-                if result.is_ok() {
-                    result = one(t, &l).await;
-                }
-            }
-            for (_, t) in hosts {
-                t.close().await;
-            }
-            result?;
+    let fleet = connect(config, inv, vars).await?;
+    let mut result = Ok(());
+    for (_, t) in &fleet.hosts {
+        if result.is_ok() {
+            result = one(t, &l).await;
         }
     }
-    Ok(())
+    fleet.close().await;
+    result
 }

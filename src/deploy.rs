@@ -16,9 +16,9 @@ use crate::package::Package;
 use crate::remote::commands::{self, HookEnv};
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport};
-use crate::report::{Status, StepRecord, Summary};
-use crate::signals::Cancel;
+use crate::report::{Status, Summary};
 use crate::state::{self, HostState, ReleaseInfo};
+use crate::steps::Steps;
 use crate::ui;
 
 /// One host in this run and what the run has done to it so far.
@@ -43,10 +43,9 @@ pub struct Run<'a> {
     pub inv: &'a Invocation,
     pub sha: &'a Sha,
     pub package: &'a Package,
-    pub cancel: &'a Cancel,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
-    pub steps: Vec<StepRecord>,
+    pub steps: Steps<'a>,
 }
 
 /// The plan a dry run prints: every step, in order, with what it will do.
@@ -132,12 +131,6 @@ impl Run<'_> {
         Layout::new(self.config.env.deploy_dir.clone(), self.config.env.backup_dir.clone())
     }
 
-    /// Runs one step with a log group, cancellation and a record in the summary.
-    async fn step<R>(&mut self, host: &str, name: &str, detail: &str, f: impl Future<Output = Result<R>>) -> Result<R> {
-        let cancel = self.cancel;
-        self.step_uncancelled(host, name, detail, cancel.guard(name, f)).await
-    }
-
     fn owner(&self) -> LockOwner {
         LockOwner {
             actor: self.inv.actor.clone(),
@@ -183,14 +176,16 @@ impl Run<'_> {
             for h in hosts.iter_mut() {
                 let name = h.t.name().to_string();
                 let env_name = self.config.env.name.to_string();
-                self.step(&name, "lock", &l.lock(), lock::acquire(&h.t, &l, &owner, &env_name))
+                self.steps
+                    .run(&name, "lock", &l.lock(), lock::acquire(&h.t, &l, &owner, &env_name))
                     .await?;
                 h.locked = true;
             }
             for h in hosts.iter_mut() {
                 let name = h.t.name().to_string();
                 h.state = self
-                    .step(
+                    .steps
+                    .run(
                         &name,
                         "inspect",
                         "",
@@ -215,22 +210,13 @@ impl Run<'_> {
                     deploying: Some(self.sha.to_string()),
                 };
                 let detail = l.backup(id);
-                self.step(&name, "backup", &detail, backup::take(&h.t, &l, &req))
+                self.steps
+                    .run(&name, "backup", &detail, backup::take(&h.t, &l, &req))
                     .await?;
                 backup_id = Some(id);
 
                 if h.state.package_present {
-                    self.steps.push(StepRecord {
-                        host: name.clone(),
-                        name: "upload".into(),
-                        seconds: 0.0,
-                        ok: true,
-                        note: "already on the host".into(),
-                    });
-                    ui::info(&format!(
-                        "✓ upload [{name}] (skipped: {} already there)",
-                        &self.package.sha256[..12]
-                    ));
+                    self.steps.skipped(&name, "upload", "already on the host");
                 } else {
                     let bar = ui::progress(self.package.size, "upload");
                     let progress = |n: u64| bar.inc(n);
@@ -238,20 +224,22 @@ impl Run<'_> {
                     let what = format!("{name}: upload");
                     let path = self.package.path.clone();
                     let detail = format!("{} ({} bytes)", self.package.name, self.package.size);
-                    self.step(&name, "upload", &detail, async {
-                        h.t.run_with_file(&script, &path, &progress).await?.check(&what)
-                    })
-                    .await?;
+                    self.steps
+                        .run(&name, "upload", &detail, async {
+                            h.t.run_with_file(&script, &path, &progress).await?.check(&what)
+                        })
+                        .await?;
                     bar.finish_and_clear();
                 }
 
                 let script = commands::extract(&l, &self.package.sha256, id, &self.config.env.linked_files);
                 h.created = true;
                 let what = format!("{name}: extract");
-                self.step(&name, "extract", &l.release(id), async {
-                    h.t.run(&script, Mode::Capture).await?.check(&what)
-                })
-                .await?;
+                self.steps
+                    .run(&name, "extract", &l.release(id), async {
+                        h.t.run(&script, Mode::Capture).await?.check(&what)
+                    })
+                    .await?;
 
                 let env_name = self.config.env.name.to_string();
                 let sha = self.sha.to_string();
@@ -270,16 +258,18 @@ impl Run<'_> {
                     if label == "migrate" {
                         migrated = true;
                     }
-                    self.step(&name, label, &cmd, async {
-                        h.t.run(&script, Mode::Stream).await?.check(&what)
-                    })
-                    .await?;
+                    self.steps
+                        .run(&name, label, &cmd, async {
+                            h.t.run(&script, Mode::Stream).await?.check(&what)
+                        })
+                        .await?;
                 }
 
                 let script = commands::switch(&l, id, Some(self.sha.as_str()));
                 let what = format!("{name}: switch");
                 let switched = self
-                    .step(&name, "switch", &format!("current → releases/{id}"), async {
+                    .steps
+                    .run(&name, "switch", &format!("current → releases/{id}"), async {
                         h.t.run(&script, Mode::Capture).await?.check(&what)
                     })
                     .await;
@@ -291,16 +281,18 @@ impl Run<'_> {
                 if let Some(cmd) = self.config.env.reload.clone() {
                     let script = commands::reload(&l, &cmd, &hook_env);
                     let what = format!("{name}: reload ({cmd})");
-                    self.step(&name, "reload", &cmd, async {
-                        h.t.run(&script, Mode::Stream).await?.check(&what)
-                    })
-                    .await?;
+                    self.steps
+                        .run(&name, "reload", &cmd, async {
+                            h.t.run(&script, Mode::Stream).await?.check(&what)
+                        })
+                        .await?;
                 }
                 let spec = h.spec.clone();
                 let url = health::url_for(&self.config.env.health_url, &spec);
                 let env = self.config.env.clone();
                 let v = self
-                    .step(
+                    .steps
+                    .run(
                         &name,
                         "verify",
                         &url,
@@ -340,7 +332,8 @@ impl Run<'_> {
                     let script = commands::remove(&l, &releases, &backups);
                     let what = format!("{name}: prune");
                     if let Err(e) = self
-                        .step(&name, "prune", &detail, async {
+                        .steps
+                        .run(&name, "prune", &detail, async {
                             h.t.run(&script, Mode::Capture).await?.check(&what)
                         })
                         .await
@@ -431,7 +424,7 @@ impl Run<'_> {
                 "{} sha256 {} ({} bytes, {} files)",
                 self.package.name, self.package.sha256, self.package.size, self.package.files
             )),
-            steps: std::mem::take(&mut self.steps),
+            steps: std::mem::take(&mut self.steps.records),
             checks,
             message,
             environment_url: reqwest::Url::parse(&self.config.env.health_url)
@@ -481,7 +474,8 @@ impl Run<'_> {
                 let what = format!("{name}: switch back");
                 let script = commands::switch(&l, prev.id, None);
                 let r = self
-                    .step_uncancelled(&name, "rollback", &format!("current → releases/{}", prev.id), async {
+                    .steps
+                    .run_uncancelled(&name, "rollback", &format!("current → releases/{}", prev.id), async {
                         h.t.run(&script, Mode::Capture).await?.check(&what)
                     })
                     .await;
@@ -493,7 +487,8 @@ impl Run<'_> {
                     let script = commands::reload(&l, &cmd, &hook_env);
                     let what = format!("{name}: reload after rollback");
                     if let Err(e) = self
-                        .step_uncancelled(&name, "reload", &cmd, async {
+                        .steps
+                        .run_uncancelled(&name, "reload", &cmd, async {
                             h.t.run(&script, Mode::Stream).await?.check(&what)
                         })
                         .await
@@ -505,7 +500,8 @@ impl Run<'_> {
                 let env = self.config.env.clone();
                 let spec = h.spec.clone();
                 match self
-                    .step_uncancelled(
+                    .steps
+                    .run_uncancelled(
                         &name,
                         "re-verify",
                         &env.health_url,
@@ -527,7 +523,8 @@ impl Run<'_> {
                 let script = commands::remove(&l, &[id], &[]);
                 let what = format!("{name}: remove unfinished release");
                 match self
-                    .step_uncancelled(&name, "cleanup", &l.release(id), async {
+                    .steps
+                    .run_uncancelled(&name, "cleanup", &l.release(id), async {
                         h.t.run(&script, Mode::Capture).await?.check(&what)
                     })
                     .await
@@ -546,29 +543,5 @@ impl Run<'_> {
         } else {
             Err(failures.join("; "))
         }
-    }
-
-    /// Like [`Run::step`] but not stopped by a signal: cleanup must finish.
-    async fn step_uncancelled<R>(
-        &mut self,
-        host: &str,
-        name: &str,
-        detail: &str,
-        f: impl Future<Output = Result<R>>,
-    ) -> Result<R> {
-        let s = ui::step(&format!("{name} [{host}]"), detail);
-        let result = f.await;
-        let (seconds, ok, note) = match &result {
-            Ok(_) => (s.done("").as_secs_f64(), true, String::new()),
-            Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),
-        };
-        self.steps.push(StepRecord {
-            host: host.to_string(),
-            name: name.to_string(),
-            seconds,
-            ok,
-            note,
-        });
-        result
     }
 }

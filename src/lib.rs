@@ -13,6 +13,8 @@ pub mod lock;
 pub mod package;
 pub mod remote;
 pub mod report;
+pub mod rollback;
 pub mod signals;
 pub mod state;
+pub mod steps;
 pub mod ui;

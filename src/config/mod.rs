@@ -24,6 +24,30 @@ pub struct Flags {
     pub dry_run: bool,
     pub ssh_key_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
+    pub to: Option<String>,
+    pub restore_database: bool,
+    pub confirm: Option<String>,
+    pub json: bool,
+}
+
+/// Which backup a rollback restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTarget {
+    /// The newest backup whose release is not marked bad and is not the current one.
+    Latest,
+    Id(ReleaseId),
+}
+
+impl RollbackTarget {
+    pub fn parse(input: &str, s: &str) -> Result<Self> {
+        match s {
+            "latest" => Ok(RollbackTarget::Latest),
+            "" => Err(Error::invalid(format!(
+                "{input}: empty (give a backup id like 20260118_143000, or latest)"
+            ))),
+            id => ReleaseId::parse(input, id).map(RollbackTarget::Id),
+        }
+    }
 }
 
 /// Where the SSH client's secrets come from.
@@ -51,6 +75,10 @@ pub struct Invocation {
     pub github: GithubContext,
     /// Who runs this: `GITHUB_ACTOR`, else `$USER@hostname`.
     pub actor: String,
+    pub to: RollbackTarget,
+    pub restore_database: bool,
+    pub confirm: Option<String>,
+    pub json: bool,
 }
 
 impl Invocation {
@@ -81,6 +109,17 @@ impl Invocation {
             Some(v) => inputs::boolean("dry-run", &v)?,
             None => false,
         };
+        let to = match (flags.to, inputs.to) {
+            (Some(flag), _) => RollbackTarget::parse("to", &flag)?,
+            (None, Some(input)) => RollbackTarget::parse("to", input.trim())?,
+            (None, None) => RollbackTarget::Latest,
+        };
+        let restore_database = match inputs.restore_database {
+            _ if flags.restore_database => true,
+            Some(v) => inputs::boolean("restore-database", &v)?,
+            None => false,
+        };
+        let confirm = flags.confirm.or(inputs.confirm);
         let ssh = SshSecrets {
             key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
             key_file: flags.ssh_key_file,
@@ -112,6 +151,10 @@ impl Invocation {
                 .map(Secret::new),
             github,
             actor,
+            to,
+            restore_database,
+            confirm,
+            json: flags.json,
         })
     }
 }

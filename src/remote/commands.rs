@@ -145,18 +145,68 @@ pub fn backup_files(l: &Layout, id: ReleaseId, live: Option<ReleaseId>, database
             .line("tar -czf \"$P/app.tar.gz\" -C \"$LIVE\" .");
     }
     if database {
-        s = s
-            .line("if [ ! -f \"$D/shared/.env\" ]; then echo \"database_backup is on but $D/shared/.env does not exist\" >&2; exit 1; fi")
-            // A subshell keeps the rest of .env out of this script's environment.
-            .line("DATABASE_URL=$(set -a; . \"$D/shared/.env\" >/dev/null 2>&1; printf '%s' \"${DATABASE_URL:-}\")")
-            .line("if [ -z \"$DATABASE_URL\" ]; then echo \"database_backup is on but DATABASE_URL is not set in $D/shared/.env\" >&2; exit 1; fi")
-            .line("pg_dump -Fc -f \"$P/db.dump\" -d \"$DATABASE_URL\"");
+        s = database_url(s, "database_backup is on but").line("pg_dump -Fc -f \"$P/db.dump\" -d \"$DATABASE_URL\"");
     }
     s.line("for f in \"$P\"/*; do")
         .line("  [ -f \"$f\" ] || continue")
         .line("  printf 'file %s %s %s\\n' \"${f##*/}\" \"$(sha256sum \"$f\" | cut -c1-64)\" \"$(wc -c < \"$f\" | tr -d ' ')\"")
         .line("done")
         .line("trap - EXIT")
+}
+
+/// Sets DATABASE_URL from `shared/.env`, failing with `why` when it is not there.
+fn database_url(s: Script, why: &str) -> Script {
+    s.var("WHY", why)
+        .line("if [ ! -f \"$D/shared/.env\" ]; then echo \"$WHY $D/shared/.env does not exist\" >&2; exit 1; fi")
+        // A subshell keeps the rest of .env out of this script's environment.
+        .line("DATABASE_URL=$(set -a; . \"$D/shared/.env\" >/dev/null 2>&1; printf '%s' \"${DATABASE_URL:-}\")")
+        .line(
+            "if [ -z \"$DATABASE_URL\" ]; then echo \"$WHY DATABASE_URL is not set in $D/shared/.env\" >&2; exit 1; fi",
+        )
+}
+
+/// Prints `manifest <id> <manifest.json on one line>` for each complete backup.
+pub fn read_manifests(l: &Layout) -> Script {
+    with_dirs("backups", l)
+        .line("if [ -d \"$B\" ]; then for b in \"$B\"/*; do")
+        .line("  [ -f \"$b/manifest.json\" ] || continue")
+        .line("  printf 'manifest %s ' \"${b##*/}\"; head -c 65536 \"$b/manifest.json\" | tr -d '\\n'; echo")
+        .line("done; fi")
+}
+
+/// Checks a backup file against the sha256 its manifest recorded.
+fn verify_backup_file(s: Script, path: &str, sha256: &str) -> Script {
+    s.var("F", path)
+        .var("SUM", sha256)
+        .line("got=$(sha256sum \"$F\" | cut -c1-64)")
+        .line("if [ \"$got\" != \"$SUM\" ]; then echo \"$F does not match its manifest (sha256 $got, expected $SUM)\" >&2; exit 1; fi")
+}
+
+/// Recreates a pruned release from a backup's app.tar.gz after checking its sha256.
+pub fn restore_release(l: &Layout, backup: ReleaseId, release: ReleaseId, sha256: &str) -> Script {
+    verify_backup_file(
+        with_dirs("restore", l),
+        &format!("{}/app.tar.gz", l.backup(backup)),
+        sha256,
+    )
+    .var("R", &l.release(release))
+    .line("mkdir -p \"$D/releases\"")
+    .line("mkdir \"$R\"")
+    .line("trap 'rm -rf \"$R\"' EXIT")
+    .line("tar -xzf \"$F\" -C \"$R\" --no-same-owner")
+    .line("trap - EXIT")
+}
+
+/// Restores the database from a backup's db.dump in one transaction.
+pub fn restore_database(l: &Layout, backup: ReleaseId, sha256: &str) -> Script {
+    let s = verify_backup_file(
+        with_dirs("restore-database", l),
+        &format!("{}/db.dump", l.backup(backup)),
+        sha256,
+    );
+    database_url(s, "cannot restore the database:").line(
+        "pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction -d \"$DATABASE_URL\" \"$F\"",
+    )
 }
 
 /// Adds the manifest and publishes the backup under its id (one rename, so it is whole or absent).

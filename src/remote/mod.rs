@@ -152,3 +152,38 @@ impl<T: Transport> Transport for &T {
         (**self).run_with_file(script, local, progress)
     }
 }
+
+/// Either transport, so callers need not be generic over them.
+pub enum AnyTransport {
+    Local(local::LocalTransport),
+    Ssh(ssh::SshTransport),
+}
+
+impl AnyTransport {
+    pub async fn close(self) {
+        if let AnyTransport::Ssh(t) = self {
+            t.close().await;
+        }
+    }
+}
+
+impl Transport for AnyTransport {
+    fn name(&self) -> &str {
+        match self {
+            AnyTransport::Local(t) => t.name(),
+            AnyTransport::Ssh(t) => t.name(),
+        }
+    }
+    async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
+        match self {
+            AnyTransport::Local(t) => t.run(script, mode).await,
+            AnyTransport::Ssh(t) => t.run(script, mode).await,
+        }
+    }
+    async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
+        match self {
+            AnyTransport::Local(t) => t.run_with_file(script, local, progress).await,
+            AnyTransport::Ssh(t) => t.run_with_file(script, local, progress).await,
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Issue #3: rollback and backups against the real sshd, PM2 and PostgreSQL.
+
+mod support;
+
+use std::time::Instant;
+
+use support::{Run, Sandbox, sha};
+
+fn rollback(sb: &Sandbox, extra: &[&str]) -> Run {
+    let mut args = vec!["rollback", "-e", "staging"];
+    args.extend_from_slice(extra);
+    let t0 = Instant::now();
+    let run = Run::of(sb.cmd(&args).output().expect("run tj-deploy"));
+    println!("rollback {extra:?} took {:?} (exit {})", t0.elapsed(), run.code);
+    run
+}
+
+fn deploy_versions(sb: &Sandbox, n: u32) -> Vec<String> {
+    for v in 1..=n {
+        sb.set_app(&format!("{v}.0.0"), false);
+        sb.deploy(&sha(v)).expect(0);
+    }
+    let releases = sb.releases();
+    assert_eq!(releases.len(), n as usize);
+    releases
+}
+
+#[test]
+fn rollback_to_latest_then_to_a_named_backup_then_from_a_pruned_release() {
+    let sb = Sandbox::new("rb");
+    let r = deploy_versions(&sb, 3);
+    let backups = sb.backups();
+    assert_eq!(backups, r, "one pre-deploy backup per deploy, same ids");
+
+    // latest: the v3 deploy's backup holds v2.
+    let run = rollback(&sb, &[]);
+    run.expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()), "{}", run.all());
+    assert_eq!(sb.current(), Some(format!("releases/{}", r[1])));
+    assert!(
+        sb.deploy_dir.join("releases").join(&r[2]).join("BAD_RELEASE").is_file(),
+        "v3 marked bad"
+    );
+    let safety = sb
+        .backups()
+        .into_iter()
+        .find(|b| !r.contains(b))
+        .expect("a safety backup");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.backup_dir.join(&safety).join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["kind"], "safety");
+    assert_eq!(
+        m["release"],
+        r[2].as_str(),
+        "the safety backup holds the release we left"
+    );
+    assert!(!sb.lock_exists());
+
+    // The v2 deploy's backup holds v1.
+    rollback(&sb, &["--to", &r[1]]).expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
+
+    // v2's release is gone from disk: restored from the v3 deploy's backup tarball.
+    std::fs::remove_dir_all(sb.deploy_dir.join("releases").join(&r[1])).unwrap();
+    let run = rollback(&sb, &["--to", &r[2]]);
+    run.expect(0);
+    assert!(run.stdout.contains("restore"), "{}", run.stdout);
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
+    assert_eq!(
+        std::fs::read_to_string(sb.deploy_dir.join("releases").join(&r[1]).join("REVISION"))
+            .unwrap()
+            .trim(),
+        sha(2)
+    );
+
+    // The listing: newest first, kinds, release states, JSON.
+    let out = Run::of(sb.cmd(&["backups", "-e", "staging", "--json"]).output().unwrap());
+    out.expect(0);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("backups --json");
+    assert_eq!(list.len(), 6);
+    let ids: Vec<&str> = list.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    assert_eq!(list.iter().filter(|e| e["kind"] == "safety").count(), 3);
+    let table = Run::of(sb.cmd(&["backups", "-e", "staging"]).output().unwrap());
+    table.expect(0);
+    assert!(
+        table.stdout.contains("release state") && table.stdout.contains("BAD_RELEASE"),
+        "{}",
+        table.stdout
+    );
+    let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"kind\":\"rollback\"")).count(), 3);
+}
+
+#[test]
+fn database_is_restored_only_when_asked() {
+    let sb = Sandbox::new("rbdb");
+    sb.deploy(&sha(1)).expect(0);
+    sb.pg.psql(
+        "tj",
+        "INSERT INTO trades (symbol, side, qty, price) SELECT 'MSFT', 'buy', g, 1 FROM generate_series(1, 3) g",
+    );
+    sb.set_app("2.0.0", false);
+    sb.deploy(&sha(2)).expect(0);
+    let b2 = sb.backups()[1].clone();
+    sb.pg.psql(
+        "tj",
+        "INSERT INTO trades (symbol, side, qty, price) SELECT 'TSLA', 'sell', g, 1 FROM generate_series(1, 4) g",
+    );
+
+    rollback(&sb, &["--to", &b2]).expect(0);
+    assert_eq!(
+        sb.pg.psql("tj", "SELECT count(*) FROM trades"),
+        "7",
+        "without the flag the database is untouched"
+    );
+
+    let run = rollback(&sb, &["--to", &b2, "--restore-database"]);
+    run.expect(0);
+    assert!(
+        run.all().contains("data written since then will be lost"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        sb.pg.psql("tj", "SELECT count(*) FROM trades WHERE symbol = 'MSFT'"),
+        "3",
+        "rows before the backup intact"
+    );
+    assert_eq!(
+        sb.pg.psql("tj", "SELECT count(*) FROM trades WHERE symbol = 'TSLA'"),
+        "0",
+        "rows after the backup gone"
+    );
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
+    // The safety backup of that run holds the database as it was (7 rows).
+    let newest = sb.backups().last().unwrap().clone();
+    assert!(sb.backup_dir.join(&newest).join("db.dump").is_file());
+}
+
+#[test]
+fn refused_and_invalid_rollbacks_change_nothing() {
+    let sb = Sandbox::new("rbno");
+    deploy_versions(&sb, 2);
+    sb.write_config("confirm_rollback = \"ROLLBACK PRODUCTION\"");
+    let before = sb.snapshot();
+
+    let run = rollback(&sb, &[]);
+    run.expect(3);
+    assert!(run.error_line().contains("ROLLBACK PRODUCTION"), "{}", run.stderr);
+    rollback(&sb, &["--confirm", "rollback production"]).expect(3);
+    assert_eq!(sb.snapshot(), before);
+
+    let ok = ["--confirm", "ROLLBACK PRODUCTION"];
+    for bad in [
+        "../../etc",
+        "20260118_143000; rm -rf /",
+        "20200101_000000",
+        "",
+        "$(touch /tmp/pwned)",
+    ] {
+        let run = rollback(&sb, &[&ok[..], &["--to", bad]].concat());
+        assert!(
+            run.code == 2 || run.code == 3,
+            "{bad:?}: exit {}\n{}",
+            run.code,
+            run.all()
+        );
+        let line = run.error_line();
+        assert!(
+            line.starts_with("error: to:") || line.contains("no backup"),
+            "{bad:?}: {line}"
+        );
+        assert_eq!(sb.snapshot(), before, "{bad:?} changed the host");
+    }
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+
+    // A deploy holds the lock: refused with the holder's name.
+    let lock = sb.deploy_dir.join(".tj-deploy/lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    std::fs::write(lock.join("owner.json"), r#"{"actor":"bob","command":"deploy","environment":"staging","sha":null,"run_url":null,"started_at":"2026-11-27T10:00:00Z","token":"t-bob"}"#).unwrap();
+    let before = sb.snapshot();
+    let run = rollback(&sb, &ok);
+    run.expect(3);
+    assert!(run.error_line().contains("bob"), "{}", run.stderr);
+    assert_eq!(sb.snapshot(), before);
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
+}
