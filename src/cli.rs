@@ -40,8 +40,19 @@ pub enum Cmd {
     Rollback(RollbackArgs),
     /// List the last 10 backups with id, commit, release, kind and size.
     Backups(BackupsArgs),
+    /// Gates and plan for a pull request, posted as a check run; touches no host.
+    Check(CheckArgs),
     /// Remove a stale deploy lock, saying whose it was.
     Unlock(CommonArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Commit to check (default: GITHUB_SHA, else `git rev-parse HEAD` in package.dir).
+    #[arg(long)]
+    pub sha: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -112,6 +123,10 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.json) = (Some("backups".into()), a.json);
             a.common
         }
+        Some(Cmd::Check(a)) => {
+            (f.command, f.sha) = (Some("check".into()), a.sha);
+            a.common
+        }
         Some(Cmd::Unlock(c)) => {
             f.command = Some("unlock".into());
             c
@@ -172,9 +187,10 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "deploy" => deploy_command(&config, &inv, vars).await,
         "rollback" => crate::rollback::command(&config, &inv, vars).await,
         "backups" => crate::rollback::list_command(&config, &inv, vars).await,
+        "check" => check_command(&config, &inv).await,
         "unlock" => unlock_command(&config, &inv, vars).await,
         other => Err(Error::invalid(format!(
-            "command: {other:?} is not one of: deploy, rollback, backups, unlock"
+            "command: {other:?} is not one of: deploy, rollback, backups, check, unlock"
         ))),
     }
 }
@@ -279,51 +295,57 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
     let started = Instant::now();
     let started_at = chrono::Utc::now();
 
+    let mut github = crate::github::Reporter::new(inv)?;
+    github.start_check(inv, &sha, config.env.name.as_str()).await;
+    let own_check = crate::github::check_name(config.env.name.as_str());
+    let wanted = crate::github::gates::Wanted {
+        env: &config.env,
+        sha: &sha,
+        git_ref: inv.github.git_ref.as_deref(),
+        own_check: &own_check,
+        deploy: true,
+    };
+    let (gates, verdict) = github.gates(&wanted).await;
+    if let Err(e) = verdict {
+        let summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
+        finish(&summary, inv);
+        github.finish(inv, &summary).await;
+        return Err(e);
+    }
+
+    // Before any host is touched, a failure still closes the check run and the deployment.
+    let early = async |e: Error, gates: Vec<crate::github::gates::Gate>, github: &crate::github::Reporter| {
+        let mut summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
+        if e.kind == crate::error::Kind::Failed {
+            summary.status = crate::report::Status::Failure;
+        }
+        finish(&summary, inv);
+        github.finish(inv, &summary).await;
+        e
+    };
     let work = tempfile::Builder::new()
         .prefix("tj-deploy-")
         .tempdir()
         .map_err(|e| Error::failed(format!("temp dir: {e}")))?;
-    let name = package::file_name(&config.app, sha.short());
-    let step = ui::step("package", &config.package_dir.display().to_string());
-    let total = package::input_size(&config.package_dir, &config.exclude)?;
-    let bar = ui::progress(total, "package");
-    let built = {
-        let dir = config.package_dir.clone();
-        let exclude = config.exclude.clone();
-        let out = work.path().to_path_buf();
-        let name = name.clone();
-        let bar2 = bar.clone();
-        cancel
-            .guard("package", async move {
-                tokio::task::spawn_blocking(move || package::build(&dir, &exclude, &out, &name, &|n| bar2.inc(n)))
-                    .await
-                    .map_err(|e| Error::failed(format!("package: {e}")))?
-            })
-            .await
+    let (pkg, package_step) = match build_package(config, &sha, work.path(), &cancel).await {
+        Ok(p) => p,
+        Err(e) => return Err(early(e, gates, &github).await),
     };
-    bar.finish_and_clear();
-    let (pkg, package_step) = match built {
-        Ok(p) => {
-            let note = format!("{} files, {} bytes, sha256 {}", p.files, p.size, &p.sha256[..12]);
-            let seconds = step.done(&note).as_secs_f64();
-            (
-                p,
-                StepRecord {
-                    host: "local".into(),
-                    name: "package".into(),
-                    seconds,
-                    ok: true,
-                    note,
-                },
-            )
-        }
-        Err(e) => {
-            step.failed(&e.message);
-            return Err(e);
-        }
+    let planned = crate::config::ReleaseId::from_time(started_at).to_string();
+    let request = crate::github::report::DeploymentRequest {
+        sha: &sha,
+        environment: config.env.name.as_str(),
+        production: config.env.name.as_str() == "production",
+        marker: "",
+        release: Some(&planned),
+        description: &format!("tj-deploy {} to {}", sha.short(), config.env.name),
     };
+    github.start_deployment(inv, &request).await;
 
-    let fleet = connect(config, inv, vars).await?;
+    let fleet = match connect(config, inv, vars).await {
+        Ok(f) => f,
+        Err(e) => return Err(early(e, gates, &github).await),
+    };
     let http = crate::health::client()?;
     let run = deploy::Run {
         config,
@@ -334,13 +356,183 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         started_at,
         steps: Steps::new(&cancel, vec![package_step]),
     };
-    let (summary, error) = run.deploy(fleet.borrowed(), &http).await;
+    let (mut summary, error) = run.deploy(fleet.borrowed(), &http).await;
     fleet.close().await;
+    summary.gates = gates;
     finish(&summary, inv);
+    github.finish(inv, &summary).await;
     match error {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Builds the package into `dir` with a progress bar; a signal stops it.
+async fn build_package(
+    config: &Config,
+    sha: &Sha,
+    dir: &std::path::Path,
+    cancel: &Cancel,
+) -> Result<(package::Package, StepRecord)> {
+    let name = package::file_name(&config.app, sha.short());
+    let step = ui::step("package", &config.package_dir.display().to_string());
+    let total = package::input_size(&config.package_dir, &config.exclude)?;
+    let bar = ui::progress(total, "package");
+    let built = {
+        let (src, exclude, out, bar) = (
+            config.package_dir.clone(),
+            config.exclude.clone(),
+            dir.to_path_buf(),
+            bar.clone(),
+        );
+        cancel
+            .guard("package", async move {
+                tokio::task::spawn_blocking(move || package::build(&src, &exclude, &out, &name, &|n| bar.inc(n)))
+                    .await
+                    .map_err(|e| Error::failed(format!("package: {e}")))?
+            })
+            .await
+    };
+    bar.finish_and_clear();
+    match built {
+        Ok(p) => {
+            let note = format!("{} files, {} bytes, sha256 {}", p.files, p.size, &p.sha256[..12]);
+            let seconds = step.done(&note).as_secs_f64();
+            Ok((
+                p,
+                StepRecord {
+                    host: "local".into(),
+                    name: "package".into(),
+                    seconds,
+                    ok: true,
+                    note,
+                },
+            ))
+        }
+        Err(e) => {
+            step.failed(&e.message);
+            Err(e)
+        }
+    }
+}
+
+/// The summary of a run that a gate refused: nothing was touched.
+#[allow(clippy::too_many_arguments)]
+fn refused_summary(
+    config: &Config,
+    inv: &Invocation,
+    command: &str,
+    sha: &Sha,
+    gates: Vec<crate::github::gates::Gate>,
+    e: &Error,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Summary {
+    Summary {
+        command: command.to_string(),
+        status: crate::report::Status::Refused,
+        environment: config.env.name.to_string(),
+        app: config.app.clone(),
+        hosts: config.env.hosts.iter().map(|h| h.to_string()).collect(),
+        commit: Some(sha.to_string()),
+        release: None,
+        backup: None,
+        previous_release: None,
+        actor: inv.actor.clone(),
+        run_url: inv.github.run_url(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        package: None,
+        gates,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        message: e.message.clone(),
+        environment_url: None,
+    }
+}
+
+/// `tj-deploy check`: the gates that apply to a pull request, the package build and the plan,
+/// posted as a check run. Connects to no host.
+async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
+    let sha = resolve_sha(config, inv)?;
+    let cancel = Cancel::install();
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let mut github = crate::github::Reporter::new(inv)?;
+    github.start_check(inv, &sha, config.env.name.as_str()).await;
+    let own_check = crate::github::check_name(config.env.name.as_str());
+    let wanted = crate::github::gates::Wanted {
+        env: &config.env,
+        sha: &sha,
+        git_ref: inv.github.git_ref.as_deref(),
+        own_check: &own_check,
+        deploy: false,
+    };
+    let (mut gates, mut verdict) = github.gates(&wanted).await;
+    gates.insert(
+        0,
+        crate::github::gates::Gate {
+            name: "config".into(),
+            ok: true,
+            reason: format!("{} is valid", inv.config_path.display()),
+        },
+    );
+    let mut steps = Vec::new();
+    if verdict.is_ok() {
+        let work = tempfile::Builder::new()
+            .prefix("tj-check-")
+            .tempdir()
+            .map_err(|e| Error::failed(format!("temp dir: {e}")))?;
+        match build_package(config, &sha, work.path(), &cancel).await {
+            Ok((_, step)) => {
+                gates.push(crate::github::gates::Gate {
+                    name: "package".into(),
+                    ok: true,
+                    reason: step.note.clone(),
+                });
+                steps.push(step);
+            }
+            Err(e) => {
+                gates.push(crate::github::gates::Gate {
+                    name: "package".into(),
+                    ok: false,
+                    reason: e.message.clone(),
+                });
+                verdict = Err(Error::refused(format!("gate package: {}", e.message)));
+            }
+        }
+    }
+    let plan: Vec<String> = deploy::plan(config, Some(&sha))
+        .iter()
+        .enumerate()
+        .map(|(i, (n, d))| format!("{:>3}. {n:<8} {d}", i + 1))
+        .collect();
+    let mut summary = refused_summary(
+        config,
+        inv,
+        "check",
+        &sha,
+        gates,
+        verdict.as_ref().err().unwrap_or(&Error::refused("")),
+        started,
+        started_at,
+    );
+    summary.steps = steps;
+    match &verdict {
+        Ok(()) => {
+            summary.status = crate::report::Status::Success;
+            summary.message = format!(
+                "ready to deploy {} to {}; the plan:\n\n```\n{}\n```",
+                sha.short(),
+                config.env.name,
+                plan.join("\n")
+            );
+        }
+        Err(e) => summary.message = e.message.clone(),
+    }
+    finish(&summary, inv);
+    github.finish(inv, &summary).await;
+    verdict
 }
 
 async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {

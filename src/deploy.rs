@@ -424,6 +424,7 @@ impl Run<'_> {
                 "{} sha256 {} ({} bytes, {} files)",
                 self.package.name, self.package.sha256, self.package.size, self.package.files
             )),
+            gates: Vec::new(),
             steps: std::mem::take(&mut self.steps.records),
             checks,
             message,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod github;
 pub mod health;
 pub mod lock;
 pub mod package;

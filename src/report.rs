@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::github::gates::Gate;
 use crate::health::CheckResult;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -58,6 +59,7 @@ pub struct Summary {
     pub started_at: String,
     pub duration_seconds: f64,
     pub package: Option<String>,
+    pub gates: Vec<Gate>,
     pub steps: Vec<StepRecord>,
     pub checks: Vec<CheckResult>,
     pub message: String,
@@ -96,6 +98,17 @@ impl Summary {
         }
         out.push_str(&format!("  by:        {}\n", self.actor));
         out.push_str(&format!("  duration:  {:.1}s\n", self.duration_seconds));
+        if !self.gates.is_empty() {
+            out.push_str("  gates:\n");
+            for g in &self.gates {
+                out.push_str(&format!(
+                    "    {} {:<16} {}\n",
+                    if g.ok { "✓" } else { "✗" },
+                    g.name,
+                    g.reason
+                ));
+            }
+        }
         if !self.steps.is_empty() {
             out.push_str("  steps:\n");
             for s in &self.steps {
@@ -156,6 +169,17 @@ impl Summary {
         md.push_str(&format!("| Duration | {:.1}s |\n", self.duration_seconds));
         if let Some(url) = &self.run_url {
             md.push_str(&format!("| Run | {url} |\n"));
+        }
+        if !self.gates.is_empty() {
+            md.push_str("\n### Pre-flight gates\n\n| Gate | Result |\n|---|---|\n");
+            for g in &self.gates {
+                md.push_str(&format!(
+                    "| {} | {} {} |\n",
+                    g.name,
+                    if g.ok { "✅" } else { "❌" },
+                    g.reason.replace('|', "\\|")
+                ));
+            }
         }
         if !self.steps.is_empty() {
             md.push_str("\n### Steps\n\n| Step | Host | Time | Result |\n|---|---|---|---|\n");

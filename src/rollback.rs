@@ -532,6 +532,7 @@ async fn run(
         started_at: stamp,
         duration_seconds: started.elapsed().as_secs_f64(),
         package: None,
+        gates: Vec::new(),
         steps: std::mem::take(&mut steps.records),
         checks,
         message,

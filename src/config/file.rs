@@ -52,6 +52,8 @@ pub struct RawEnv {
     pub ssh_config: Option<String>,
     pub connect_timeout: Option<String>,
     pub transport: Option<String>,
+    pub checks_timeout: Option<String>,
+    pub checks_interval: Option<String>,
 }
 
 macro_rules! overlay {
@@ -87,7 +89,9 @@ impl RawEnv {
             database_backup,
             ssh_config,
             connect_timeout,
-            transport
+            transport,
+            checks_timeout,
+            checks_interval
         )
     }
 }

@@ -104,6 +104,8 @@ pub struct GithubContext {
     pub api_url: Option<String>,
     pub output_file: Option<String>,
     pub summary_file: Option<String>,
+    /// `TJ_GITHUB_BACKOFF_MS`: shorter retry waits (tests).
+    pub backoff_ms: Option<u64>,
 }
 
 impl GithubContext {
@@ -120,6 +122,7 @@ impl GithubContext {
             api_url: get("GITHUB_API_URL"),
             output_file: get("GITHUB_OUTPUT"),
             summary_file: get("GITHUB_STEP_SUMMARY"),
+            backoff_ms: get("TJ_GITHUB_BACKOFF_MS").and_then(|v| v.parse().ok()),
         }
     }
 

@@ -194,6 +194,9 @@ pub struct EnvConfig {
     pub connect_timeout: Duration,
     /// `transport = "local"`: run on this machine instead of over SSH (the sandbox demo).
     pub local: bool,
+    /// How long the required-checks gate waits for pending checks.
+    pub checks_timeout: Duration,
+    pub checks_interval: Duration,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -379,6 +382,8 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         ssh_config,
         connect_timeout: dur("connect_timeout", &raw.connect_timeout, Duration::from_secs(15))?,
         local,
+        checks_timeout: dur("checks_timeout", &raw.checks_timeout, Duration::from_secs(600))?,
+        checks_interval: dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
     })
 }
 
