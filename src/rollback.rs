@@ -285,21 +285,25 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let fleet: Fleet = cli::connect(config, inv, vars).await?;
     let http = health::client()?;
     let mut steps = Steps::new(&cancel, Vec::new());
-    let (summary, error) = run(config, inv, &fleet, &http, &mut steps, started, started_at).await;
+    let mut github = crate::github::Reporter::new(inv)?;
+    let (summary, error) = run(config, inv, &fleet, &http, &mut steps, &mut github, started, started_at).await;
     fleet.close().await;
     cli::finish(&summary, inv);
+    github.finish(inv, &summary).await;
     match error {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     config: &Config,
     inv: &Invocation,
     fleet: &Fleet,
     http: &reqwest::Client,
     steps: &mut Steps<'_>,
+    github: &mut crate::github::Reporter,
     started: Instant,
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> (Summary, Option<Error>) {
@@ -364,6 +368,22 @@ async fn run(
             ));
             h.state = state;
             h.target = Some(target);
+        }
+        // A rollback is a deployment of the commit it restores.
+        if let Some(t) = hosts.first().and_then(|h| h.target.clone())
+            && let Some(sha) = t.commit.as_deref().and_then(|c| crate::config::Sha::parse("commit", c).ok())
+        {
+            let release = t.release.to_string();
+            let description = format!("tj-deploy rollback to {} (backup {})", sha.short(), t.backup);
+            let request = crate::github::report::DeploymentRequest {
+                sha: &sha,
+                environment: &env_name,
+                production: env_name == "production",
+                marker: "",
+                release: Some(&release),
+                description: &description,
+            };
+            github.start_deployment(inv, &request).await;
         }
         for h in hosts.iter_mut() {
             let name = h.t.name().to_string();
