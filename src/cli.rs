@@ -265,7 +265,19 @@ pub(crate) async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<S
     Ok(fleet)
 }
 
-pub(crate) fn finish(summary: &Summary, inv: &Invocation) {
+/// Reports a finished run everywhere: terminal, Actions outputs and job summary, GitHub check
+/// run and deployment, Slack.
+pub(crate) async fn publish(summary: &Summary, inv: &Invocation, github: &crate::github::Reporter) {
+    finish(summary, inv);
+    github.finish(inv, summary).await;
+    if let Some(hook) = &inv.slack_webhook
+        && let Ok(http) = crate::health::client()
+    {
+        crate::notify::slack::post(&http, hook.expose(), &crate::notify::slack::payload(summary)).await;
+    }
+}
+
+fn finish(summary: &Summary, inv: &Invocation) {
     println!("{}", summary.to_text());
     if let Err(e) = actions::publish(
         summary,
@@ -308,19 +320,29 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
     let (gates, verdict) = github.gates(&wanted).await;
     if let Err(e) = verdict {
         let summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
-        finish(&summary, inv);
-        github.finish(inv, &summary).await;
+        publish(&summary, inv, &github).await;
         return Err(e);
     }
 
+    if inv.slack_on_start
+        && let Some(hook) = &inv.slack_webhook
+    {
+        let payload = crate::notify::slack::start_payload(
+            &config.app,
+            config.env.name.as_str(),
+            sha.as_str(),
+            &inv.actor,
+            inv.github.run_url().as_deref(),
+        );
+        crate::notify::slack::post(&crate::health::client()?, hook.expose(), &payload).await;
+    }
     // Before any host is touched, a failure still closes the check run and the deployment.
     let early = async |e: Error, gates: Vec<crate::github::gates::Gate>, github: &crate::github::Reporter| {
         let mut summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
         if e.kind == crate::error::Kind::Failed {
             summary.status = crate::report::Status::Failure;
         }
-        finish(&summary, inv);
-        github.finish(inv, &summary).await;
+        publish(&summary, inv, github).await;
         e
     };
     let work = tempfile::Builder::new()
@@ -355,12 +377,12 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         started,
         started_at,
         steps: Steps::new(&cancel, vec![package_step]),
+        gates,
+        github: github.client(),
     };
-    let (mut summary, error) = run.deploy(fleet.borrowed(), &http).await;
+    let (summary, error) = run.deploy(fleet.borrowed(), &http).await;
     fleet.close().await;
-    summary.gates = gates;
-    finish(&summary, inv);
-    github.finish(inv, &summary).await;
+    publish(&summary, inv, &github).await;
     match error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -448,6 +470,10 @@ fn refused_summary(
         checks: Vec::new(),
         message: e.message.clone(),
         environment_url: None,
+        branch: config.env.branch.clone(),
+        commit_url: crate::report::commit_link(&inv.github, Some(sha.as_str())),
+        finished_at: crate::report::now_rfc3339(),
+        ..Default::default()
     }
 }
 
@@ -530,8 +556,7 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
         }
         Err(e) => summary.message = e.message.clone(),
     }
-    finish(&summary, inv);
-    github.finish(inv, &summary).await;
+    publish(&summary, inv, &github).await;
     verdict
 }
 

@@ -46,6 +46,26 @@ pub struct Run<'a> {
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub steps: Steps<'a>,
+    /// The gates that passed before this run (for the summary).
+    pub gates: Vec<crate::github::gates::Gate>,
+    /// For the list of changes since the previous release.
+    pub github: Option<&'a crate::github::Github>,
+}
+
+/// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
+/// sample app's "Applied migration x".
+pub fn applied_migrations(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .trim()
+                .strip_prefix("Applying migration ")
+                .or_else(|| l.trim().strip_prefix("Applied migration "))?;
+            let name = rest.trim().trim_matches(|c| c == '`' || c == '\'' || c == '"');
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
 }
 
 /// The plan a dry run prints: every step, in order, with what it will do.
@@ -171,6 +191,8 @@ impl Run<'_> {
         let mut checks: Vec<CheckResult> = Vec::new();
         let mut backup_id = None;
         let mut migrated = false;
+        let mut migrations: Vec<String> = Vec::new();
+        let mut changes = (Vec::new(), 0);
 
         let result: Result<()> = async {
             for h in hosts.iter_mut() {
@@ -196,6 +218,22 @@ impl Run<'_> {
                     while id <= newest {
                         id = id.next();
                     }
+                }
+            }
+            if let (Some(gh), Some(prev)) = (
+                self.github,
+                hosts
+                    .first()
+                    .and_then(|h| h.previous())
+                    .and_then(|p| p.revision.clone()),
+            ) && prev != self.sha.as_str()
+            {
+                match crate::github::report::changes(gh, &prev, self.sha.as_str(), 50).await {
+                    Ok(c) => changes = c,
+                    Err(e) => ui::warn(&format!(
+                        "could not list the changes since {}: {e}",
+                        &prev[..prev.len().min(7)]
+                    )),
                 }
             }
             for h in hosts.iter_mut() {
@@ -258,11 +296,15 @@ impl Run<'_> {
                     if label == "migrate" {
                         migrated = true;
                     }
-                    self.steps
+                    let out = self
+                        .steps
                         .run(&name, label, &cmd, async {
                             h.t.run(&script, Mode::Stream).await?.check(&what)
                         })
                         .await?;
+                    if label == "migrate" && migrations.is_empty() {
+                        migrations = applied_migrations(&out.stdout);
+                    }
                 }
 
                 let script = commands::switch(&l, id, Some(self.sha.as_str()));
@@ -369,42 +411,6 @@ impl Run<'_> {
             }
         };
 
-        let finished = chrono::Utc::now();
-        for h in hosts.iter() {
-            if !h.locked {
-                continue;
-            }
-            let line = json!({
-                "kind": "deploy",
-                "id": id.to_string(),
-                "environment": self.config.env.name.as_str(),
-                "host": h.t.name(),
-                "commit": self.sha.as_str(),
-                "release": id.to_string(),
-                "previous": h.previous().map(|p| p.id.to_string()),
-                "backup": backup_id.map(|b| b.to_string()),
-                "status": status.as_str(),
-                "actor": self.inv.actor,
-                "run_url": self.inv.github.run_url(),
-                "started_at": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "finished_at": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "message": message,
-            });
-            if let Err(e) =
-                h.t.run(&commands::append_log(&l, &line.to_string()), Mode::Capture)
-                    .await
-                    .and_then(|o| o.check("log"))
-            {
-                ui::warn(&format!("{}: could not append to {}: {e}", h.t.name(), l.log()));
-            }
-            if let Err(e) = lock::release(&h.t, &l, &owner.token).await {
-                ui::warn(&format!(
-                    "{e}; clear it with `tj-deploy unlock -e {}`",
-                    self.config.env.name
-                ));
-            }
-        }
-
         let previous = hosts.first().and_then(|h| h.previous()).map(|p| p.id.to_string());
         let summary = Summary {
             command: "deploy".into(),
@@ -424,14 +430,47 @@ impl Run<'_> {
                 "{} sha256 {} ({} bytes, {} files)",
                 self.package.name, self.package.sha256, self.package.size, self.package.files
             )),
-            gates: Vec::new(),
+            gates: std::mem::take(&mut self.gates),
+            changes: changes.0,
+            changes_total: changes.1,
+            migrations,
             steps: std::mem::take(&mut self.steps.records),
             checks,
             message,
             environment_url: reqwest::Url::parse(&self.config.env.health_url)
                 .ok()
                 .map(|u| u.origin().ascii_serialization()),
+            branch: self.config.env.branch.clone(),
+            commit_url: crate::report::commit_link(&self.inv.github, Some(self.sha.as_str())),
+            finished_at: crate::report::now_rfc3339(),
         };
+        let markdown = summary.to_markdown();
+        let finished = chrono::Utc::now();
+        for h in hosts.iter().filter(|h| h.locked) {
+            let line = json!({
+                "kind": "deploy",
+                "id": id.to_string(),
+                "environment": self.config.env.name.as_str(),
+                "host": h.t.name(),
+                "commit": self.sha.as_str(),
+                "release": id.to_string(),
+                "previous": h.previous().map(|p| p.id.to_string()),
+                "backup": backup_id.map(|b| b.to_string()),
+                "status": status.as_str(),
+                "actor": self.inv.actor,
+                "run_url": self.inv.github.run_url(),
+                "started_at": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "finished_at": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "message": summary.message,
+            });
+            crate::journal::record(&h.t, &l, &line, &markdown).await;
+            if let Err(e) = lock::release(&h.t, &l, &owner.token).await {
+                ui::warn(&format!(
+                    "{e}; clear it with `tj-deploy unlock -e {}`",
+                    self.config.env.name
+                ));
+            }
+        }
         (summary, error)
     }
 

@@ -288,8 +288,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let mut github = crate::github::Reporter::new(inv)?;
     let (summary, error) = run(config, inv, &fleet, &http, &mut steps, &mut github, started, started_at).await;
     fleet.close().await;
-    cli::finish(&summary, inv);
-    github.finish(inv, &summary).await;
+    cli::publish(&summary, inv, &github).await;
     match error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -502,6 +501,34 @@ async fn run(
         }
     };
 
+    let summary = Summary {
+        command: "rollback".into(),
+        status,
+        environment: env_name.clone(),
+        app: config.app.clone(),
+        hosts: hosts.iter().map(|h| h.spec.to_string()).collect(),
+        commit: target.as_ref().and_then(|t| t.commit.clone()),
+        release: target.as_ref().map(|t| t.release.to_string()),
+        backup: (status != Status::Refused).then(|| safety.to_string()),
+        previous_release: hosts.first().and_then(|h| h.state.current).map(|c| c.to_string()),
+        actor: inv.actor.clone(),
+        run_url: inv.github.run_url(),
+        started_at: stamp.clone(),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        package: None,
+        gates: Vec::new(),
+        steps: std::mem::take(&mut steps.records),
+        checks,
+        message: message.clone(),
+        environment_url: reqwest::Url::parse(&config.env.health_url)
+            .ok()
+            .map(|u| u.origin().ascii_serialization()),
+        branch: config.env.branch.clone(),
+        commit_url: crate::report::commit_link(&inv.github, target.as_ref().and_then(|t| t.commit.as_deref())),
+        finished_at: crate::report::now_rfc3339(),
+        ..Default::default()
+    };
+    let markdown = summary.to_markdown();
     let finished = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for h in hosts.iter().filter(|h| h.locked) {
         // A refused rollback changed nothing, and leaves no trace either.
@@ -524,42 +551,14 @@ async fn run(
             "finished_at": finished,
             "message": message,
         });
-        if log
-            && let Err(e) =
-                h.t.run(&commands::append_log(&l, &line.to_string()), Mode::Capture)
-                    .await
-                    .and_then(|o| o.check("log"))
-        {
-            ui::warn(&format!("{}: could not append to {}: {e}", h.t.name(), l.log()));
+        if log {
+            crate::journal::record(h.t, &l, &line, &markdown).await;
         }
         if let Err(e) = lock::release(h.t, &l, &owner.token).await {
             ui::warn(&format!("{e}; clear it with `tj-deploy unlock -e {env_name}`"));
         }
     }
 
-    let summary = Summary {
-        command: "rollback".into(),
-        status,
-        environment: env_name.clone(),
-        app: config.app.clone(),
-        hosts: hosts.iter().map(|h| h.spec.to_string()).collect(),
-        commit: target.as_ref().and_then(|t| t.commit.clone()),
-        release: target.as_ref().map(|t| t.release.to_string()),
-        backup: (status != Status::Refused).then(|| safety.to_string()),
-        previous_release: hosts.first().and_then(|h| h.state.current).map(|c| c.to_string()),
-        actor: inv.actor.clone(),
-        run_url: inv.github.run_url(),
-        started_at: stamp,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        package: None,
-        gates: Vec::new(),
-        steps: std::mem::take(&mut steps.records),
-        checks,
-        message,
-        environment_url: reqwest::Url::parse(&config.env.health_url)
-            .ok()
-            .map(|u| u.origin().ascii_serialization()),
-    };
     (summary, error)
 }
 

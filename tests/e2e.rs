@@ -252,7 +252,7 @@ fn refusals_and_bad_input_leave_the_host_unchanged() {
     );
     assert!(outputs.contains(&format!("\n{}\n", sha(1))), "{outputs}");
     let md = std::fs::read_to_string(job_summary).unwrap();
-    assert!(md.contains("deploy success") && md.contains("| Release |"), "{md}");
+    assert!(md.contains("deploy success") && md.contains("| **Release** |"), "{md}");
 }
 
 /// Issue #2, must-show 6: a dry run lists every step and connects to nothing (its host is a

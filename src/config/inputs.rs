@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 
 /// The action inputs of DESIGN.md §2, as GitHub passes them to a Docker action.
 /// `action.yml` must declare exactly these (the action contract test checks it).
-pub const ACTION_INPUTS: [&str; 12] = [
+pub const ACTION_INPUTS: [&str; 13] = [
     "command",
     "environment",
     "config",
@@ -43,6 +43,7 @@ pub const ACTION_INPUTS: [&str; 12] = [
     "confirm",
     "dry-run",
     "sha",
+    "slack-on-start",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +61,7 @@ pub struct ActionInputs {
     pub confirm: Option<String>,
     pub dry_run: Option<String>,
     pub sha: Option<String>,
+    pub slack_on_start: Option<String>,
 }
 
 impl ActionInputs {

@@ -28,6 +28,8 @@ pub struct Flags {
     pub restore_database: bool,
     pub confirm: Option<String>,
     pub json: bool,
+    /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
+    pub slack_on_start: bool,
 }
 
 /// Which backup a rollback restores.
@@ -79,6 +81,8 @@ pub struct Invocation {
     pub restore_database: bool,
     pub confirm: Option<String>,
     pub json: bool,
+    /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
+    pub slack_on_start: bool,
 }
 
 impl Invocation {
@@ -120,6 +124,10 @@ impl Invocation {
             None => false,
         };
         let confirm = flags.confirm.or(inputs.confirm);
+        let slack_on_start = match inputs.slack_on_start.or_else(|| var("TJ_SLACK_ON_START")) {
+            Some(v) => inputs::boolean("slack-on-start", &v)?,
+            None => false,
+        };
         let ssh = SshSecrets {
             key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
             key_file: flags.ssh_key_file,
@@ -155,6 +163,7 @@ impl Invocation {
             restore_database,
             confirm,
             json: flags.json,
+            slack_on_start,
         })
     }
 }

@@ -69,8 +69,8 @@ impl Reporter {
         })
     }
 
-    pub fn enabled(&self) -> bool {
-        self.gh.is_some()
+    pub fn client(&self) -> Option<&Github> {
+        self.gh.as_ref()
     }
 
     /// Creates our check run `in_progress`.

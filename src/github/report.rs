@@ -150,6 +150,29 @@ pub async fn finish_check(gh: &Github, id: u64, conclusion: &str, title: &str, s
     Ok(())
 }
 
+/// Commits after `base` up to `head` (oldest first), at most `cap`, and how many there are.
+pub async fn changes(gh: &Github, base: &str, head: &str, cap: usize) -> Result<(Vec<crate::report::Change>, usize)> {
+    let c = gh.get(&gh.repo_path(&format!("/compare/{base}...{head}"))).await?;
+    let total = c["total_commits"].as_u64().unwrap_or(0) as usize;
+    let list: Vec<crate::report::Change> = c["commits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(cap)
+        .map(|x| crate::report::Change {
+            sha: x["sha"].as_str().unwrap_or_default().to_string(),
+            subject: x["commit"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect();
+    Ok((list, total.max(c["commits"].as_array().map_or(0, Vec::len))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod github;
+pub mod slack;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,27 @@
+//! The server's own record of every run: one JSON line per attempt in
+//! `.tj-deploy/deployments.log`, and the run's markdown summary at the top of
+//! `.tj-deploy/deployments.md` (newest first). Failing to write them is a warning.
+
+use serde_json::Value;
+
+use crate::remote::layout::Layout;
+use crate::remote::{Mode, Transport, commands};
+use crate::ui;
+
+/// deployments.md is cut to this size so it never grows without bound.
+pub const MARKDOWN_KEEP_BYTES: usize = 1 << 20;
+
+pub async fn record<T: Transport>(t: &T, l: &Layout, line: &Value, markdown: &str) {
+    let log = commands::append_log(l, &line.to_string());
+    if let Err(e) = t.run(&log, Mode::Capture).await.and_then(|o| o.check("log")) {
+        ui::warn(&format!("{}: could not append to {}: {e}", t.name(), l.log()));
+    }
+    let md = commands::prepend_markdown(l, &crate::github::report::fit_summary(markdown), MARKDOWN_KEEP_BYTES);
+    if let Err(e) = t.run(&md, Mode::Capture).await.and_then(|o| o.check("log")) {
+        ui::warn(&format!(
+            "{}: could not write {}/deployments.md: {e}",
+            t.name(),
+            l.meta()
+        ));
+    }
+}
