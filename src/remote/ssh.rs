@@ -8,11 +8,14 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use crate::config::{EnvConfig, HostSpec, SshSecrets};
 use crate::error::{Context, Error, Result};
 use crate::remote::{Mode, Output, Script, Transport, collect, feed};
+
+/// How long an orphaned ssh master (tj-deploy was SIGKILLed) lingers once its channels close.
+const MASTER_IDLE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(60).expect("non-zero");
 
 /// The private files ssh needs for one run.
 pub struct SshContext {
@@ -130,6 +133,8 @@ impl SshContext {
             .config_file(&self.config_file)
             .control_directory(self.dir.path())
             .connect_timeout(self.connect_timeout)
+            // If we are killed before closing the session, the master must not live on.
+            .control_persist(ControlPersist::IdleFor(MASTER_IDLE))
             .server_alive_interval(Duration::from_secs(10));
         if let Some(u) = &host.user {
             b.user(u.clone());

@@ -130,6 +130,26 @@ impl Postgres {
         pg
     }
 
+    /// Stops the server (a fault test); [`Postgres::restart`] brings it back.
+    pub fn stop(&self) {
+        let pg_ctl = pg_bin("pg_ctl");
+        sh_ok(&format!(
+            "runuser -u postgres -- {} -D {}/data -m fast -w stop >/dev/null",
+            pg_ctl.display(),
+            self.dir.display()
+        ));
+    }
+
+    pub fn restart(&self) {
+        let pg_ctl = pg_bin("pg_ctl");
+        sh_ok(&format!(
+            "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off\" start >/dev/null",
+            pg_ctl.display(),
+            d = self.dir.display(),
+            port = self.port
+        ));
+    }
+
     pub fn url(&self, db: &str) -> String {
         format!("postgresql://tj:{PG_PASSWORD}@127.0.0.1:{}/{db}", self.port)
     }
@@ -218,7 +238,10 @@ impl Sshd {
             .arg(dir.join("sshd_config"))
             .arg("-E")
             .arg(dir.join("sshd.log"))
+            // Its sessions must not hold the test's output pipes open after it is gone.
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start sshd: {e}"));
         wait_for_port(port, "sshd", &dir.join("sshd.log"));

@@ -1,0 +1,218 @@
+//! Issue #7: faults. After each: the previous release still serves, `current` points at a
+//! complete release, every backup taken is intact and listed, the lock is released (or, for
+//! SIGKILL, reported with its owner and clearable), and the error names the failed step.
+
+mod support;
+
+use std::process::Stdio;
+
+use support::{Run, Sandbox, sha};
+
+/// What must hold after any fault: v1 serves from a complete release, no partial release or
+/// backup is left, and every listed backup has its manifest.
+fn assert_intact(sb: &Sandbox, current_before: &Option<String>) {
+    assert_eq!(&sb.current(), current_before, "current moved");
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()), "v1 must still serve");
+    let cur = sb.current().unwrap();
+    assert!(
+        sb.deploy_dir.join(&cur).join("REVISION").is_file(),
+        "current points at a complete release"
+    );
+    for r in sb.releases() {
+        assert!(
+            sb.deploy_dir.join("releases").join(&r).join("REVISION").is_file(),
+            "partial release {r} left behind"
+        );
+    }
+    for b in sb.backups() {
+        assert!(
+            sb.backup_dir.join(&b).join("manifest.json").is_file(),
+            "backup {b} without manifest"
+        );
+    }
+    let partial = std::fs::read_dir(&sb.backup_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".partial"));
+    assert!(!partial, "a partial backup is left");
+}
+
+fn failing_step(sb: &Sandbox, extra: &str, commit: u32) -> Run {
+    sb.write_config(extra);
+    sb.set_app(&format!("{commit}.0.0"), false);
+    let run = sb.deploy(&sha(commit));
+    sb.write_config("");
+    run
+}
+
+#[test]
+fn failed_install_migrate_and_reload_leave_v1_serving() {
+    let sb = Sandbox::new("steps");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+
+    let run = failing_step(&sb, "install = \"echo npm ERR! broken >&2; exit 7\"", 2);
+    run.expect(1);
+    assert!(
+        run.error_line().contains("install") && run.error_line().contains("exit 7"),
+        "{}",
+        run.error_line()
+    );
+    assert!(run.error_line().contains("removed"), "{}", run.error_line());
+    assert_intact(&sb, &before);
+    assert!(!sb.lock_exists());
+
+    let run = failing_step(
+        &sb,
+        "migrate = \"echo 'relation trades does not exist' >&2; exit 3\"",
+        3,
+    );
+    run.expect(1);
+    let line = run.error_line();
+    let backup = sb.backups().last().unwrap().clone();
+    assert!(
+        line.contains("migrate") && line.contains(&backup),
+        "names the backup to restore from: {line}"
+    );
+    assert_intact(&sb, &before);
+
+    // The new release's reload fails; the previous release's reload (during rollback) works.
+    sb.write_config(
+        "reload = \"if [ -f UNHEALTHY ]; then echo 'reload failed' >&2; exit 9; fi; pm2 startOrReload ecosystem.config.js --update-env\"",
+    );
+    sb.set_app("4.0.0", true);
+    let run = sb.deploy(&sha(4));
+    sb.write_config("");
+    run.expect(1);
+    let line = run.error_line();
+    assert!(line.contains("reload") && line.contains("serving again"), "{line}");
+    assert_intact(&sb, &before);
+    assert!(!sb.lock_exists());
+    // Each failed attempt is in the log.
+    let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
+    assert_eq!(log.lines().count(), 4);
+}
+
+#[test]
+fn database_down_during_backup_stops_everything() {
+    let sb = Sandbox::new("pgdown");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    let backups = sb.backups();
+    sb.pg.stop();
+    sb.set_app("2.0.0", false);
+    let run = sb.deploy(&sha(2));
+    sb.pg.restart();
+    run.expect(1);
+    assert!(
+        run.error_line().contains("backup") && run.error_line().contains("pg_dump"),
+        "{}",
+        run.error_line()
+    );
+    assert_eq!(sb.backups(), backups, "no new backup");
+    assert_eq!(sb.releases().len(), 1, "nothing extracted");
+    assert_intact(&sb, &before);
+    assert!(!sb.lock_exists());
+    // Nothing to clean up by hand: the next deploy goes through.
+    sb.deploy(&sha(2)).expect(0);
+}
+
+#[test]
+fn a_corrupt_package_on_the_host_is_never_extracted() {
+    let sb = Sandbox::new("corrupt");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    // The same tree under another commit name reuses the uploaded package: corrupt it.
+    let pkg = std::fs::read_dir(sb.deploy_dir.join(".tj-deploy/packages"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&pkg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pkg, bytes).unwrap();
+    let run = sb.deploy(&sha(5));
+    run.expect(1);
+    assert!(run.error_line().contains("corrupt"), "{}", run.error_line());
+    assert_intact(&sb, &before);
+    assert!(!pkg.exists(), "the corrupt package is removed");
+    // The next deploy uploads it again.
+    let run = sb.deploy(&sha(5));
+    run.expect(0);
+    assert!(!run.stdout.contains("already on the host"));
+}
+
+#[test]
+fn two_deploys_at_once_one_proceeds_the_other_is_refused() {
+    let sb = Sandbox::new("race");
+    sb.deploy(&sha(1)).expect(0);
+    sb.set_app("2.0.0", false);
+    let spawn = |n: u32| {
+        sb.cmd(&["deploy", "-e", "staging", "--sha", &sha(n)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(2), spawn(3));
+    let (a, b) = (
+        Run::of(a.wait_with_output().unwrap()),
+        Run::of(b.wait_with_output().unwrap()),
+    );
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(codes, [0, 3], "a: {}\nb: {}", a.all(), b.all());
+    let refused = if a.code == 3 { &a } else { &b };
+    assert!(refused.error_line().contains("held by"), "{}", refused.error_line());
+    assert!(!sb.lock_exists());
+}
+
+#[test]
+fn sigkill_leaves_a_lock_that_names_its_owner_and_unlock_clears() {
+    let sb = Sandbox::new("kill9");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    sb.write_config("install = \"sleep 30\"");
+    sb.set_app("2.0.0", false);
+    let mut child = sb
+        .cmd(&["deploy", "-e", "staging", "--sha", &sha(2)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !sb
+        .releases()
+        .iter()
+        .any(|r| !sb.deploy_dir.join("releases").join(r).join("REVISION").exists())
+    {
+        assert!(std::time::Instant::now() < deadline, "install never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sb.write_config("");
+    assert!(sb.lock_exists(), "SIGKILL cannot release the lock");
+    assert_eq!(sb.current(), before);
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
+
+    let run = sb.deploy(&sha(2));
+    run.expect(3);
+    assert!(
+        run.error_line().contains("held by") && run.error_line().contains("unlock"),
+        "{}",
+        run.error_line()
+    );
+    Run::of(sb.cmd(&["unlock", "-e", "staging"]).output().unwrap()).expect(0);
+    sb.deploy(&sha(2)).expect(0);
+    // The killed run's unfinished release was pruned by the next deploy.
+    for r in sb.releases() {
+        assert!(
+            sb.deploy_dir.join("releases").join(&r).join("REVISION").is_file(),
+            "unfinished release {r} left"
+        );
+    }
+    // The sleep the killed run started on the host is no concern of the test; PM2 and sshd stop on drop.
+}
