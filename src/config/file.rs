@@ -105,8 +105,21 @@ pub fn parse(origin: &str, text: &str) -> Result<RawFile> {
         let location = e
             .span()
             .map(|s| {
-                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                format!(" (line {line})")
+                let start = s.start.min(text.len());
+                let line = text[..start].matches('\n').count() + 1;
+                // Name the key too: toml's type errors say what was wrong, not where.
+                let line_text = text.lines().nth(line - 1).unwrap_or("");
+                let key = line_text.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+                    !k.is_empty()
+                        && k.len() <= 64
+                        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.\"".contains(&b))
+                });
+                let table = line_text.trim().starts_with('[').then(|| line_text.trim());
+                match (key, table) {
+                    (Some(k), _) => format!(" (line {line}, {})", k.trim_matches('"')),
+                    (None, Some(t)) if t.len() <= 80 => format!(" (line {line}, {t})"),
+                    _ => format!(" (line {line})"),
+                }
             })
             .unwrap_or_default();
         Error::invalid(format!("{origin}{location}: {msg}"))

@@ -344,10 +344,12 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         .collect::<Result<Vec<_>>>()?;
     let branch = raw.branch.clone();
     if let Some(b) = &branch {
+        // Stricter than git: a deploy branch name needs nothing that a URL or a shell treats specially.
         let ok = !b.is_empty()
-            && !b.starts_with('-')
+            && b.len() <= 200
+            && !b.starts_with(['-', '/', '.'])
             && !b.contains("..")
-            && b.bytes().all(|c| c.is_ascii_graphic() && !b"~^:?*[\\".contains(&c));
+            && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"._/-".contains(&c));
         if !ok {
             return Err(Error::invalid(format!("{}: {b:?} is not a branch name", key("branch"))));
         }
