@@ -216,3 +216,69 @@ fn sigkill_leaves_a_lock_that_names_its_owner_and_unlock_clears() {
     }
     // The sleep the killed run started on the host is no concern of the test; PM2 and sshd stop on drop.
 }
+
+/// The connection drops mid-command (sshd and its sessions killed, back after a second):
+/// tj-deploy reconnects once to clean up, fails naming the step, and the next deploy goes
+/// through without anyone touching the host.
+#[test]
+fn connection_dropped_mid_command_reconnects_to_clean_up() {
+    use std::io::{BufRead, BufReader};
+    let mut sb = Sandbox::new("drop");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    let releases = sb.releases();
+    sb.write_config("install = \"echo installing; sleep 20\"");
+    sb.set_app("2.0.0", false);
+    let mut child = sb
+        .cmd(&["deploy", "-e", "staging", "--sha", &sha(2)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("installing") {
+            break;
+        }
+    }
+    sb.sshd.crash_and_restart(std::time::Duration::from_secs(1));
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let out = child.wait_with_output().unwrap();
+    let rest = rest.join("\n");
+    assert_eq!(out.status.code(), Some(1), "{rest}");
+    assert!(rest.contains("reconnecting once"), "{rest}");
+    let error = rest
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("install") && error.contains("disconnected"),
+        "{error}\n{rest}"
+    );
+    assert!(!sb.lock_exists(), "the lock was released after reconnecting");
+    assert_eq!(sb.releases(), releases, "the unfinished release was removed");
+    assert_intact(&sb, &before);
+    sb.write_config("");
+    sb.deploy(&sha(2)).expect(0);
+}
+
+/// A Slack that fails after the deploy is a warning; the result stands.
+#[test]
+fn notification_failure_is_a_warning_not_a_failure() {
+    let sb = Sandbox::new("slackdown");
+    let closed = support::free_port();
+    let run = Run::of(
+        sb.cmd(&["deploy", "-e", "staging", "--sha", &sha(1)])
+            .env("SLACK_WEBHOOK_URL", format!("http://127.0.0.1:{closed}/services/x"))
+            .output()
+            .unwrap(),
+    );
+    run.expect(0);
+    assert!(run.all().contains("Slack notification failed"), "{}", run.all());
+    assert!(
+        !run.all().contains(&format!("{closed}/services")),
+        "the webhook URL is not printed"
+    );
+}

@@ -393,7 +393,10 @@ fn pr_check_posts_a_check_run_and_touches_no_host() {
         .clone();
     assert_eq!(own["conclusion"], "success");
     assert!(
-        own["output_summary"].as_str().unwrap().contains("Pre-deployment checklist"),
+        own["output_summary"]
+            .as_str()
+            .unwrap()
+            .contains("Pre-deployment checklist"),
         "{own}"
     );
 

@@ -8,11 +8,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use crate::config::{EnvConfig, HostSpec, SshSecrets};
 use crate::error::{Context, Error, Result};
 use crate::remote::{Mode, Output, Script, Transport, collect, feed};
+use crate::ui;
 
 /// How long an orphaned ssh master (tj-deploy was SIGKILLed) lingers once its channels close.
 const MASTER_IDLE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(60).expect("non-zero");
@@ -127,7 +131,7 @@ impl SshContext {
         })
     }
 
-    pub async fn connect(&self, host: &HostSpec) -> Result<SshTransport> {
+    fn builder(&self, host: &HostSpec) -> SessionBuilder {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(KnownHosts::Strict)
             .config_file(&self.config_file)
@@ -142,21 +146,39 @@ impl SshContext {
         if let Some(p) = host.port {
             b.port(p);
         }
-        let name = host.to_string();
-        let attempt =
-            tokio::time::timeout(self.connect_timeout + Duration::from_secs(5), b.connect_mux(&host.host)).await;
-        let session = match attempt {
-            Err(_) => {
-                return Err(Error::failed(format!(
-                    "connect {name}: timed out after {:?}",
-                    self.connect_timeout
-                )));
-            }
-            Ok(Err(e)) => return Err(Error::failed(format!("connect {name}: {}", describe(&e)))),
-            Ok(Ok(s)) => s,
-        };
-        Ok(SshTransport { name, session })
+        b
     }
+
+    pub async fn connect(&self, host: &HostSpec) -> Result<SshTransport> {
+        let builder = self.builder(host);
+        let session = open(&builder, host, self.connect_timeout).await?;
+        Ok(SshTransport {
+            name: host.to_string(),
+            session: Mutex::new(Arc::new(session)),
+            redial: Redial {
+                builder,
+                host: host.clone(),
+                timeout: self.connect_timeout,
+            },
+            redialed: AtomicBool::new(false),
+        })
+    }
+}
+
+async fn open(builder: &SessionBuilder, host: &HostSpec, timeout: Duration) -> Result<Session> {
+    let name = host.to_string();
+    match tokio::time::timeout(timeout + Duration::from_secs(5), builder.connect_mux(&host.host)).await {
+        Err(_) => Err(Error::failed(format!("connect {name}: timed out after {timeout:?}"))),
+        Ok(Err(e)) => Err(Error::failed(format!("connect {name}: {}", describe(&e)))),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// What it takes to connect again after the connection dropped.
+struct Redial {
+    builder: SessionBuilder,
+    host: HostSpec,
+    timeout: Duration,
 }
 
 /// An openssh error with its cause (the ssh client's own words, e.g. "Host key verification failed.").
@@ -176,24 +198,63 @@ fn describe(e: &openssh::Error) -> String {
 
 pub struct SshTransport {
     name: String,
-    session: Session,
+    session: Mutex<Arc<Session>>,
+    redial: Redial,
+    /// A run reconnects once at most: a host that keeps dropping is a failure.
+    redialed: AtomicBool,
 }
 
 impl SshTransport {
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        let session = self.session.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Ok(s) = Arc::try_unwrap(session) {
+            let _ = s.close().await;
+        }
     }
 
-    async fn spawn(&self, script: &Script, stdin: Stdio) -> Result<openssh::Child<&Session>> {
-        let mut cmd = self.session.command("sh");
+    fn current(&self) -> Arc<Session> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn spawn_on(
+        &self,
+        session: Arc<Session>,
+        script: &Script,
+        stdin: bool,
+    ) -> Result<openssh::Child<Arc<Session>>> {
+        let mut cmd = session.arc_command("sh");
         cmd.arg("-c")
             .arg(script.text())
-            .stdin(stdin)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.spawn()
             .await
             .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))
+    }
+
+    /// Starts `script`; when the connection has dropped, reconnects once (the host may be back
+    /// after a blip) so that at least the cleanup of a failed step can run.
+    async fn spawn(&self, script: &Script, stdin: bool) -> Result<openssh::Child<Arc<Session>>> {
+        let session = self.current();
+        let first = self.spawn_on(session.clone(), script, stdin).await;
+        if first.is_ok() || session.check().await.is_ok() || self.redialed.swap(true, Ordering::SeqCst) {
+            return first;
+        }
+        ui::warn(&format!("{}: the SSH connection dropped; reconnecting once", self.name));
+        let mut last = None;
+        for _ in 0..5 {
+            match open(&self.redial.builder, &self.redial.host, self.redial.timeout).await {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    *self.session.lock().unwrap_or_else(|p| p.into_inner()) = s.clone();
+                    return self.spawn_on(s, script, stdin).await;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Err(last.unwrap_or_else(|| Error::failed(format!("{}: reconnect failed", self.name))))
     }
 }
 
@@ -203,7 +264,7 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
-        let mut child = self.spawn(script, Stdio::null()).await?;
+        let mut child = self.spawn(script, false).await?;
         let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),
@@ -213,7 +274,7 @@ impl Transport for SshTransport {
     }
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
-        let mut child = self.spawn(script, Stdio::piped()).await?;
+        let mut child = self.spawn(script, true).await?;
         let stdin = child.stdin().take().ok_or_else(|| Error::failed("upload: no stdin"))?;
         let (fed, (stdout, stderr)) = tokio::join!(
             feed(stdin, local, progress),

@@ -259,6 +259,30 @@ impl Sshd {
     pub fn host(&self) -> String {
         format!("{DEPLOY_USER}@127.0.0.1:{}", self.port)
     }
+
+    /// Kills the server and every connection it serves (a network fault), then starts it
+    /// again on the same port with the same keys after `down`.
+    pub fn crash_and_restart(&mut self, down: Duration) {
+        let pid = self.child.id();
+        // The whole tree: listener, per-connection monitors, sessions and what they run.
+        let _ = sh(&format!(
+            "t() {{ for c in $(pgrep -P $1); do t $c; done; kill -KILL $1 2>/dev/null; }}; t {pid}"
+        ));
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let dir = self.key.parent().unwrap().to_path_buf();
+        self.child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f"])
+            .arg(dir.join("sshd_config"))
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(self.port, "sshd", &dir.join("sshd.log"));
+    }
 }
 
 impl Drop for Sshd {
