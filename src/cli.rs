@@ -252,7 +252,7 @@ pub(crate) async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<S
         match ctx.connect(h).await {
             Ok(t) => {
                 step.done("");
-                fleet.hosts.push((h.clone(), AnyTransport::Ssh(t)));
+                fleet.hosts.push((h.clone(), AnyTransport::Ssh(Box::new(t))));
             }
             Err(e) => {
                 step.failed(&e.message);

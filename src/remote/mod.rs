@@ -156,7 +156,7 @@ impl<T: Transport> Transport for &T {
 /// Either transport, so callers need not be generic over them.
 pub enum AnyTransport {
     Local(local::LocalTransport),
-    Ssh(ssh::SshTransport),
+    Ssh(Box<ssh::SshTransport>),
 }
 
 impl AnyTransport {
