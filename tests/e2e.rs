@@ -333,3 +333,61 @@ fn sigterm_during_install_cleans_up_and_releases_the_lock() {
     assert_eq!(sb.releases(), releases_before, "the unfinished release was removed");
     assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
 }
+
+/// SIGTERM at later steps: during `migrate` (before the switch: release removed) and during
+/// `reload` (after the switch: switched back to v1, which is reloaded and verified).
+#[test]
+fn sigterm_before_and_after_the_switch_leaves_v1_serving() {
+    use std::io::{BufRead, BufReader};
+    let sb = Sandbox::new("sigterm2");
+    sb.deploy(&sha(1)).expect(0);
+    let releases_before = sb.releases();
+    let current_before = sb.current();
+    let cases = [
+        (
+            "migrate",
+            "migrate = \"if [ -f SLOW ]; then echo slow-step; sleep 30; fi; sh scripts/migrate.sh\"",
+        ),
+        (
+            "reload",
+            "reload = \"if [ -f SLOW ]; then echo slow-step; sleep 30; fi; pm2 startOrReload ecosystem.config.js --update-env\"",
+        ),
+    ];
+    for (n, (step, extra)) in cases.iter().enumerate() {
+        sb.write_config(extra);
+        sb.set_app(&format!("{}.0.0", n + 2), false);
+        std::fs::write(sb.build_dir.join("SLOW"), "").unwrap();
+        let mut child = sb
+            .cmd(&["deploy", "-e", "staging", "--sha", &sha(n as u32 + 2)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().contains("slow-step") {
+                break;
+            }
+        }
+        support::sh_ok(&format!("kill -TERM {}", child.id()));
+        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+        let status = child.wait().unwrap();
+        let rest = rest.join("\n");
+        assert_eq!(status.code(), Some(1), "{step}: {rest}");
+        assert!(rest.contains("cancelled by signal"), "{step}: {rest}");
+        assert!(!sb.lock_exists(), "{step}: lock released");
+        assert_eq!(sb.current(), current_before, "{step}: current back on v1");
+        assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()), "{step}: v1 serves");
+        if *step == "reload" {
+            assert!(rest.contains("serving again"), "{rest}");
+            let bad = sb
+                .releases()
+                .into_iter()
+                .find(|r| !releases_before.contains(r))
+                .expect("the switched release stays, marked");
+            assert!(sb.deploy_dir.join("releases").join(bad).join("BAD_RELEASE").is_file());
+        } else {
+            assert_eq!(sb.releases(), releases_before, "{step}: unfinished release removed");
+        }
+    }
+}

@@ -282,3 +282,40 @@ fn notification_failure_is_a_warning_not_a_failure() {
         "the webhook URL is not printed"
     );
 }
+
+/// The host's disk fills up while extracting (the deploy dir is a 1 MiB tmpfs and the new
+/// release unpacks to 3 MiB): no switch, the partial release is removed, v1 still serves.
+#[test]
+fn disk_full_during_extract_removes_the_partial_release() {
+    let sb = Sandbox::new("diskfull");
+    let env_file = std::fs::read(sb.deploy_dir.join("shared/.env")).unwrap();
+    support::sh_ok(&format!(
+        "mount -t tmpfs -o size=1m,mode=0755 tmpfs {}",
+        sb.deploy_dir.display()
+    ));
+    std::fs::create_dir_all(sb.deploy_dir.join("shared")).unwrap();
+    std::fs::write(sb.deploy_dir.join("shared/.env"), env_file).unwrap();
+    support::sh_ok(&format!("chown -R deploy: {}", sb.deploy_dir.display()));
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    let releases = sb.releases();
+
+    sb.set_app("2.0.0", false);
+    // Compresses to a few KiB (the upload fits), unpacks to 3 MiB (the extract does not).
+    std::fs::write(sb.build_dir.join("big.bin"), vec![0u8; 3 << 20]).unwrap();
+    let run = sb.deploy(&sha(2));
+    let outcome = (run.code, run.error_line());
+    let after = (sb.current(), sb.releases(), sb.revision(), sb.lock_exists());
+    // Lazily: PM2 still has its working directory in there until the sandbox stops it.
+    support::sh_ok(&format!("umount -l {}", sb.deploy_dir.display()));
+    assert_eq!(outcome.0, 1, "{}", run.all());
+    assert!(
+        outcome.1.contains("extract") && outcome.1.contains("No space left"),
+        "{}",
+        outcome.1
+    );
+    assert_eq!(after.0, before, "no switch");
+    assert_eq!(after.1, releases, "the partial release was removed");
+    assert_eq!(after.2.as_deref(), Some(sha(1).as_str()));
+    assert!(!after.3, "lock released");
+}
