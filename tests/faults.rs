@@ -319,3 +319,69 @@ fn disk_full_during_extract_removes_the_partial_release() {
     assert_eq!(after.2.as_deref(), Some(sha(1).as_str()));
     assert!(!after.3, "lock released");
 }
+
+/// Faults while the package is in flight: sshd dies mid-upload (then comes back), and
+/// tj-deploy is SIGKILLed mid-upload. Nothing is extracted, nothing half-written stays, and a
+/// later deploy goes through (after `unlock` for the SIGKILL, whose lock names its owner).
+#[test]
+fn faults_mid_upload_leave_nothing_half_written() {
+    use std::io::{BufRead, BufReader};
+    let mut sb = Sandbox::new("upload");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    let releases = sb.releases();
+    let upload_in_flight = |sb: &Sandbox, n: u32| {
+        sb.set_app(&format!("{n}.0.0"), false);
+        // Incompressible, so the upload takes long enough to be cut.
+        support::sh_ok(&format!(
+            "head -c 200000000 /dev/urandom > {}/random.bin",
+            sb.build_dir.display()
+        ));
+        let mut child = sb
+            .cmd(&["deploy", "-e", "staging", "--sha", &sha(n)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().contains("▶ upload") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        (child, lines)
+    };
+
+    let (child, lines) = upload_in_flight(&sb, 2);
+    sb.sshd.crash_and_restart(std::time::Duration::from_secs(1));
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.starts_with("error: ") && l.contains("upload")),
+        "{}",
+        rest.join("\n")
+    );
+    assert!(!sb.lock_exists());
+    assert_eq!(sb.releases(), releases);
+    assert_intact(&sb, &before);
+
+    let (mut child, _lines) = upload_in_flight(&sb, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(sb.lock_exists(), "a SIGKILLed run cannot release its lock");
+    let run = sb.deploy(&sha(3));
+    run.expect(3);
+    assert!(run.error_line().contains("held by"), "{}", run.error_line());
+    Run::of(sb.cmd(&["unlock", "-e", "staging"]).output().unwrap()).expect(0);
+    assert_eq!(sb.releases(), releases, "nothing was extracted");
+    assert_intact(&sb, &before);
+    sb.deploy(&sha(3)).expect(0);
+    let leftovers: Vec<_> = std::fs::read_dir(sb.deploy_dir.join(".tj-deploy/packages"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".upload."))
+        .collect();
+    assert!(leftovers.is_empty(), "a cut-off upload's temp file stayed");
+}

@@ -232,6 +232,8 @@ pub fn upload(l: &Layout, sha256: &str) -> Script {
         .var("K", &l.packages())
         .var("SUM", sha256)
         .line("mkdir -p \"$K\"")
+        // Leftovers of an upload cut off by a dropped connection (we hold the lock).
+        .line("rm -f \"$K\"/.*.upload.*")
         .line("T=\"$K/.$SUM.upload.$$\"")
         .line("trap 'rm -f \"$T\"' EXIT")
         .line("cat > \"$T\"")
