@@ -307,17 +307,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
     let started = Instant::now();
     let started_at = chrono::Utc::now();
 
-    let mut github = crate::github::Reporter::new(inv)?;
-    github.start_check(inv, &sha, config.env.name.as_str()).await;
-    let own_check = crate::github::check_name(config.env.name.as_str());
-    let wanted = crate::github::gates::Wanted {
-        env: &config.env,
-        sha: &sha,
-        git_ref: inv.github.git_ref.as_deref(),
-        own_check: &own_check,
-        deploy: true,
-    };
-    let (gates, verdict) = github.gates(&wanted).await;
+    let (mut github, gates, verdict) = preflight(config, inv, &sha, true).await?;
     if let Err(e) = verdict {
         let summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
         publish(&summary, inv, &github).await;
@@ -387,6 +377,28 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// GitHub's side of the start of a run: our check run `in_progress`, then the gates
+/// (`deploy`: all of them; else those that apply to a pull request).
+async fn preflight(
+    config: &Config,
+    inv: &Invocation,
+    sha: &Sha,
+    deploy: bool,
+) -> Result<(crate::github::Reporter, Vec<crate::github::gates::Gate>, Result<()>)> {
+    let mut github = crate::github::Reporter::new(inv)?;
+    github.start_check(inv, sha, config.env.name.as_str()).await;
+    let own_check = crate::github::check_name(config.env.name.as_str());
+    let wanted = crate::github::gates::Wanted {
+        env: &config.env,
+        sha,
+        git_ref: inv.github.git_ref.as_deref(),
+        own_check: &own_check,
+        deploy,
+    };
+    let (gates, verdict) = github.gates(&wanted).await;
+    Ok((github, gates, verdict))
 }
 
 /// Builds the package into `dir` with a progress bar; a signal stops it.
@@ -484,17 +496,7 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
     let cancel = Cancel::install();
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let mut github = crate::github::Reporter::new(inv)?;
-    github.start_check(inv, &sha, config.env.name.as_str()).await;
-    let own_check = crate::github::check_name(config.env.name.as_str());
-    let wanted = crate::github::gates::Wanted {
-        env: &config.env,
-        sha: &sha,
-        git_ref: inv.github.git_ref.as_deref(),
-        own_check: &own_check,
-        deploy: false,
-    };
-    let (mut gates, mut verdict) = github.gates(&wanted).await;
+    let (github, mut gates, mut verdict) = preflight(config, inv, &sha, false).await?;
     gates.insert(
         0,
         crate::github::gates::Gate {

@@ -197,6 +197,23 @@ impl Drop for Postgres {
     }
 }
 
+/// Starts sshd with the config in `dir` and waits until it listens.
+fn spawn_sshd(dir: &Path, port: u16) -> Child {
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-f"])
+        .arg(dir.join("sshd_config"))
+        .arg("-E")
+        .arg(dir.join("sshd.log"))
+        // Its sessions must not hold the test's output pipes open after it is gone.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start sshd: {e}"));
+    wait_for_port(port, "sshd", &dir.join("sshd.log"));
+    child
+}
+
 /// An sshd on 127.0.0.1 that admits only `deploy` with the test's key.
 pub struct Sshd {
     pub port: u16,
@@ -233,18 +250,7 @@ impl Sshd {
             }
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-f"])
-            .arg(dir.join("sshd_config"))
-            .arg("-E")
-            .arg(dir.join("sshd.log"))
-            // Its sessions must not hold the test's output pipes open after it is gone.
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start sshd: {e}"));
-        wait_for_port(port, "sshd", &dir.join("sshd.log"));
+        let child = spawn_sshd(dir, port);
         let known = sh_ok(&format!("ssh-keyscan -T 5 -t ed25519 -p {port} 127.0.0.1 2>/dev/null"));
         assert!(known.contains("ssh-ed25519"), "ssh-keyscan gave nothing");
         std::fs::write(dir.join("known_hosts"), known).unwrap();
@@ -271,17 +277,7 @@ impl Sshd {
         let _ = self.child.wait();
         std::thread::sleep(down);
         let dir = self.key.parent().unwrap().to_path_buf();
-        self.child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-f"])
-            .arg(dir.join("sshd_config"))
-            .arg("-E")
-            .arg(dir.join("sshd.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(self.port, "sshd", &dir.join("sshd.log"));
+        self.child = spawn_sshd(&dir, self.port);
     }
 }
 
