@@ -35,6 +35,15 @@ impl Script {
     pub fn text(&self) -> &str {
         &self.text
     }
+    /// Defines `sum256 FILE`, printing the file's sha256 in hex. OpenSSL's digest uses the CPU's
+    /// SHA instructions and runs about 5× faster than coreutils' `sha256sum` on a package, so it
+    /// is preferred where installed. A failure prints nothing, which every caller treats as a
+    /// mismatch.
+    fn with_sum256(self) -> Self {
+        self.line(
+            "sum256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r \"$1\"; else sha256sum \"$1\"; fi | cut -c1-64; }",
+        )
+    }
 }
 
 /// Quotes `s` for a POSIX shell: safe characters pass through, anything else goes in single
@@ -147,9 +156,11 @@ pub fn backup_files(l: &Layout, id: ReleaseId, live: Option<ReleaseId>, database
     if database {
         s = database_url(s, "database_backup is on but").line("pg_dump -Fc -f \"$P/db.dump\" -d \"$DATABASE_URL\"");
     }
-    s.line("for f in \"$P\"/*; do")
+    s.with_sum256()
+        .line("for f in \"$P\"/*; do")
         .line("  [ -f \"$f\" ] || continue")
-        .line("  printf 'file %s %s %s\\n' \"${f##*/}\" \"$(sha256sum \"$f\" | cut -c1-64)\" \"$(wc -c < \"$f\" | tr -d ' ')\"")
+        .line("  s=$(sum256 \"$f\"); if [ -z \"$s\" ]; then echo \"cannot compute the sha256 of $f\" >&2; exit 1; fi")
+        .line("  printf 'file %s %s %s\\n' \"${f##*/}\" \"$s\" \"$(wc -c < \"$f\" | tr -d ' ')\"")
         .line("done")
         .line("trap - EXIT")
 }
@@ -176,9 +187,10 @@ pub fn read_manifests(l: &Layout) -> Script {
 
 /// Checks a backup file against the sha256 its manifest recorded.
 fn verify_backup_file(s: Script, path: &str, sha256: &str) -> Script {
-    s.var("F", path)
+    s.with_sum256()
+        .var("F", path)
         .var("SUM", sha256)
-        .line("got=$(sha256sum \"$F\" | cut -c1-64)")
+        .line("got=$(sum256 \"$F\")")
         .line("if [ \"$got\" != \"$SUM\" ]; then echo \"$F does not match its manifest (sha256 $got, expected $SUM)\" >&2; exit 1; fi")
 }
 
@@ -229,6 +241,7 @@ pub fn backup_discard(l: &Layout, id: ReleaseId) -> Script {
 /// Receives the package on stdin into a temp name, checks its sha256, then renames it into place.
 pub fn upload(l: &Layout, sha256: &str) -> Script {
     with_dirs("upload", l)
+        .with_sum256()
         .var("K", &l.packages())
         .var("SUM", sha256)
         .line("mkdir -p \"$K\"")
@@ -237,7 +250,7 @@ pub fn upload(l: &Layout, sha256: &str) -> Script {
         .line("T=\"$K/.$SUM.upload.$$\"")
         .line("trap 'rm -f \"$T\"' EXIT")
         .line("cat > \"$T\"")
-        .line("got=$(sha256sum \"$T\" | cut -c1-64)")
+        .line("got=$(sum256 \"$T\")")
         .line("if [ \"$got\" != \"$SUM\" ]; then echo \"sha256 mismatch after upload: expected $SUM, got $got\" >&2; exit 1; fi")
         .line("mv -f \"$T\" \"$K/$SUM.tar.gz\"")
         .line("trap - EXIT")
@@ -247,10 +260,11 @@ pub fn upload(l: &Layout, sha256: &str) -> Script {
 /// then links the shared files into it. A failure removes the partial release.
 pub fn extract(l: &Layout, sha256: &str, id: ReleaseId, linked_files: &[String]) -> Script {
     let mut s = with_dirs("extract", l)
+        .with_sum256()
         .var("R", &l.release(id))
         .var("PKG", &l.package(sha256))
         .var("SUM", sha256)
-        .line("got=$(sha256sum \"$PKG\" | cut -c1-64)")
+        .line("got=$(sum256 \"$PKG\")")
         .line("if [ \"$got\" != \"$SUM\" ]; then rm -f \"$PKG\"; echo \"package $PKG is corrupt on the host (sha256 $got); not extracted\" >&2; exit 1; fi")
         .line("mkdir -p \"$D/releases\" \"$D/shared\"")
         .line("mkdir \"$R\"")
@@ -423,5 +437,34 @@ mod tests {
             "{}",
             h.text()
         );
+    }
+
+    /// `sum256` must give the same digest with OpenSSL and with the coreutils fallback (a host
+    /// without OpenSSL), and nothing at all for a missing file.
+    #[test]
+    fn sum256_agrees_with_and_without_openssl() {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pkg name.tar.gz");
+        std::fs::write(&file, b"tj-deploy\n").unwrap();
+        let bare = dir.path().join("bin");
+        std::fs::create_dir(&bare).unwrap();
+        for tool in ["sha256sum", "cut"] {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bare.join(tool)).unwrap();
+        }
+        let script = Script::new("t").with_sum256().line("sum256 \"$1\"");
+        let run = |path: &str, arg: &std::path::Path| {
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", script.text(), "sh"])
+                .arg(arg)
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let want = crate::package::hex(&sha2::Sha256::digest(b"tj-deploy\n"));
+        assert_eq!(run("/usr/bin:/bin", &file), want, "with openssl");
+        assert_eq!(run(&bare.display().to_string(), &file), want, "sha256sum fallback");
+        assert_eq!(run("/usr/bin:/bin", &dir.path().join("missing")), "");
     }
 }

@@ -15,7 +15,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use crate::config::{EnvConfig, HostSpec, SshSecrets};
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, collect, feed};
+use crate::remote::{Mode, Output, Script, Transport, collect};
 use crate::ui;
 
 /// How long an orphaned ssh master (tj-deploy was SIGKILLed) lingers once its channels close.
@@ -220,12 +220,23 @@ impl SshTransport {
         &self,
         session: Arc<Session>,
         script: &Script,
-        stdin: bool,
+        stdin: Option<&std::fs::File>,
     ) -> Result<openssh::Child<Arc<Session>>> {
+        let input = match stdin {
+            None => Stdio::null(),
+            // The ssh master reads the file itself (its descriptor is passed over the mux
+            // socket): no copy through this process, and a retry starts from the beginning.
+            Some(f) => {
+                use std::io::Seek as _;
+                let mut f = f.try_clone().context("upload: duplicate the package's descriptor")?;
+                f.rewind().context("upload: rewind the package")?;
+                Stdio::from(f)
+            }
+        };
         let mut cmd = session.arc_command("sh");
         cmd.arg("-c")
             .arg(script.text())
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(input)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.spawn()
@@ -235,7 +246,7 @@ impl SshTransport {
 
     /// Starts `script`; when the connection has dropped, reconnects once (the host may be back
     /// after a blip) so that at least the cleanup of a failed step can run.
-    async fn spawn(&self, script: &Script, stdin: bool) -> Result<openssh::Child<Arc<Session>>> {
+    async fn spawn(&self, script: &Script, stdin: Option<&std::fs::File>) -> Result<openssh::Child<Arc<Session>>> {
         let session = self.current();
         let first = self.spawn_on(session.clone(), script, stdin).await;
         if first.is_ok() || session.check().await.is_ok() || self.redialed.swap(true, Ordering::SeqCst) {
@@ -264,7 +275,7 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
-        let mut child = self.spawn(script, false).await?;
+        let mut child = self.spawn(script, None).await?;
         let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),
@@ -274,23 +285,37 @@ impl Transport for SshTransport {
     }
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
-        let mut child = self.spawn(script, true).await?;
-        let stdin = child.stdin().take().ok_or_else(|| Error::failed("upload: no stdin"))?;
-        let (fed, (stdout, stderr)) = tokio::join!(
-            feed(stdin, local, progress),
-            collect(child.stdout().take(), child.stderr().take(), Mode::Capture, &self.name)
-        );
+        let file = std::fs::File::open(local).context(format!("open {}", local.display()))?;
+        let mut child = self.spawn(script, Some(&file)).await?;
+        // The master and we share the descriptor's offset: it says how far the upload got.
+        let done = AtomicBool::new(false);
+        let watch = async {
+            use std::io::Seek as _;
+            let mut reported = 0;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                if let Ok(pos) = (&file).stream_position()
+                    && pos > reported
+                {
+                    progress(pos - reported);
+                    reported = pos;
+                }
+                if finished {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let output = async {
+            let out = collect(child.stdout().take(), child.stderr().take(), Mode::Capture, &self.name).await;
+            done.store(true, Ordering::SeqCst);
+            out
+        };
+        let ((), (stdout, stderr)) = tokio::join!(watch, output);
         let code = match child.wait().await {
             Ok(status) => status.code(),
             Err(_) => None,
         };
-        let out = Output { code, stdout, stderr };
-        // The remote side's own message (e.g. disk full) explains more than a broken pipe.
-        if let Err(e) = fed
-            && out.success()
-        {
-            return Err(e);
-        }
-        Ok(out)
+        Ok(Output { code, stdout, stderr })
     }
 }
