@@ -198,8 +198,10 @@ impl Run<'_> {
             for h in hosts.iter_mut() {
                 let name = h.t.name().to_string();
                 let env_name = self.config.env.name.to_string();
+                // Short and state-changing: a signal waits for it to finish (the next step sees
+                // the cancellation), so a lock is never taken behind the cleanup's back.
                 self.steps
-                    .run(&name, "lock", &l.lock(), lock::acquire(&h.t, &l, &owner, &env_name))
+                    .run_uncancelled(&name, "lock", &l.lock(), lock::acquire(&h.t, &l, &owner, &env_name))
                     .await?;
                 h.locked = true;
             }
@@ -309,14 +311,15 @@ impl Run<'_> {
 
                 let script = commands::switch(&l, id, Some(self.sha.as_str()));
                 let what = format!("{name}: switch");
+                // Not cancelled midway, like the lock: the switch is one rename.
                 let switched = self
                     .steps
-                    .run(&name, "switch", &format!("current → releases/{id}"), async {
+                    .run_uncancelled(&name, "switch", &format!("current → releases/{id}"), async {
                         h.t.run(&script, Mode::Capture).await?.check(&what)
                     })
                     .await;
-                // A switch cut off by a signal may still have happened: treat it as done so the
-                // failure path switches back explicitly.
+                // A switch that failed (say, the connection dropped) may still have happened:
+                // treat it as done so the failure path switches back explicitly.
                 h.switched = true;
                 switched?;
 

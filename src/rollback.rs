@@ -340,7 +340,7 @@ async fn run(
     let result: Result<()> = async {
         for h in hosts.iter_mut() {
             let name = h.t.name().to_string();
-            steps.run(&name, "lock", &l.lock(), lock::acquire(h.t, &l, &owner, &env_name)).await?;
+            steps.run_uncancelled(&name, "lock", &l.lock(), lock::acquire(h.t, &l, &owner, &env_name)).await?;
             h.locked = true;
         }
         // Resolve the target on the first host; every other host must have that same backup.
@@ -422,7 +422,7 @@ async fn run(
             let script = commands::switch(&l, target.release, None);
             let what = format!("{name}: switch");
             let r = steps
-                .run(&name, "switch", &format!("current → releases/{}", target.release), async {
+                .run_uncancelled(&name, "switch", &format!("current → releases/{}", target.release), async {
                     h.t.run(&script, Mode::Capture).await?.check(&what)
                 })
                 .await;

@@ -385,3 +385,86 @@ fn faults_mid_upload_leave_nothing_half_written() {
         .collect();
     assert!(leftovers.is_empty(), "a cut-off upload's temp file stayed");
 }
+
+/// Issue #7 (6): SIGTERM at each step boundary. A `sh` wrapper first on the host's PATH delays
+/// every remote command, so the signal lands while the step that just started is still running
+/// (or has not even reached its shell). Afterwards, and again once any straggler would have run:
+/// v1 serves from a complete release, nothing partial is left, the lock is released.
+#[test]
+fn sigterm_at_every_step_leaves_the_previous_release_serving() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+    let sb = Sandbox::new("sigterm-all");
+    sb.deploy(&sha(1)).expect(0);
+    let before = sb.current();
+    let releases = sb.releases();
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    let wrapper = hostbin.join("sh");
+    std::fs::write(&wrapper, "#!/bin/sh\nsleep 0.4\nexec /bin/sh \"$@\"\n").unwrap();
+    support::sh_ok(&format!("chmod 755 {} {}", hostbin.display(), wrapper.display()));
+
+    let steps = [
+        "package", "lock", "inspect", "backup", "upload", "extract", "install", "migrate", "switch", "reload", "verify",
+    ];
+    for (n, step) in steps.iter().enumerate() {
+        let commit = n as u32 + 2;
+        // verify: a release whose health fails keeps polling until the signal.
+        sb.set_app(&format!("{commit}.0.0"), *step == "verify");
+        if *step == "package" {
+            support::sh_ok(&format!(
+                "head -c 48000000 /dev/urandom > {}/random.bin",
+                sb.build_dir.display()
+            ));
+        }
+        let mut child = sb
+            .cmd(&["deploy", "-e", "staging", "--sha", &sha(commit)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let marker = format!("▶ {step} ");
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with(&marker) {
+                break;
+            }
+        }
+        assert!(seen.contains(&marker), "{step} never started:\n{seen}");
+        std::thread::sleep(Duration::from_millis(150));
+        support::sh_ok(&format!("kill -TERM {}", child.id()));
+        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+        let rest = rest.join("\n");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "{step}: {seen}{rest}");
+        assert!(rest.contains("cancelled by signal"), "{step}: {rest}");
+        assert!(!sb.lock_exists(), "{step}: lock released");
+        assert_intact(&sb, &before);
+        // A step whose remote shell started late must not act now: the wrapper's delay is over.
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(!sb.lock_exists(), "{step}: a lock appeared after the run");
+        assert_intact(&sb, &before);
+        let new: Vec<String> = sb.releases().into_iter().filter(|r| !releases.contains(r)).collect();
+        for r in &new {
+            assert!(
+                sb.deploy_dir.join("releases").join(r).join("BAD_RELEASE").is_file(),
+                "{step}: release {r} was left without being marked bad"
+            );
+        }
+        let stray = support::sh(&format!(
+            "pgrep -u deploy -f 'sleep 0.4|npm ci|scripts/migrate.sh|tar -xzf' || true"
+        ));
+        assert!(
+            String::from_utf8_lossy(&stray.stdout).trim().is_empty(),
+            "{step}: remote processes left running"
+        );
+    }
+    std::fs::remove_file(&wrapper).unwrap();
+    sb.set_app("20.0.0", false);
+    sb.deploy(&sha(20)).expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(20).as_str()));
+}

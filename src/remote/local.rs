@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, collect, feed};
+use crate::remote::{Mode, Output, Script, Transport, WATCHDOG, collect, feed};
 
 pub struct LocalTransport {
     name: String,
@@ -27,13 +27,16 @@ impl Transport for LocalTransport {
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(script.text())
-            .stdin(Stdio::null())
+            .arg(format!("{WATCHDOG}{}", script.text()))
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            // Its own process group: the watchdog's `kill 0` must not reach tj-deploy.
+            .process_group(0)
             .spawn()
             .context(format!("{}: run sh", script.label))?;
+        // Held until the script has ended; dropping it (cancellation) stops the script.
+        let _stdin = child.stdin.take();
         let (stdout, stderr) = collect(child.stdout.take(), child.stderr.take(), mode, &self.name).await;
         let status = child.wait().await.context(format!("{}: wait", script.label))?;
         Ok(Output {

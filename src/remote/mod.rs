@@ -65,11 +65,25 @@ pub enum Mode {
     Stream,
 }
 
+/// Put in front of every script that [`Transport::run`] starts. A watcher holds the channel's
+/// stdin; when that closes while the script still runs (tj-deploy was cancelled, killed, or lost
+/// the connection), it terminates the script's whole process group. Without it a cancelled
+/// step goes on changing the host behind the cleanup: an `npm ci` keeps writing into a release
+/// that is being removed, or a step whose shell started late runs after the failure path. The
+/// TERM trap makes the script leave through its EXIT trap, which removes what it half made. The
+/// script itself reads /dev/null, so a command that prompts still sees end of input.
+pub(crate) const WATCHDOG: &str = "trap 'exit 143' TERM HUP INT
+exec 3<&0 </dev/null
+{ cat <&3 >/dev/null 2>&1; kill -0 $$ 2>/dev/null && kill -TERM 0; } >/dev/null 2>&1 &
+exec 3<&-
+";
+
 /// A host we can run scripts on.
 pub trait Transport: Send + Sync {
     /// The host as the user named it, for messages.
     fn name(&self) -> &str;
-    /// Runs `script` with `sh -c`; stdin is empty.
+    /// Runs `script` with `sh -c` behind [`WATCHDOG`]: stdin is held open until it ends, and the
+    /// script is stopped on the host if this future is dropped.
     fn run(&self, script: &Script, mode: Mode) -> impl Future<Output = Result<Output>> + Send;
     /// Runs `script` with the contents of `local` on its stdin; `progress` gets byte counts.
     fn run_with_file(

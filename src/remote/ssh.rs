@@ -15,7 +15,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use crate::config::{EnvConfig, HostSpec, SshSecrets};
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, collect};
+use crate::remote::{Mode, Output, Script, Transport, WATCHDOG, collect};
 use crate::ui;
 
 /// How long an orphaned ssh master (tj-deploy was SIGKILLed) lingers once its channels close.
@@ -222,20 +222,21 @@ impl SshTransport {
         script: &Script,
         stdin: Option<&std::fs::File>,
     ) -> Result<openssh::Child<Arc<Session>>> {
-        let input = match stdin {
-            None => Stdio::null(),
+        let (input, text) = match stdin {
+            // Held open by the caller until the script ends: see WATCHDOG.
+            None => (Stdio::piped(), format!("{WATCHDOG}{}", script.text())),
             // The ssh master reads the file itself (its descriptor is passed over the mux
             // socket): no copy through this process, and a retry starts from the beginning.
             Some(f) => {
                 use std::io::Seek as _;
                 let mut f = f.try_clone().context("upload: duplicate the package's descriptor")?;
                 f.rewind().context("upload: rewind the package")?;
-                Stdio::from(f)
+                (Stdio::from(f), script.text().to_string())
             }
         };
         let mut cmd = session.arc_command("sh");
         cmd.arg("-c")
-            .arg(script.text())
+            .arg(text)
             .stdin(input)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -276,6 +277,8 @@ impl Transport for SshTransport {
 
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
         let mut child = self.spawn(script, None).await?;
+        // Held until the script has ended; dropping it (cancellation) stops the script.
+        let _stdin = child.stdin().take();
         let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),

@@ -351,7 +351,11 @@ impl Sandbox {
             &root.join("sshd"),
             &[
                 ("PM2_HOME", pm2_home.display().to_string()),
-                ("PATH", format!("{tools}:/usr/local/bin:/usr/bin:/bin")),
+                // hostbin (empty unless a test puts wrappers there) comes first.
+                (
+                    "PATH",
+                    format!("{}/hostbin:{tools}:/usr/local/bin:/usr/bin:/bin", root.display()),
+                ),
                 ("TJ_APP_NAME", app_name.clone()),
             ],
         );
