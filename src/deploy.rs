@@ -450,23 +450,27 @@ impl Run<'_> {
         let markdown = summary.to_markdown();
         let finished = chrono::Utc::now();
         for h in hosts.iter().filter(|h| h.locked) {
-            let line = json!({
-                "kind": "deploy",
-                "id": id.to_string(),
-                "environment": self.config.env.name.as_str(),
-                "host": h.t.name(),
-                "commit": self.sha.as_str(),
-                "release": id.to_string(),
-                "previous": h.previous().map(|p| p.id.to_string()),
-                "backup": backup_id.map(|b| b.to_string()),
-                "status": status.as_str(),
-                "actor": self.inv.actor,
-                "run_url": self.inv.github.run_url(),
-                "started_at": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "finished_at": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "message": summary.message,
-            });
-            crate::journal::record(&h.t, &l, &line, &markdown).await;
+            // A refused run (a lock held on a later host) changed nothing, and leaves no trace
+            // on the hosts it had locked either: it only releases their locks.
+            if status != Status::Refused {
+                let line = json!({
+                    "kind": "deploy",
+                    "id": id.to_string(),
+                    "environment": self.config.env.name.as_str(),
+                    "host": h.t.name(),
+                    "commit": self.sha.as_str(),
+                    "release": id.to_string(),
+                    "previous": h.previous().map(|p| p.id.to_string()),
+                    "backup": backup_id.map(|b| b.to_string()),
+                    "status": status.as_str(),
+                    "actor": self.inv.actor,
+                    "run_url": self.inv.github.run_url(),
+                    "started_at": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "finished_at": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "message": summary.message,
+                });
+                crate::journal::record(&h.t, &l, &line, &markdown).await;
+            }
             if let Err(e) = lock::release(&h.t, &l, &owner.token).await {
                 ui::warn(&format!(
                     "{e}; clear it with `tj-deploy unlock -e {}`",

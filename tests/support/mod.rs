@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod github;
 pub mod slack;
 
@@ -24,7 +25,7 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tj-deploy"))
 }
 
-fn missing(what: &str) -> ! {
+pub fn missing(what: &str) -> ! {
     panic!("required test service missing: {what}. Install everything with `sudo .ci/setup` (see README).");
 }
 
@@ -54,16 +55,17 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
-fn wait_for_port(port: u16, what: &str, log: &Path) {
+/// Waits until `ip:port` accepts connections (from this network namespace).
+pub fn wait_for_addr(ip: &str, port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect((ip, port)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!(
-        "{what} did not listen on {port}: {}",
+        "{what} did not listen on {ip}:{port}: {}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
 }
@@ -102,12 +104,20 @@ pub fn pg_bin(name: &str) -> PathBuf {
 pub struct Postgres {
     pub dir: PathBuf,
     pub port: u16,
+    /// `listen_addresses`: 127.0.0.1 and any extra addresses given to [`Postgres::start_with`].
+    listen: String,
 }
 
 pub const PG_PASSWORD: &str = "s3cret-pg-pass";
 
 impl Postgres {
     pub fn start(root: &Path) -> Self {
+        Self::start_with(root, &[], &[])
+    }
+
+    /// Like [`Postgres::start`], also listening on `extra_listen` (e.g. a bridge address the
+    /// namespace hosts reach it on) and admitting clients by the extra `pg_hba.conf` lines.
+    pub fn start_with(root: &Path, extra_listen: &[&str], hba: &[&str]) -> Self {
         let dir = root.join("pg");
         std::fs::create_dir_all(&dir).unwrap();
         sh_ok(&format!("chown postgres:postgres {}", dir.display()));
@@ -118,13 +128,22 @@ impl Postgres {
             initdb.display(),
             dir.display()
         ));
+        if !hba.is_empty() {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("data/pg_hba.conf"))
+                .unwrap();
+            writeln!(f, "{}", hba.join("\n")).unwrap();
+        }
+        let listen = [&["127.0.0.1"], extra_listen].concat().join(",");
         let pg_ctl = pg_bin("pg_ctl");
         sh_ok(&format!(
-            "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off -c full_page_writes=off\" start >/dev/null",
+            "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses={listen} -k {d} -c fsync=off -c full_page_writes=off\" start >/dev/null",
             pg_ctl.display(),
             d = dir.display()
         ));
-        let pg = Postgres { dir, port };
+        let pg = Postgres { dir, port, listen };
         pg.psql("postgres", &format!("CREATE ROLE tj LOGIN PASSWORD '{PG_PASSWORD}'"));
         pg.psql("postgres", "CREATE DATABASE tj OWNER tj");
         pg
@@ -143,15 +162,21 @@ impl Postgres {
     pub fn restart(&self) {
         let pg_ctl = pg_bin("pg_ctl");
         sh_ok(&format!(
-            "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off\" start >/dev/null",
+            "runuser -u postgres -- {} -D {d}/data -l {d}/log -w -o \"-p {port} -c listen_addresses={listen} -k {d} -c fsync=off\" start >/dev/null",
             pg_ctl.display(),
             d = self.dir.display(),
-            port = self.port
+            port = self.port,
+            listen = self.listen
         ));
     }
 
     pub fn url(&self, db: &str) -> String {
-        format!("postgresql://tj:{PG_PASSWORD}@127.0.0.1:{}/{db}", self.port)
+        self.url_at("127.0.0.1", db)
+    }
+
+    /// The URL of database `db` as a client reaches the server at `ip`.
+    pub fn url_at(&self, ip: &str, db: &str) -> String {
+        format!("postgresql://tj:{PG_PASSWORD}@{ip}:{}/{db}", self.port)
     }
 
     /// Runs SQL as the superuser; returns unaligned, tuples-only output.
@@ -197,21 +222,80 @@ impl Drop for Postgres {
     }
 }
 
-/// Starts sshd with the config in `dir` and waits until it listens.
-fn spawn_sshd(dir: &Path, port: u16) -> Child {
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-f"])
-        .arg(dir.join("sshd_config"))
-        .arg("-E")
-        .arg(dir.join("sshd.log"))
+/// The sshd command line for the config in `dir` (in the foreground, logging to `dir`/sshd.log).
+pub fn sshd_argv(dir: &Path) -> Vec<String> {
+    vec![
+        "/usr/sbin/sshd".into(),
+        "-D".into(),
+        "-f".into(),
+        dir.join("sshd_config").display().to_string(),
+        "-E".into(),
+        dir.join("sshd.log").display().to_string(),
+    ]
+}
+
+/// Spawns `cmd` (which runs [`sshd_argv`], possibly wrapped, e.g. in a network namespace)
+/// and waits until sshd listens on `ip:port`.
+pub fn spawn_sshd_with(mut cmd: Command, dir: &Path, ip: &str, port: u16) -> Child {
+    let child = cmd
         // Its sessions must not hold the test's output pipes open after it is gone.
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start sshd: {e}"));
-    wait_for_port(port, "sshd", &dir.join("sshd.log"));
+    wait_for_addr(ip, port, "sshd", &dir.join("sshd.log"));
     child
+}
+
+/// Starts sshd with the config in `dir` and waits until it listens.
+fn spawn_sshd(dir: &Path, port: u16) -> Child {
+    let argv = sshd_argv(dir);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    spawn_sshd_with(cmd, dir, "127.0.0.1", port)
+}
+
+/// Checks sshd is installed and the `deploy` user exists, and makes sshd's privilege
+/// separation directory.
+pub fn sshd_prerequisites() {
+    if !Path::new("/usr/sbin/sshd").exists() {
+        missing("OpenSSH server /usr/sbin/sshd (apt-get install openssh-server)");
+    }
+    ensure_deploy_user();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+}
+
+/// Writes into `dir` a host key, `authorized_keys` (a copy of `client_pub`) and an
+/// `sshd_config` listening on `ip:port` that admits only `deploy` with that key; `set_env`
+/// goes into every session's environment.
+pub fn write_sshd_config(dir: &Path, ip: &str, port: u16, set_env: &[(&str, String)], client_pub: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let d = dir.display();
+    sh_ok(&format!("ssh-keygen -q -t ed25519 -N '' -f {d}/host_key"));
+    sh_ok(&format!(
+        "cp {} {d}/authorized_keys && chmod 644 {d}/authorized_keys",
+        client_pub.display()
+    ));
+    let env_line: Vec<String> = set_env.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
+    let config = format!(
+        "Port {port}\nListenAddress {ip}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+         UsePAM no\nAllowUsers {DEPLOY_USER}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+         Subsystem sftp internal-sftp\nLogLevel ERROR\n{}",
+        if env_line.is_empty() {
+            String::new()
+        } else {
+            format!("SetEnv {}\n", env_line.join(" "))
+        }
+    );
+    std::fs::write(dir.join("sshd_config"), config).unwrap();
+}
+
+/// The known_hosts line(s) of the sshd at `ip:port` (a port other than 22 is written `[ip]:port`).
+pub fn keyscan(ip: &str, port: u16) -> String {
+    let known = sh_ok(&format!("ssh-keyscan -T 5 -t ed25519 -p {port} {ip} 2>/dev/null"));
+    assert!(known.contains("ssh-ed25519"), "ssh-keyscan {ip}:{port} gave nothing");
+    known
 }
 
 /// An sshd on 127.0.0.1 that admits only `deploy` with the test's key.
@@ -224,36 +308,16 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path, set_env: &[(&str, String)]) -> Self {
-        if !Path::new("/usr/sbin/sshd").exists() {
-            missing("OpenSSH server /usr/sbin/sshd (apt-get install openssh-server)");
-        }
-        ensure_deploy_user();
+        sshd_prerequisites();
         std::fs::create_dir_all(dir).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let d = dir.display();
         sh_ok(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key"
-        ));
-        sh_ok(&format!(
-            "cp {d}/client_key.pub {d}/authorized_keys && chmod 644 {d}/authorized_keys"
+            "ssh-keygen -q -t ed25519 -N '' -f {}/client_key",
+            dir.display()
         ));
         let port = free_port();
-        let env_line: Vec<String> = set_env.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
-             UsePAM no\nAllowUsers {DEPLOY_USER}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
-             Subsystem sftp internal-sftp\nLogLevel ERROR\n{}",
-            if env_line.is_empty() {
-                String::new()
-            } else {
-                format!("SetEnv {}\n", env_line.join(" "))
-            }
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        write_sshd_config(dir, "127.0.0.1", port, set_env, &dir.join("client_key.pub"));
         let child = spawn_sshd(dir, port);
-        let known = sh_ok(&format!("ssh-keyscan -T 5 -t ed25519 -p {port} 127.0.0.1 2>/dev/null"));
-        assert!(known.contains("ssh-ed25519"), "ssh-keyscan gave nothing");
-        std::fs::write(dir.join("known_hosts"), known).unwrap();
+        std::fs::write(dir.join("known_hosts"), keyscan("127.0.0.1", port)).unwrap();
         Sshd {
             port,
             key: dir.join("client_key"),
@@ -304,7 +368,8 @@ pub struct Sandbox {
     _dir: RemoveOnDrop,
 }
 
-struct RemoveOnDrop(PathBuf);
+/// Removes a test's directory tree when dropped (kept when `TJ_KEEP_SANDBOX` is set).
+pub struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -316,6 +381,98 @@ impl Drop for RemoveOnDrop {
 
 pub fn sha(n: u32) -> String {
     format!("{n:x}").repeat(40)[..40].to_string()
+}
+
+/// tj-deploy.toml for the sample app in `build` with one environment, `staging`, on `hosts`;
+/// `extra` is appended to the staging table.
+pub fn config_text(
+    build: &Path,
+    hosts: &[String],
+    deploy_dir: &Path,
+    backup_dir: &Path,
+    health_url: &str,
+    extra: &str,
+) -> String {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    format!(
+        r#"app = "trading-journal"
+
+[package]
+dir = "{build}"
+
+[defaults]
+install = "npm ci --omit=dev --no-audit --no-fund --offline"
+migrate = "sh scripts/migrate.sh"
+reload = "pm2 startOrReload ecosystem.config.js --update-env"
+health_timeout = "20s"
+health_interval = "250ms"
+smoke = ["GET /api/me 401", "GET /api/brokers 200"]
+
+[environments.staging]
+hosts = [{hosts}]
+deploy_dir = "{deploy}"
+backup_dir = "{backup}"
+branch = "develop"
+health_url = "{health_url}"
+{extra}
+"#,
+        build = build.display(),
+        hosts = hosts.join(", "),
+        deploy = deploy_dir.display(),
+        backup = backup_dir.display(),
+    )
+}
+
+/// Puts the sample app at `version` into `build_dir`; `broken` makes its health fail.
+pub fn set_app(build_dir: &Path, version: &str, broken: bool) {
+    let _ = std::fs::remove_dir_all(build_dir);
+    sh_ok(&format!(
+        "cp -r {}/examples/trading-journal {}",
+        repo().display(),
+        build_dir.display()
+    ));
+    let pkg = build_dir.join("package.json");
+    let text = std::fs::read_to_string(&pkg)
+        .unwrap()
+        .replace("\"version\": \"1.0.0\"", &format!("\"version\": \"{version}\""));
+    std::fs::write(&pkg, text).unwrap();
+    if broken {
+        std::fs::write(build_dir.join("UNHEALTHY"), "simulated failure\n").unwrap();
+    }
+}
+
+/// Where `<deploy_dir>/current` points (e.g. `releases/20260118_143000`).
+pub fn current_in(deploy_dir: &Path) -> Option<String> {
+    std::fs::read_link(deploy_dir.join("current"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// The release directories under `<deploy_dir>/releases`, oldest first.
+pub fn releases_in(deploy_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(deploy_dir.join("releases"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The complete-or-not backups in `backup_dir` (dot-named partial ones left out), oldest first.
+pub fn backups_in(backup_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(backup_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 impl Sandbox {
@@ -382,53 +539,20 @@ impl Sandbox {
 
     /// Writes tj-deploy.toml for this sandbox; `extra` is appended to the staging table.
     pub fn write_config(&self, extra: &str) {
-        let text = format!(
-            r#"app = "trading-journal"
-
-[package]
-dir = "{build}"
-
-[defaults]
-install = "npm ci --omit=dev --no-audit --no-fund --offline"
-migrate = "sh scripts/migrate.sh"
-reload = "pm2 startOrReload ecosystem.config.js --update-env"
-health_timeout = "20s"
-health_interval = "250ms"
-smoke = ["GET /api/me 401", "GET /api/brokers 200"]
-
-[environments.staging]
-hosts = ["{host}"]
-deploy_dir = "{deploy}"
-backup_dir = "{backup}"
-branch = "develop"
-health_url = "http://127.0.0.1:{port}/api/health"
-{extra}
-"#,
-            build = self.build_dir.display(),
-            host = self.sshd.host(),
-            deploy = self.deploy_dir.display(),
-            backup = self.backup_dir.display(),
-            port = self.app_port,
+        let text = config_text(
+            &self.build_dir,
+            &[self.sshd.host()],
+            &self.deploy_dir,
+            &self.backup_dir,
+            &format!("http://127.0.0.1:{}/api/health", self.app_port),
+            extra,
         );
         std::fs::write(&self.config, text).unwrap();
     }
 
     /// Puts the sample app at `version` into the build dir; `broken` makes its health fail.
     pub fn set_app(&self, version: &str, broken: bool) {
-        let _ = std::fs::remove_dir_all(&self.build_dir);
-        sh_ok(&format!(
-            "cp -r {}/examples/trading-journal {}",
-            repo().display(),
-            self.build_dir.display()
-        ));
-        let pkg = self.build_dir.join("package.json");
-        let text = std::fs::read_to_string(&pkg)
-            .unwrap()
-            .replace("\"version\": \"1.0.0\"", &format!("\"version\": \"{version}\""));
-        std::fs::write(&pkg, text).unwrap();
-        if broken {
-            std::fs::write(self.build_dir.join("UNHEALTHY"), "simulated failure\n").unwrap();
-        }
+        set_app(&self.build_dir, version, broken);
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -469,9 +593,7 @@ health_url = "http://127.0.0.1:{port}/api/health"
     }
 
     pub fn current(&self) -> Option<String> {
-        std::fs::read_link(self.deploy_dir.join("current"))
-            .ok()
-            .map(|p| p.display().to_string())
+        current_in(&self.deploy_dir)
     }
 
     pub fn lock_exists(&self) -> bool {
@@ -479,28 +601,11 @@ health_url = "http://127.0.0.1:{port}/api/health"
     }
 
     pub fn releases(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.deploy_dir.join("releases"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        releases_in(&self.deploy_dir)
     }
 
     pub fn backups(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.backup_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| !n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        backups_in(&self.backup_dir)
     }
 
     /// Everything about the host that a refused or invalid run must leave alone.
@@ -525,10 +630,15 @@ impl Drop for Sandbox {
 
 /// A plain HTTP/1.0 GET on 127.0.0.1 (no client dependency needed).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// A plain HTTP/1.0 GET on `ip:port`.
+pub fn http_get_at(ip: &str, port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
