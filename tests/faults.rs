@@ -401,8 +401,24 @@ fn sigterm_at_every_step_leaves_the_previous_release_serving() {
     let hostbin = sb.root.join("hostbin");
     std::fs::create_dir_all(&hostbin).unwrap();
     let wrapper = hostbin.join("sh");
-    std::fs::write(&wrapper, "#!/bin/sh\nsleep 0.4\nexec /bin/sh \"$@\"\n").unwrap();
-    support::sh_ok(&format!("chmod 755 {} {}", hostbin.display(), wrapper.display()));
+    // Each remote shell's pid goes to `pids`, to check afterwards that none outlived its run.
+    let pids = sb.root.join("remote-pids");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho $$ >> {}\nsleep 0.4\nexec /bin/sh \"$@\"\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&pids, "").unwrap();
+    support::sh_ok(&format!(
+        "chmod 755 {} {} && chown {} {}",
+        hostbin.display(),
+        wrapper.display(),
+        support::DEPLOY_USER,
+        pids.display()
+    ));
 
     let steps = [
         "package", "lock", "inspect", "backup", "upload", "extract", "install", "migrate", "switch", "reload", "verify",
@@ -455,13 +471,19 @@ fn sigterm_at_every_step_leaves_the_previous_release_serving() {
                 "{step}: release {r} was left without being marked bad"
             );
         }
-        let stray = support::sh(&format!(
-            "pgrep -u deploy -f 'sleep 0.4|npm ci|scripts/migrate.sh|tar -xzf' || true"
-        ));
-        assert!(
-            String::from_utf8_lossy(&stray.stdout).trim().is_empty(),
-            "{step}: remote processes left running"
-        );
+        let alive: Vec<String> = std::fs::read_to_string(&pids)
+            .unwrap()
+            .lines()
+            // Running, that is: an exited shell not yet reaped (a zombie) has no cmdline.
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()))
+            .map(|pid| {
+                format!(
+                    "{pid}: {}",
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(alive.is_empty(), "{step}: remote shells still running: {alive:?}");
     }
     std::fs::remove_file(&wrapper).unwrap();
     sb.set_app("20.0.0", false);
