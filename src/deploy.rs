@@ -440,9 +440,7 @@ impl Run<'_> {
             steps: std::mem::take(&mut self.steps.records),
             checks,
             message,
-            environment_url: reqwest::Url::parse(&self.config.env.health_url)
-                .ok()
-                .map(|u| u.origin().ascii_serialization()),
+            environment_url: health::environment_url(&self.config.env.health_url, &self.config.env.hosts),
             branch: self.config.env.branch.clone(),
             commit_url: crate::report::commit_link(&self.inv.github, Some(self.sha.as_str())),
             finished_at: crate::report::now_rfc3339(),

@@ -38,6 +38,17 @@ pub fn url_for(template: &str, host: &HostSpec) -> String {
     template.replace("{host}", &host.host)
 }
 
+/// The environment's URL for reports: the origin of the health URL, on the first host when the
+/// URL is per host (`{host}`), so no placeholder reaches GitHub or the summary.
+pub fn environment_url(template: &str, hosts: &[HostSpec]) -> Option<String> {
+    let url = match hosts.first() {
+        Some(h) => url_for(template, h),
+        None if template.contains("{host}") => return None,
+        None => template.to_string(),
+    };
+    reqwest::Url::parse(&url).ok().map(|u| u.origin().ascii_serialization())
+}
+
 /// What one health answer said, and whether it passes.
 fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<(), String> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
@@ -213,6 +224,23 @@ async fn smoke_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_url_never_carries_the_placeholder() {
+        let hosts = [
+            HostSpec::parse("h", "deploy@10.0.0.2:22").unwrap(),
+            HostSpec::parse("h", "10.0.0.3").unwrap(),
+        ];
+        assert_eq!(
+            environment_url("http://{host}:3000/api/health", &hosts).as_deref(),
+            Some("http://10.0.0.2:3000")
+        );
+        assert_eq!(
+            environment_url("https://journal.example.com/api/health", &hosts).as_deref(),
+            Some("https://journal.example.com")
+        );
+        assert_eq!(environment_url("http://{host}:3000/api/health", &[]), None);
+    }
 
     #[test]
     fn judging_answers() {

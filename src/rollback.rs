@@ -520,9 +520,7 @@ async fn run(
         steps: std::mem::take(&mut steps.records),
         checks,
         message: message.clone(),
-        environment_url: reqwest::Url::parse(&config.env.health_url)
-            .ok()
-            .map(|u| u.origin().ascii_serialization()),
+        environment_url: health::environment_url(&config.env.health_url, &config.env.hosts),
         branch: config.env.branch.clone(),
         commit_url: crate::report::commit_link(&inv.github, target.as_ref().and_then(|t| t.commit.as_deref())),
         finished_at: crate::report::now_rfc3339(),

@@ -70,6 +70,13 @@ fn a_failure_on_the_last_host_switches_the_whole_fleet_back_and_rollback_acts_on
             h.spec()
         );
         assert!(h.pm2_home.join("pm2.pid").is_file(), "{} runs its own PM2", h.spec());
+        // health_url is per host ({host}); the reports name the first host's origin instead.
+        let log = std::fs::read_to_string(h.deploy_dir().join(".tj-deploy/deployments.md")).unwrap_or_default();
+        assert!(
+            log.contains(&format!("http://{}:3000", f.hosts[0].ip)) && !log.contains("{host}"),
+            "{}: {log}",
+            h.spec()
+        );
     }
 
     // 2. v2 adds a migration that fails on the last host only (its database already has `tags`).
