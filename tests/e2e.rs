@@ -293,39 +293,20 @@ fn dry_run_lists_every_step_and_touches_nothing() {
 /// lock, and leaves the previous release serving.
 #[test]
 fn sigterm_during_install_cleans_up_and_releases_the_lock() {
-    use std::io::{BufRead, BufReader};
     let sb = Sandbox::new("sigterm");
     sb.deploy(&sha(1)).expect(0);
     let releases_before = sb.releases();
     let current_before = sb.current();
 
     sb.write_config("install = \"echo installing; sleep 30\"");
-    let mut child = sb
-        .cmd(&["deploy", "-e", "staging", "--sha", &sha(2)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("installing") {
-            break;
-        }
-    }
-    assert!(seen.contains("installing"), "install never started:\n{seen}");
+    let run = sb.start_deploy_until(&sha(2), |l| l.contains("installing"));
     assert!(sb.lock_exists(), "the lock is held while deploying");
     let t0 = Instant::now();
-    support::sh_ok(&format!("kill -TERM {}", child.id()));
-    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-    let status = child.wait().unwrap();
+    run.signal("TERM");
+    let seen = run.seen.clone();
+    let (code, rest) = run.finish();
     let took = t0.elapsed();
-    let rest = rest.join("\n");
-    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert_eq!(code, Some(1), "{seen}{rest}");
     assert!(took < Duration::from_secs(15), "cleanup took {took:?}");
     assert!(rest.contains("cancelled by signal"), "{rest}");
     assert!(!sb.lock_exists(), "lock released after SIGTERM");
@@ -338,7 +319,6 @@ fn sigterm_during_install_cleans_up_and_releases_the_lock() {
 /// `reload` (after the switch: switched back to v1, which is reloaded and verified).
 #[test]
 fn sigterm_before_and_after_the_switch_leaves_v1_serving() {
-    use std::io::{BufRead, BufReader};
     let sb = Sandbox::new("sigterm2");
     sb.deploy(&sha(1)).expect(0);
     let releases_before = sb.releases();
@@ -357,23 +337,10 @@ fn sigterm_before_and_after_the_switch_leaves_v1_serving() {
         sb.write_config(extra);
         sb.set_app(&format!("{}.0.0", n + 2), false);
         std::fs::write(sb.build_dir.join("SLOW"), "").unwrap();
-        let mut child = sb
-            .cmd(&["deploy", "-e", "staging", "--sha", &sha(n as u32 + 2)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if line.unwrap().contains("slow-step") {
-                break;
-            }
-        }
-        support::sh_ok(&format!("kill -TERM {}", child.id()));
-        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-        let status = child.wait().unwrap();
-        let rest = rest.join("\n");
-        assert_eq!(status.code(), Some(1), "{step}: {rest}");
+        let run = sb.start_deploy_until(&sha(n as u32 + 2), |l| l.contains("slow-step"));
+        run.signal("TERM");
+        let (code, rest) = run.finish();
+        assert_eq!(code, Some(1), "{step}: {rest}");
         assert!(rest.contains("cancelled by signal"), "{step}: {rest}");
         assert!(!sb.lock_exists(), "{step}: lock released");
         assert_eq!(sb.current(), current_before, "{step}: current back on v1");

@@ -222,30 +222,16 @@ fn sigkill_leaves_a_lock_that_names_its_owner_and_unlock_clears() {
 /// through without anyone touching the host.
 #[test]
 fn connection_dropped_mid_command_reconnects_to_clean_up() {
-    use std::io::{BufRead, BufReader};
     let mut sb = Sandbox::new("drop");
     sb.deploy(&sha(1)).expect(0);
     let before = sb.current();
     let releases = sb.releases();
     sb.write_config("install = \"echo installing; sleep 20\"");
     sb.set_app("2.0.0", false);
-    let mut child = sb
-        .cmd(&["deploy", "-e", "staging", "--sha", &sha(2)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("installing") {
-            break;
-        }
-    }
+    let run = sb.start_deploy_until(&sha(2), |l| l.contains("installing"));
     sb.sshd.crash_and_restart(std::time::Duration::from_secs(1));
-    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-    let out = child.wait_with_output().unwrap();
-    let rest = rest.join("\n");
-    assert_eq!(out.status.code(), Some(1), "{rest}");
+    let (code, rest) = run.finish();
+    assert_eq!(code, Some(1), "{rest}");
     assert!(rest.contains("reconnecting once"), "{rest}");
     let error = rest
         .lines()
@@ -258,7 +244,7 @@ fn connection_dropped_mid_command_reconnects_to_clean_up() {
         "{error}\n{rest}"
     );
     assert!(!sb.lock_exists(), "the lock was released after reconnecting");
-    assert_eq!(sb.releases(), releases, "the unfinished release was removed");
+    assert_eq!(sb.releases(), releases, "the unfinished release was removed:\n{rest}");
     assert_intact(&sb, &before);
     sb.write_config("");
     sb.deploy(&sha(2)).expect(0);
@@ -325,7 +311,6 @@ fn disk_full_during_extract_removes_the_partial_release() {
 /// later deploy goes through (after `unlock` for the SIGKILL, whose lock names its owner).
 #[test]
 fn faults_mid_upload_leave_nothing_half_written() {
-    use std::io::{BufRead, BufReader};
     let mut sb = Sandbox::new("upload");
     sb.deploy(&sha(1)).expect(0);
     let before = sb.current();
@@ -337,39 +322,26 @@ fn faults_mid_upload_leave_nothing_half_written() {
             "head -c 200000000 /dev/urandom > {}/random.bin",
             sb.build_dir.display()
         ));
-        let mut child = sb
-            .cmd(&["deploy", "-e", "staging", "--sha", &sha(n)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if line.unwrap().contains("▶ upload") {
-                break;
-            }
-        }
+        let run = sb.start_deploy_until(&sha(n), |l| l.contains("▶ upload"));
         std::thread::sleep(std::time::Duration::from_millis(300));
-        (child, lines)
+        run
     };
 
-    let (child, lines) = upload_in_flight(&sb, 2);
+    let run = upload_in_flight(&sb, 2);
     sb.sshd.crash_and_restart(std::time::Duration::from_secs(1));
-    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", rest.join("\n"));
+    let (code, rest) = run.finish();
+    assert_eq!(code, Some(1), "{rest}");
     assert!(
-        rest.iter().any(|l| l.starts_with("error: ") && l.contains("upload")),
-        "{}",
-        rest.join("\n")
+        rest.lines().any(|l| l.starts_with("error: ") && l.contains("upload")),
+        "{rest}"
     );
     assert!(!sb.lock_exists());
     assert_eq!(sb.releases(), releases);
     assert_intact(&sb, &before);
 
-    let (mut child, _lines) = upload_in_flight(&sb, 3);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut run = upload_in_flight(&sb, 3);
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
     assert!(sb.lock_exists(), "a SIGKILLed run cannot release its lock");
     let run = sb.deploy(&sha(3));
     run.expect(3);
@@ -392,7 +364,6 @@ fn faults_mid_upload_leave_nothing_half_written() {
 /// v1 serves from a complete release, nothing partial is left, the lock is released.
 #[test]
 fn sigterm_at_every_step_leaves_the_previous_release_serving() {
-    use std::io::{BufRead, BufReader};
     use std::time::Duration;
     let sb = Sandbox::new("sigterm-all");
     sb.deploy(&sha(1)).expect(0);
@@ -433,30 +404,13 @@ fn sigterm_at_every_step_leaves_the_previous_release_serving() {
                 sb.build_dir.display()
             ));
         }
-        let mut child = sb
-            .cmd(&["deploy", "-e", "staging", "--sha", &sha(commit)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let marker = format!("▶ {step} ");
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with(&marker) {
-                break;
-            }
-        }
-        assert!(seen.contains(&marker), "{step} never started:\n{seen}");
+        let run = sb.start_deploy_until(&sha(commit), |l| l.starts_with(&marker));
         std::thread::sleep(Duration::from_millis(150));
-        support::sh_ok(&format!("kill -TERM {}", child.id()));
-        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-        let rest = rest.join("\n");
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(1), "{step}: {seen}{rest}");
+        run.signal("TERM");
+        let seen = run.seen.clone();
+        let (code, rest) = run.finish();
+        assert_eq!(code, Some(1), "{step}: {seen}{rest}");
         assert!(rest.contains("cancelled by signal"), "{step}: {rest}");
         assert!(!sb.lock_exists(), "{step}: lock released");
         assert_intact(&sb, &before);

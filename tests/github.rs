@@ -56,12 +56,14 @@ require_staging = true
     path
 }
 
-fn gated(repo: &str, env: &str, git_ref: &str, commit: &str) -> Run {
+/// `tj-deploy <command> -e <env> --sha <commit>` with the gate config, reporting to `repo` on
+/// the fake GitHub as a run on `git_ref`. The directory holds the config: keep it until the run.
+fn gated_cmd(command: &str, repo: &str, env: &str, git_ref: &str, commit: &str) -> (tempfile::TempDir, Command) {
     let dir = tempfile::tempdir().unwrap();
     let config = gate_config(dir.path());
     let mut c = Command::new(support::bin());
     c.args([
-        "deploy",
+        command,
         "-e",
         env,
         "--sha",
@@ -74,7 +76,33 @@ fn gated(repo: &str, env: &str, git_ref: &str, commit: &str) -> Run {
     .env_remove("GITHUB_ACTIONS")
     .env("HOME", dir.path());
     with_github(&mut c, repo, git_ref);
+    (dir, c)
+}
+
+fn gated(repo: &str, env: &str, git_ref: &str, commit: &str) -> Run {
+    let (_dir, mut c) = gated_cmd("deploy", repo, env, git_ref, commit);
     Run::of(c.output().unwrap())
+}
+
+/// The states a deployment went through, oldest first.
+fn status_states(deployment: &serde_json::Value) -> Vec<String> {
+    deployment["statuses"]
+        .as_array()
+        .expect("statuses in the fake's deployment")
+        .iter()
+        .map(|s| s["state"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// The check runs tj-deploy created (the fake marks them `own`).
+fn own_check_runs(state: &serde_json::Value) -> Vec<serde_json::Value> {
+    state["check_runs"]
+        .as_array()
+        .expect("check_runs in the fake's state")
+        .iter()
+        .filter(|c| c["own"] == true)
+        .cloned()
+        .collect()
 }
 
 fn green(commit: &str) -> serde_json::Value {
@@ -86,70 +114,66 @@ fn gates_refuse_with_exit_3_and_touch_no_host() {
     let g = github();
     let (s1, s2, s3) = (sha(1), sha(2), sha(3));
 
-    g.setup(
-        "o/wrong-branch",
-        json!({"branches": {"develop": [s1]}, "check_runs": green(&s1)}),
-    );
-    let run = gated("o/wrong-branch", "staging", "refs/heads/feature", &s1);
-    run.expect(3);
-    assert!(
-        run.error_line().contains("gate branch") && run.error_line().contains("refs/heads/feature"),
-        "{}",
-        run.error_line()
-    );
-
-    g.setup(
-        "o/behind",
-        json!({"branches": {"develop": [s1, s2, s3]}, "check_runs": green(&s1)}),
-    );
-    let run = gated("o/behind", "staging", "refs/heads/develop", &s1);
-    run.expect(3);
-    assert!(run.error_line().contains("2 commit(s) behind"), "{}", run.error_line());
-
-    g.setup(
-        "o/failed",
-        json!({"branches": {"develop": [s1]}, "check_runs": [{"name": "lint", "head_sha": s1}, {"name": "unit", "head_sha": s1, "conclusion": "failure"}]}),
-    );
-    let run = gated("o/failed", "staging", "refs/heads/develop", &s1);
-    run.expect(3);
-    assert!(
-        run.error_line().contains("failed: unit: failure"),
-        "{}",
-        run.error_line()
-    );
-
-    g.setup(
-        "o/missing",
-        json!({"branches": {"develop": [s1]}, "check_runs": [{"name": "lint", "head_sha": s1}]}),
-    );
-    let run = gated("o/missing", "staging", "refs/heads/develop", &s1);
-    run.expect(3);
-    assert!(
-        run.error_line().contains("still pending") && run.error_line().contains("unit: not reported"),
-        "{}",
-        run.error_line()
-    );
-
-    g.setup("o/prod", json!({"branches": {"main": [s1]}}));
-    let run = gated("o/prod", "production", "refs/heads/main", &s1);
-    run.expect(3);
-    assert!(
-        run.error_line().contains("gate staging first") && run.error_line().contains("not been deployed to staging"),
-        "{}",
-        run.error_line()
-    );
-
-    g.setup(
-        "o/prod-ok",
-        json!({"branches": {"main": [s1]}, "deployments": [{"sha": s1, "environment": "staging", "state": "success"}]}),
-    );
-    let run = gated("o/prod-ok", "production", "refs/heads/main", &s1);
-    run.expect(1);
-    assert!(
-        run.error_line().contains("connect"),
-        "past the gates it tries the host: {}",
-        run.all()
-    );
+    // (repo, GitHub's state, environment, ref, exit code, what the error line must say)
+    let cases = [
+        (
+            "o/wrong-branch",
+            json!({"branches": {"develop": [s1]}, "check_runs": green(&s1)}),
+            "staging",
+            "refs/heads/feature",
+            3,
+            &["gate branch", "refs/heads/feature"][..],
+        ),
+        (
+            "o/behind",
+            json!({"branches": {"develop": [s1, s2, s3]}, "check_runs": green(&s1)}),
+            "staging",
+            "refs/heads/develop",
+            3,
+            &["2 commit(s) behind"],
+        ),
+        (
+            "o/failed",
+            json!({"branches": {"develop": [s1]}, "check_runs": [{"name": "lint", "head_sha": s1}, {"name": "unit", "head_sha": s1, "conclusion": "failure"}]}),
+            "staging",
+            "refs/heads/develop",
+            3,
+            &["failed: unit: failure"],
+        ),
+        (
+            "o/missing",
+            json!({"branches": {"develop": [s1]}, "check_runs": [{"name": "lint", "head_sha": s1}]}),
+            "staging",
+            "refs/heads/develop",
+            3,
+            &["still pending", "unit: not reported"],
+        ),
+        (
+            "o/prod",
+            json!({"branches": {"main": [s1]}}),
+            "production",
+            "refs/heads/main",
+            3,
+            &["gate staging first", "not been deployed to staging"],
+        ),
+        // Past the gates it tries the (closed) host.
+        (
+            "o/prod-ok",
+            json!({"branches": {"main": [s1]}, "deployments": [{"sha": s1, "environment": "staging", "state": "success"}]}),
+            "production",
+            "refs/heads/main",
+            1,
+            &["connect"],
+        ),
+    ];
+    for (repo, state, env, git_ref, code, says) in cases {
+        g.setup(repo, state);
+        let run = gated(repo, env, git_ref, &s1);
+        run.expect(code);
+        for want in says {
+            assert!(run.error_line().contains(want), "{repo}: {want}: {}", run.all());
+        }
+    }
 
     // A check still running is waited for; then the deploy proceeds (to the closed host).
     g.setup(
@@ -164,12 +188,7 @@ fn gates_refuse_with_exit_3_and_touch_no_host() {
         run.all()
     );
     let state = g.state("o/pending");
-    let own: Vec<&serde_json::Value> = state["check_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["own"] == true)
-        .collect();
+    let own = own_check_runs(&state);
     assert_eq!(own.len(), 1);
     assert_eq!(
         own[0]["conclusion"], "failure",
@@ -219,13 +238,7 @@ fn github_unreachable_or_failing_fails_closed() {
     run.expect(3);
     assert!(run.error_line().contains("HTTP 500"), "{}", run.error_line());
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = gate_config(dir.path());
-    let mut c = Command::new(support::bin());
-    c.args(["deploy", "-e", "staging", "--sha", &s1, "--config"])
-        .arg(&config)
-        .env_remove("GITHUB_ACTIONS");
-    with_github(&mut c, "o/down", "refs/heads/develop");
+    let (_dir, mut c) = gated_cmd("deploy", "o/down", "staging", "refs/heads/develop", &s1);
     c.env("GITHUB_API_URL", format!("http://127.0.0.1:{}", support::free_port()));
     let run = Run::of(c.output().unwrap());
     run.expect(3);
@@ -290,22 +303,11 @@ fn deploys_report_deployments_and_check_runs() {
     assert_eq!(d["request"]["auto_merge"], false);
     assert_eq!(d["request"]["required_contexts"], json!([]));
     assert_eq!(d["request"]["production_environment"], false);
-    let states: Vec<&str> = d["statuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(status_states(d), ["in_progress", "success"]);
     let last = d["statuses"].as_array().unwrap().last().unwrap();
     assert_eq!(last["environment_url"], format!("http://127.0.0.1:{}", sb.app_port));
     assert_eq!(last["log_url"], "https://github.com/o/app/actions/runs/4242");
-    let own: Vec<&serde_json::Value> = state["check_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["own"] == true)
-        .collect();
+    let own = own_check_runs(&state);
     assert_eq!(own.len(), 1, "one check run despite the 429");
     assert_eq!(own[0]["status"], "completed");
     assert_eq!(own[0]["conclusion"], "success");
@@ -327,20 +329,8 @@ fn deploys_report_deployments_and_check_runs() {
     Run::of(c.output().unwrap()).expect(1);
     let state = g.state("o/app2");
     let d = &state["deployments"][0];
-    let states: Vec<&str> = d["statuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["in_progress", "failure"]);
-    let own = state["check_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["own"] == true)
-        .unwrap()
-        .clone();
+    assert_eq!(status_states(d), ["in_progress", "failure"]);
+    let own = own_check_runs(&state)[0].clone();
     assert_eq!(own["conclusion"], "failure");
     assert_eq!(sb.revision().as_deref(), Some(s1.as_str()));
     for repo in ["o/app", "o/app2"] {
@@ -369,13 +359,7 @@ fn pr_check_posts_a_check_run_and_touches_no_host() {
     let g = github();
     let s1 = sha(1);
     g.setup("o/pr", json!({"branches": {"develop": [s1]}, "check_runs": green(&s1)}));
-    let dir = tempfile::tempdir().unwrap();
-    let config = gate_config(dir.path());
-    let mut c = Command::new(support::bin());
-    c.args(["check", "-e", "staging", "--sha", &s1, "--config"])
-        .arg(&config)
-        .env_remove("GITHUB_ACTIONS");
-    with_github(&mut c, "o/pr", "refs/pull/7/merge");
+    let (_dir, mut c) = gated_cmd("check", "o/pr", "staging", "refs/pull/7/merge", &s1);
     let run = Run::of(c.output().unwrap());
     run.expect(0);
     assert!(
@@ -384,13 +368,7 @@ fn pr_check_posts_a_check_run_and_touches_no_host() {
         run.stdout
     );
     let state = g.state("o/pr");
-    let own = state["check_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["own"] == true)
-        .unwrap()
-        .clone();
+    let own = own_check_runs(&state)[0].clone();
     assert_eq!(own["conclusion"], "success");
     assert!(
         own["output_summary"]
@@ -405,11 +383,7 @@ fn pr_check_posts_a_check_run_and_touches_no_host() {
         "o/fork",
         json!({"branches": {"develop": [s1]}, "check_runs": green(&s1), "read_only": true}),
     );
-    let mut c = Command::new(support::bin());
-    c.args(["check", "-e", "staging", "--sha", &s1, "--config"])
-        .arg(&config)
-        .env_remove("GITHUB_ACTIONS");
-    with_github(&mut c, "o/fork", "refs/pull/8/merge");
+    let (_dir, mut c) = gated_cmd("check", "o/fork", "staging", "refs/pull/8/merge", &s1);
     let run = Run::of(c.output().unwrap());
     run.expect(0);
     assert!(run.all().contains("403"), "{}", run.all());

@@ -12,6 +12,7 @@ use crate::remote::layout::Layout;
 pub struct Script {
     pub label: String,
     text: String,
+    repeatable: bool,
 }
 
 impl Script {
@@ -19,6 +20,7 @@ impl Script {
         Script {
             label: label.to_string(),
             text: "set -eu\n".to_string(),
+            repeatable: false,
         }
     }
     /// Appends fixed shell text; variable parts must come through [`quote`] or [`Script::var`].
@@ -34,6 +36,16 @@ impl Script {
     }
     pub fn text(&self) -> &str {
         &self.text
+    }
+    /// Marks a script that leaves the same state however often it runs (remove, switch to a
+    /// given release, unlock, …): the SSH transport may run it again on a fresh connection when
+    /// the connection died under it. The failure path depends on that.
+    fn repeatable(mut self) -> Self {
+        self.repeatable = true;
+        self
+    }
+    pub fn is_repeatable(&self) -> bool {
+        self.repeatable
     }
     /// Defines `sum256 FILE`, printing the file's sha256 in hex. OpenSSL's digest uses the CPU's
     /// SHA instructions and runs about 5× faster than coreutils' `sha256sum` on a package, so it
@@ -98,6 +110,7 @@ pub fn lock_release(l: &Layout, token: &str) -> Script {
         .line("if [ -f \"$D/.tj-deploy/lock/owner.json\" ] && grep -qF -- \"$TOKEN\" \"$D/.tj-deploy/lock/owner.json\"; then")
         .line("  rm -rf \"$D/.tj-deploy/lock\"")
         .line("fi")
+        .repeatable()
 }
 
 /// Prints the lock owner (or nothing) and removes the lock: the `unlock` command.
@@ -236,6 +249,7 @@ pub fn backup_discard(l: &Layout, id: ReleaseId) -> Script {
     with_dirs("backup", l)
         .var("P", &l.backup_partial(id))
         .line("rm -rf \"$P\"")
+        .repeatable()
 }
 
 /// Receives the package on stdin into a temp name, checks its sha256, then renames it into place.
@@ -327,6 +341,7 @@ pub fn switch(l: &Layout, id: ReleaseId, revision: Option<&str>) -> Script {
         .line("rm -f \"$T\"")
         .line("ln -s \"$TARGET\" \"$T\"")
         .line("mv -T \"$T\" \"$D/current\"")
+        .repeatable()
 }
 
 /// Marks a release that failed its checks, so `latest` never picks it.
@@ -335,6 +350,7 @@ pub fn mark_bad(l: &Layout, id: ReleaseId, json: &str) -> Script {
         .var("R", &l.release(id))
         .var("WHY", json)
         .line("if [ -d \"$R\" ]; then printf '%s\\n' \"$WHY\" > \"$R/BAD_RELEASE\"; fi")
+        .repeatable()
 }
 
 /// Removes releases and backups, never the one `current` points at.
@@ -349,7 +365,7 @@ pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Scri
     for id in backups {
         s = s.var("K", &l.backup(*id)).line("rm -rf \"$K\"");
     }
-    s
+    s.repeatable()
 }
 
 /// Appends one JSON line to the deployment log.

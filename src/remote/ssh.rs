@@ -270,12 +270,8 @@ impl SshTransport {
     }
 }
 
-impl Transport for SshTransport {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
+impl SshTransport {
+    async fn run_once(&self, script: &Script, mode: Mode) -> Result<Output> {
         let mut child = self.spawn(script, None).await?;
         // Held until the script has ended; dropping it (cancellation) stops the script.
         let _stdin = child.stdin().take();
@@ -285,6 +281,30 @@ impl Transport for SshTransport {
             Err(_) => None,
         };
         Ok(Output { code, stdout, stderr })
+    }
+}
+
+impl Transport for SshTransport {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
+        let out = self.run_once(script, mode).await?;
+        if out.code.is_some() || !script.is_repeatable() {
+            return Ok(out);
+        }
+        // No exit status: the connection most likely died under the command, possibly before
+        // the master noticed, so this command was sent into a dead connection. A repeatable one
+        // (the failure path's cleanup) gets one more try once the master is known to be gone.
+        let session = self.current();
+        for _ in 0..20 {
+            if session.check().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.run_once(script, mode).await
     }
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {

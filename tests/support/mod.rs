@@ -582,6 +582,30 @@ impl Sandbox {
         )
     }
 
+    /// Starts `tj-deploy deploy -e staging --sha <sha>` in the background and reads its stderr
+    /// until a line satisfies `until` (panics, showing what it read, if the run ends first).
+    pub fn start_deploy_until(&self, sha: &str, until: impl Fn(&str) -> bool) -> Running {
+        use std::io::{BufRead, BufReader};
+        let mut child = self
+            .cmd(&["deploy", "-e", "staging", "--sha", sha])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tj-deploy");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            seen.push_str(&line);
+            seen.push('\n');
+            if until(&line) {
+                return Running { child, lines, seen };
+            }
+        }
+        let _ = child.wait();
+        panic!("tj-deploy ended before the awaited line:\n{seen}");
+    }
+
     /// GET /api/health: (status, JSON body).
     pub fn health(&self) -> Option<(u16, serde_json::Value)> {
         http_get(self.app_port, "/api/health")
@@ -644,6 +668,28 @@ pub fn http_get_at(ip: &str, port: u16, path: &str) -> Option<(u16, serde_json::
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
     let body = buf.split("\r\n\r\n").nth(1)?;
     Some((status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
+}
+
+/// A tj-deploy run in the background, its stderr read up to some line.
+pub struct Running {
+    pub child: Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    /// The stderr lines read so far.
+    pub seen: String,
+}
+
+impl Running {
+    /// Sends `signal` (a `kill` name: TERM, KILL, …) to tj-deploy.
+    pub fn signal(&self, signal: &str) {
+        sh_ok(&format!("kill -{signal} {}", self.child.id()));
+    }
+
+    /// Reads the rest of stderr and waits: (exit code, the lines after `seen`).
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let rest: Vec<String> = self.lines.by_ref().map_while(|l| l.ok()).collect();
+        let status = self.child.wait().expect("wait for tj-deploy");
+        (status.code(), rest.join("\n"))
+    }
 }
 
 /// A finished tj-deploy run.
