@@ -257,7 +257,9 @@ pub(crate) async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<S
             Err(e) => {
                 step.failed(&e.message);
                 fleet.close().await;
-                return Err(e.context("nothing was changed"));
+                let mut e = e;
+                e.message.push_str("; nothing was changed on any host");
+                return Err(e);
             }
         }
     }

@@ -190,6 +190,8 @@ impl Run<'_> {
         let mut id = ReleaseId::from_time(self.started_at);
         let mut checks: Vec<CheckResult> = Vec::new();
         let mut backup_id = None;
+        // The hosts whose backup completed: on a fleet, the one that failed first may lack it.
+        let mut backed_up: Vec<String> = Vec::new();
         let mut migrated = false;
         let mut migrations: Vec<String> = Vec::new();
         let mut changes = (Vec::new(), 0);
@@ -254,6 +256,7 @@ impl Run<'_> {
                     .run(&name, "backup", &detail, backup::take(&h.t, &l, &req))
                     .await?;
                 backup_id = Some(id);
+                backed_up.push(name.clone());
 
                 if h.state.package_present {
                     self.steps.skipped(&name, "upload", "already on the host");
@@ -405,8 +408,13 @@ impl Run<'_> {
                     Err(note) => format!("deploy failed: {}. Rollback ALSO failed: {note}", e.message),
                 };
                 if migrated {
+                    let on = if hosts.len() > 1 {
+                        format!(" (taken on {})", backed_up.join(", "))
+                    } else {
+                        String::new()
+                    };
                     message.push_str(&format!(
-                        " Database migrations ran and were not reverted; backup {} holds the database from before this deploy.",
+                        " Database migrations ran and were not reverted; backup {}{on} holds the database from before this deploy.",
                         backup_id.map(|b| b.to_string()).unwrap_or_else(|| "—".into())
                     ));
                 }

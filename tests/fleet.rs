@@ -96,6 +96,11 @@ fn a_failure_on_the_last_host_switches_the_whole_fleet_back_and_rollback_acts_on
         "the error names the host and step: {error}"
     );
     assert!(error.contains("not reverted"), "{error}");
+    let taken_on: Vec<String> = f.hosts.iter().map(|h| h.spec()).collect();
+    assert!(
+        error.contains(&format!("(taken on {})", taken_on.join(", "))),
+        "names the hosts that hold the backup: {error}"
+    );
     let r2 = f.hosts[0]
         .releases()
         .into_iter()
