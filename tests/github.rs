@@ -271,6 +271,32 @@ fn a_malformed_request_is_rejected_by_prism() {
     );
 }
 
+/// Issue #7 (8): GitHub failing once the deploy is under way (every deployment status after
+/// the first, every check-run update) costs warnings, never the result.
+#[test]
+fn github_failing_after_the_gates_is_a_warning_not_a_failure() {
+    let g = github();
+    let sb = Sandbox::new("ghlate");
+    let s1 = sha(1);
+    sb.write_config("required_checks = [\"lint\"]");
+    g.setup(
+        "o/late",
+        json!({"branches": {"develop": [s1]}, "check_runs": [{"name": "lint", "head_sha": s1}]}),
+    );
+    g.fault(json!({"method": "POST", "path": "/repos/o/late/deployments/", "status": 500, "times": 50, "skip": 1}));
+    g.fault(json!({"method": "PATCH", "path": "/repos/o/late/check-runs/", "status": 500, "times": 50}));
+    let mut c = sb.cmd(&["deploy", "-e", "staging", "--sha", &s1]);
+    with_github(&mut c, "o/late", "refs/heads/develop");
+    let run = Run::of(c.output().unwrap());
+    run.expect(0);
+    assert!(run.all().contains("500"), "the failure is reported: {}", run.all());
+    assert!(!run.all().contains("error: "), "no error line: {}", run.all());
+    assert_eq!(sb.revision().as_deref(), Some(s1.as_str()), "the deploy stands");
+    let state = g.state("o/late");
+    assert_eq!(status_states(&state["deployments"][0]), ["in_progress"]);
+    assert_eq!(g.violations("o/late"), Vec::<String>::new());
+}
+
 /// A real deploy reports in_progress → success and a successful check run; a broken one
 /// reports failure. A 502 after the deployment was created does not create a second one, and
 /// a 429 with Retry-After is waited out.

@@ -7,7 +7,8 @@
 //   PUT  /_fake/repos/:owner/:repo   {branches:{name:[sha,...oldest→newest]}, check_runs:[{name,head_sha,status,conclusion,complete_after}],
 //                                      statuses:[{sha,context,state}], deployments:[{sha,environment,state}], read_only:bool}
 //   GET  /_fake/repos/:owner/:repo   → the state (deployments with statuses, check runs, request log)
-//   POST /_fake/faults               {method, path (substring), status, times, retry_after, after:bool}
+//   POST /_fake/faults               {method, path (substring), status, times, retry_after, after:bool,
+//                                     skip: let this many matching requests through first}
 // Usage: node fake.js <spec.json> <port>
 const http = require('http');
 const fs = require('fs');
@@ -126,7 +127,11 @@ function route(req, res, body) {
   const r = repo(owner, name);
   r.log.push(`${req.method} ${rest}${url.search}`);
 
-  const fault = faults.find((f) => f.left > 0 && f.method === req.method && p.includes(f.path));
+  const fault = faults.find((f) => {
+    if (f.left <= 0 || f.method !== req.method || !p.includes(f.path)) return false;
+    if (f.skip > 0) { f.skip -= 1; return false; }
+    return true;
+  });
   const answerFault = () => {
     fault.left -= 1;
     const headers = fault.retry_after ? { 'retry-after': String(fault.retry_after) } : {};
