@@ -1,5 +1,6 @@
 //! Cancellation on SIGINT/SIGTERM (what a cancelled Actions job sends): the running step is
-//! stopped, then the normal failure path runs (remove the partial release, roll back a switch,
+//! stopped (on the host too, see `remote::WATCHDOG`; the lock and the switch are let finish),
+//! then the normal failure path runs (remove the partial release, roll back a switch,
 //! release the lock), so a cancelled run leaves the host as a failed one would.
 
 use std::future::Future;

@@ -28,7 +28,8 @@ impl<'a> Steps<'a> {
         self.run_uncancelled(host, name, detail, cancel.guard(name, f)).await
     }
 
-    /// Like [`Steps::run`] but not stopped by a signal: cleanup must finish.
+    /// Like [`Steps::run`] but not stopped by a signal: cleanup must finish, and so must the
+    /// lock and the switch (one mkdir, one rename); the next step then sees the cancellation.
     pub async fn run_uncancelled<R>(
         &mut self,
         host: &str,

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, WATCHDOG, collect, feed};
+use crate::remote::{Mode, Output, Script, Transport, collect, feed, watched};
 
 pub struct LocalTransport {
     name: String,
@@ -27,7 +27,7 @@ impl Transport for LocalTransport {
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(format!("{WATCHDOG}{}", script.text()))
+            .arg(watched(script))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

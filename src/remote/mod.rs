@@ -78,6 +78,12 @@ exec 3<&0 </dev/null
 exec 3<&-
 ";
 
+/// `script`'s text behind the [`WATCHDOG`], for [`Transport::run`] (not for the upload, whose
+/// stdin is the package).
+pub(crate) fn watched(script: &Script) -> String {
+    format!("{WATCHDOG}{}", script.text())
+}
+
 /// A host we can run scripts on.
 pub trait Transport: Send + Sync {
     /// The host as the user named it, for messages.

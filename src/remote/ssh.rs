@@ -15,7 +15,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use crate::config::{EnvConfig, HostSpec, SshSecrets};
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, WATCHDOG, collect};
+use crate::remote::{Mode, Output, Script, Transport, collect, watched};
 use crate::ui;
 
 /// How long an orphaned ssh master (tj-deploy was SIGKILLed) lingers once its channels close.
@@ -224,7 +224,7 @@ impl SshTransport {
     ) -> Result<openssh::Child<Arc<Session>>> {
         let (input, text) = match stdin {
             // Held open by the caller until the script ends: see WATCHDOG.
-            None => (Stdio::piped(), format!("{WATCHDOG}{}", script.text())),
+            None => (Stdio::piped(), watched(script)),
             // The ssh master reads the file itself (its descriptor is passed over the mux
             // socket): no copy through this process, and a retry starts from the beginning.
             Some(f) => {
@@ -243,6 +243,18 @@ impl SshTransport {
         cmd.spawn()
             .await
             .map_err(|e| Error::failed(format!("{}: {}: {}", self.name, script.label, describe(&e))))
+    }
+
+    async fn run_once(&self, script: &Script, mode: Mode) -> Result<Output> {
+        let mut child = self.spawn(script, None).await?;
+        // Held until the script has ended; dropping it (cancellation) stops the script.
+        let _stdin = child.stdin().take();
+        let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
+        let code = match child.wait().await {
+            Ok(status) => status.code(),
+            Err(_) => None,
+        };
+        Ok(Output { code, stdout, stderr })
     }
 
     /// Starts `script`; when the connection has dropped, reconnects once (the host may be back
@@ -267,20 +279,6 @@ impl SshTransport {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         Err(last.unwrap_or_else(|| Error::failed(format!("{}: reconnect failed", self.name))))
-    }
-}
-
-impl SshTransport {
-    async fn run_once(&self, script: &Script, mode: Mode) -> Result<Output> {
-        let mut child = self.spawn(script, None).await?;
-        // Held until the script has ended; dropping it (cancellation) stops the script.
-        let _stdin = child.stdin().take();
-        let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
-        let code = match child.wait().await {
-            Ok(status) => status.code(),
-            Err(_) => None,
-        };
-        Ok(Output { code, stdout, stderr })
     }
 }
 
