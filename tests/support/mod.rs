@@ -334,9 +334,11 @@ impl Sshd {
     /// again on the same port with the same keys after `down`.
     pub fn crash_and_restart(&mut self, down: Duration) {
         let pid = self.child.id();
-        // The whole tree: listener, per-connection monitors, sessions and what they run.
+        // The whole tree: listener, per-connection monitors, sessions and what they run, listed
+        // first and killed parents first. Children first would let a session's shell report a
+        // killed command's exit status before its sshd died: a failed command, not a drop.
         let _ = sh(&format!(
-            "t() {{ for c in $(pgrep -P $1); do t $c; done; kill -KILL $1 2>/dev/null; }}; t {pid}"
+            "t() {{ echo $1; for c in $(pgrep -P $1); do t $c; done; }}; kill -KILL $(t {pid}) 2>/dev/null"
         ));
         let _ = self.child.wait();
         std::thread::sleep(down);
