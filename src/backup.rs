@@ -62,6 +62,7 @@ pub async fn manifests<T: Transport>(t: &T, l: &Layout) -> Result<Vec<(ReleaseId
     Ok(list)
 }
 
+#[derive(Clone)]
 pub struct Request<'a> {
     pub id: ReleaseId,
     pub kind: &'a str,
@@ -119,6 +120,44 @@ pub async fn take<T: Transport>(t: &T, l: &Layout, req: &Request<'_>) -> Result<
         let _ = t.run(&commands::backup_discard(l, req.id), Mode::Capture).await;
     }
     finish?;
+    Ok(manifest)
+}
+
+/// The app part of a backup (no database), finished with its manifest: the prepare phase
+/// takes it on every host.
+pub async fn take_app<T: Transport>(t: &T, l: &Layout, req: &Request<'_>) -> Result<Manifest> {
+    take(
+        t,
+        l,
+        &Request {
+            database: false,
+            ..req.clone()
+        },
+    )
+    .await
+}
+
+/// Adds `db.dump` to the complete backup `id` (taken by [`take_app`] on this host) and
+/// rewrites its manifest: the database phase, once per environment.
+pub async fn take_database<T: Transport>(t: &T, l: &Layout, id: ReleaseId) -> Result<Manifest> {
+    let what = format!("{}: database backup", t.name());
+    let out = t
+        .run(&commands::database_dump(l, id), Mode::Stream)
+        .await?
+        .check(&what)?;
+    let files = parse_files(&out.stdout)?;
+    let mut manifest = manifests(t, l)
+        .await?
+        .into_iter()
+        .find(|(b, _)| *b == id)
+        .map(|(_, m)| m)
+        .ok_or_else(|| Error::failed(format!("{what}: backup {id} has no readable manifest")))?;
+    manifest.files.retain(|f| f.name != "db.dump");
+    manifest.files.extend(files);
+    let json = serde_json::to_string(&manifest).map_err(|e| Error::failed(e.to_string()))?;
+    t.run(&commands::rewrite_manifest(l, id, &json), Mode::Capture)
+        .await?
+        .check(&what)?;
     Ok(manifest)
 }
 

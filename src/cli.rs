@@ -8,18 +8,17 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, Flags, HostSpec, Invocation, Sha};
-use crate::deploy;
+use crate::config::{Config, Flags, Invocation, Sha};
 use crate::error::{Error, Result};
 use crate::package;
+use crate::pipeline::{self, Ctx, deploy::Deploy};
+use crate::plan::Plan;
+use crate::remote::Transport;
 use crate::remote::layout::Layout;
-use crate::remote::local::LocalTransport;
-use crate::remote::ssh::SshContext;
-use crate::remote::{AnyTransport, Transport};
 use crate::report::{StepRecord, Summary};
 use crate::signals::Cancel;
 use crate::steps::Steps;
-use crate::{actions, lock, ui};
+use crate::{app, lock, ui};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -214,84 +213,9 @@ fn resolve_sha(config: &Config, inv: &Invocation) -> Result<Sha> {
     }
 }
 
-/// The hosts of the environment, connected; [`Fleet::close`] ends the SSH sessions.
-pub(crate) struct Fleet {
-    pub hosts: Vec<(HostSpec, AnyTransport)>,
-    _ssh: Option<SshContext>,
-}
-
-impl Fleet {
-    pub fn borrowed(&self) -> Vec<(HostSpec, &AnyTransport)> {
-        self.hosts.iter().map(|(h, t)| (h.clone(), t)).collect()
-    }
-    pub async fn close(self) {
-        for (_, t) in self.hosts {
-            t.close().await;
-        }
-    }
-}
-
-pub(crate) async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Fleet> {
-    if config.env.local {
-        let hosts = config
-            .env
-            .hosts
-            .iter()
-            .map(|h| (h.clone(), AnyTransport::Local(LocalTransport::new(&h.to_string()))))
-            .collect();
-        return Ok(Fleet { hosts, _ssh: None });
-    }
-    let home = vars.get("HOME").map(PathBuf::from);
-    let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
-    let mut fleet = Fleet {
-        hosts: Vec::new(),
-        _ssh: None,
-    };
-    for h in &config.env.hosts {
-        let step = ui::step(&format!("connect [{h}]"), "");
-        match ctx.connect(h).await {
-            Ok(t) => {
-                step.done("");
-                fleet.hosts.push((h.clone(), AnyTransport::Ssh(Box::new(t))));
-            }
-            Err(e) => {
-                step.failed(&e.message);
-                fleet.close().await;
-                let mut e = e;
-                e.message.push_str("; nothing was changed on any host");
-                return Err(e);
-            }
-        }
-    }
-    fleet._ssh = Some(ctx);
-    Ok(fleet)
-}
-
-/// Reports a finished run everywhere: terminal, Actions outputs and job summary, GitHub check
-/// run and deployment, Slack.
-pub(crate) async fn publish(summary: &Summary, inv: &Invocation, github: &crate::github::Reporter) {
-    finish(summary, inv);
-    github.finish(inv, summary).await;
-    if let Some(hook) = &inv.slack_webhook
-        && let Ok(http) = crate::health::client()
-    {
-        crate::notify::slack::post(&http, hook.expose(), &crate::notify::slack::payload(summary)).await;
-    }
-}
-
-fn finish(summary: &Summary, inv: &Invocation) {
-    println!("{}", summary.to_text());
-    if let Err(e) = actions::publish(
-        summary,
-        inv.github.output_file.as_deref(),
-        inv.github.summary_file.as_deref(),
-    ) {
-        ui::warn(&format!("could not write the Actions outputs or job summary: {e}"));
-    }
-}
-
 async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let sha = resolve_sha(config, inv)?;
+    let plan = Plan::deploy(config, Some(&sha));
     if inv.dry_run {
         println!(
             "Dry run: deploy {} ({}) to {} — nothing will be changed.",
@@ -299,10 +223,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
             sha.short(),
             config.env.name
         );
-        for (i, (name, detail)) in deploy::plan(config, Some(&sha)).iter().enumerate() {
-            println!("{:>3}. {name:<8} {detail}", i + 1);
-        }
-        println!("On a failure after the switch: current → previous release, reload, verify, mark BAD_RELEASE.");
+        print!("{}", plan.render());
         return Ok(());
     }
     let cancel = Cancel::install();
@@ -312,7 +233,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
     let (mut github, gates, verdict) = preflight(config, inv, &sha, true).await?;
     if let Err(e) = verdict {
         let summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
-        publish(&summary, inv, &github).await;
+        app::publish(&summary, inv, &github).await;
         return Err(e);
     }
 
@@ -334,7 +255,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         if e.kind == crate::error::Kind::Failed {
             summary.status = crate::report::Status::Failure;
         }
-        publish(&summary, inv, github).await;
+        app::publish(&summary, inv, github).await;
         e
     };
     let work = tempfile::Builder::new()
@@ -356,25 +277,32 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
     };
     github.start_deployment(inv, &request).await;
 
-    let fleet = match connect(config, inv, vars).await {
+    let fleet = match app::connect(config, inv, vars).await {
         Ok(f) => f,
         Err(e) => return Err(early(e, gates, &github).await),
     };
     let http = crate::health::client()?;
-    let run = deploy::Run {
+    let steps = Steps::new(&cancel, vec![package_step]);
+    let ctx = Ctx {
         config,
         inv,
+        layout: Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone()),
+        steps: &steps,
+        http: &http,
+        owner: crate::lock::LockOwner::new(inv, "deploy", config.env.name.as_str(), Some(&sha), started_at),
+    };
+    let d = Deploy {
         sha: &sha,
         package: &pkg,
+        plan: &plan,
         started,
         started_at,
-        steps: Steps::new(&cancel, vec![package_step]),
         gates,
         github: github.client(),
     };
-    let (summary, error) = run.deploy(fleet.borrowed(), &http).await;
+    let (summary, error) = pipeline::deploy::run(&ctx, d, fleet.borrowed()).await;
     fleet.close().await;
-    publish(&summary, inv, &github).await;
+    app::publish(&summary, inv, &github).await;
     match error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -532,11 +460,7 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
             }
         }
     }
-    let plan: Vec<String> = deploy::plan(config, Some(&sha))
-        .iter()
-        .enumerate()
-        .map(|(i, (n, d))| format!("{:>3}. {n:<8} {d}", i + 1))
-        .collect();
+    let plan = Plan::deploy(config, Some(&sha)).render();
     let mut summary = refused_summary(
         config,
         inv,
@@ -555,12 +479,12 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
                 "ready to deploy {} to {}; the plan:\n\n```\n{}\n```",
                 sha.short(),
                 config.env.name,
-                plan.join("\n")
+                plan.trim_end()
             );
         }
         Err(e) => summary.message = e.message.clone(),
     }
-    publish(&summary, inv, &github).await;
+    app::publish(&summary, inv, &github).await;
     verdict
 }
 
@@ -573,7 +497,7 @@ async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         }
         Ok(())
     }
-    let fleet = connect(config, inv, vars).await?;
+    let fleet = app::connect(config, inv, vars).await?;
     let mut result = Ok(());
     for (_, t) in &fleet.hosts {
         if result.is_ok() {

@@ -11,6 +11,28 @@ use crate::ui;
 /// deployments.md is cut to this size so it never grows without bound.
 pub const MARKDOWN_KEEP_BYTES: usize = 1 << 20;
 
+/// One line of deployments.log for `host`: the run's common fields from its summary, then
+/// the command's own `fields` (release, previous, backup, …).
+pub fn line(summary: &crate::report::Summary, id: &str, host: &str, fields: Value) -> Value {
+    let mut line = serde_json::json!({
+        "kind": summary.command,
+        "id": id,
+        "environment": summary.environment,
+        "host": host,
+        "commit": summary.commit,
+        "status": summary.status.as_str(),
+        "actor": summary.actor,
+        "run_url": summary.run_url,
+        "started_at": summary.started_at,
+        "finished_at": summary.finished_at,
+        "message": summary.message,
+    });
+    if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    line
+}
+
 pub async fn record<T: Transport>(t: &T, l: &Layout, line: &Value, markdown: &str) {
     let log = commands::append_log(l, &line.to_string());
     if let Err(e) = t.run(&log, Mode::Capture).await.and_then(|o| o.check("log")) {

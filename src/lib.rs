@@ -1,12 +1,12 @@
 //! tj-deploy: deploys a Node.js app (PM2 cluster, PostgreSQL with migrations) to Linux servers
-//! over SSH. Data flows one way: inputs → [`config`] → plan → steps ([`deploy`]) →
+//! over SSH. Data flows one way: inputs → [`config`] → [`plan`] → steps ([`pipeline`]) →
 //! [`remote`] transport → host, and every run ends in one [`report::Summary`].
 
 pub mod actions;
+pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod config;
-pub mod deploy;
 pub mod error;
 pub mod github;
 pub mod health;
@@ -14,6 +14,8 @@ pub mod journal;
 pub mod lock;
 pub mod notify;
 pub mod package;
+pub mod pipeline;
+pub mod plan;
 pub mod remote;
 pub mod report;
 pub mod rollback;

@@ -20,6 +20,30 @@ pub struct LockOwner {
 }
 
 impl LockOwner {
+    /// The owner record of a run: who, what, where, and a token unique to this process and start.
+    pub fn new(
+        inv: &crate::config::Invocation,
+        command: &str,
+        environment: &str,
+        sha: Option<&crate::config::Sha>,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        LockOwner {
+            actor: inv.actor.clone(),
+            command: command.to_string(),
+            environment: environment.to_string(),
+            sha: sha.map(|s| s.to_string()),
+            run_url: inv.github.run_url(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            token: format!(
+                "{}-{}-{}",
+                std::process::id(),
+                started_at.timestamp_nanos_opt().unwrap_or_default(),
+                sha.map(|s| s.short()).unwrap_or(command)
+            ),
+        }
+    }
+
     pub fn describe(&self) -> String {
         let mut s = format!("{} ({} since {}", self.actor, self.command, self.started_at);
         if let Some(sha) = &self.sha {

@@ -60,6 +60,8 @@ pub struct Summary {
     pub hosts: Vec<String>,
     pub commit: Option<String>,
     pub release: Option<String>,
+    /// The release this run made and gave up (failed or rolled back); `release` is what is live.
+    pub failed_release: Option<String>,
     pub backup: Option<String>,
     pub previous_release: Option<String>,
     pub actor: String,
@@ -88,6 +90,36 @@ fn or_dash(s: &Option<String>) -> &str {
 }
 
 impl Summary {
+    /// A summary with the fields every run shares filled in; the command sets the rest.
+    pub fn begin(
+        config: &crate::config::Config,
+        inv: &crate::config::Invocation,
+        command: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> Summary {
+        Summary {
+            command: command.to_string(),
+            environment: config.env.name.to_string(),
+            app: config.app.clone(),
+            hosts: config.env.hosts.iter().map(|h| h.to_string()).collect(),
+            actor: inv.actor.clone(),
+            run_url: inv.github.run_url(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            environment_url: crate::health::environment_url(&config.env.health_url, &config.env.hosts),
+            branch: config.env.branch.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the commit (and its link) and the end of the run.
+    pub fn end(mut self, inv: &crate::config::Invocation, commit: Option<&str>, duration_seconds: f64) -> Summary {
+        self.commit = commit.map(str::to_string);
+        self.commit_url = commit_link(&inv.github, commit);
+        self.duration_seconds = duration_seconds;
+        self.finished_at = now_rfc3339();
+        self
+    }
+
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
@@ -102,6 +134,9 @@ impl Summary {
         out.push_str(&format!("  hosts:     {}\n", self.hosts.join(", ")));
         out.push_str(&format!("  commit:    {}\n", or_dash(&self.commit)));
         out.push_str(&format!("  release:   {}\n", or_dash(&self.release)));
+        if let Some(f) = &self.failed_release {
+            out.push_str(&format!("  failed:    {f} (not live)\n"));
+        }
         out.push_str(&format!("  previous:  {}\n", or_dash(&self.previous_release)));
         out.push_str(&format!("  backup:    {}\n", or_dash(&self.backup)));
         if let Some(p) = &self.package {
@@ -182,6 +217,9 @@ impl Summary {
         md.push_str(&format!("| **Started** | {} |\n", self.started_at));
         md.push_str(&format!("| **Duration** | {:.1}s |\n", self.duration_seconds));
         md.push_str(&format!("| **Release** | `{}` |\n", or_dash(&self.release)));
+        if let Some(f) = &self.failed_release {
+            md.push_str(&format!("| **Failed release** | `{f}` (not live) |\n"));
+        }
         md.push_str(&format!(
             "| **Previous release** | `{}` |\n",
             or_dash(&self.previous_release)

@@ -21,6 +21,10 @@ pub struct HostState {
     pub releases: Vec<ReleaseInfo>,
     /// Oldest first.
     pub backups: Vec<ReleaseId>,
+    /// The release each backup holds (from its manifest), when it holds one.
+    pub backup_releases: Vec<(ReleaseId, ReleaseId)>,
+    /// Releases marked bad in the ledger `.tj-deploy/bad/`, which outlives pruning.
+    pub bad: Vec<ReleaseId>,
     pub package_present: bool,
     pub lock_held: bool,
 }
@@ -44,9 +48,17 @@ impl HostState {
                         });
                     }
                 }
-                (Some("backup"), Some(id), None, None) => {
+                (Some("backup"), Some(id), held, None) => {
                     if let Some(id) = ReleaseId::from_name(id) {
                         s.backups.push(id);
+                        if let Some(r) = held.and_then(ReleaseId::from_name) {
+                            s.backup_releases.push((id, r));
+                        }
+                    }
+                }
+                (Some("bad"), Some(id), None, None) => {
+                    if let Some(id) = ReleaseId::from_name(id) {
+                        s.bad.push(id);
                     }
                 }
                 (Some("package"), Some("present"), None, None) => s.package_present = true,
@@ -56,7 +68,16 @@ impl HostState {
         }
         s.releases.sort_by_key(|r| r.id);
         s.backups.sort();
+        let ledger = s.bad.clone();
+        for r in s.releases.iter_mut() {
+            r.bad |= ledger.contains(&r.id);
+        }
         s
+    }
+
+    /// Marked bad, on disk or in the ledger (so a pruned bad release stays bad).
+    pub fn is_bad(&self, id: ReleaseId) -> bool {
+        self.bad.contains(&id) || self.release(id).is_some_and(|r| r.bad)
     }
 
     pub fn release(&self, id: ReleaseId) -> Option<&ReleaseInfo> {
@@ -72,28 +93,57 @@ impl HostState {
             .max()
     }
 
-    /// Releases and backups to prune: keep the newest `keep_releases` complete releases (and
-    /// always `current` and `keep`), remove unfinished ones; keep the newest `keep_backups`.
+    /// Releases and backups to prune. Releases: keep `current`, `keep`, and the newest
+    /// `keep_releases` good complete ones; of the bad ones only the newest stays (to look at; its
+    /// mark lives on in the ledger), so bad releases never take a good one's place; unfinished
+    /// ones go. Backups: keep the newest `keep_backups`, and always the newest good one (whose
+    /// release is not bad).
     pub fn prune_plan(
         &self,
         keep_releases: usize,
         keep_backups: usize,
-        keep: ReleaseId,
+        keep: Option<ReleaseId>,
     ) -> (Vec<ReleaseId>, Vec<ReleaseId>) {
-        let mut kept = 0;
+        let mut good = 0;
+        let mut bad_kept = false;
         let mut releases = Vec::new();
         for r in self.releases.iter().rev() {
-            if Some(r.id) == self.current || r.id == keep {
-                kept += 1;
-                continue;
+            let pinned = Some(r.id) == self.current || Some(r.id) == keep;
+            let bad = self.is_bad(r.id);
+            let stays = if pinned {
+                true
+            } else if r.revision.is_none() {
+                false
+            } else if bad {
+                !std::mem::replace(&mut bad_kept, true)
+            } else {
+                good < keep_releases
+            };
+            if pinned || (stays && !bad) {
+                good += usize::from(!bad);
             }
-            if r.revision.is_some() && kept < keep_releases {
-                kept += 1;
-                continue;
+            if !stays {
+                releases.push(r.id);
             }
-            releases.push(r.id);
         }
-        let backups = self.backups.iter().rev().skip(keep_backups).copied().collect();
+        let newest_good = self
+            .backups
+            .iter()
+            .rev()
+            .find(|b| {
+                self.backup_releases
+                    .iter()
+                    .any(|(id, rel)| id == *b && !self.is_bad(*rel))
+            })
+            .copied();
+        let backups = self
+            .backups
+            .iter()
+            .rev()
+            .skip(keep_backups)
+            .filter(|b| Some(**b) != newest_good)
+            .copied()
+            .collect();
         (releases, backups)
     }
 }
@@ -135,7 +185,7 @@ mod tests {
             .collect();
         let mut s = HostState::parse(&format!("current releases/20260101_000002\n{text}"));
         s.releases[6].revision = None; // 7: unfinished
-        let (releases, backups) = s.prune_plan(3, 5, id("20260101_000008"));
+        let (releases, backups) = s.prune_plan(3, 5, Some(id("20260101_000008")));
         // kept: 8 (new), 6, 5 (newest complete), 2 (current); removed: 7 (unfinished), 4, 3, 1
         assert_eq!(
             releases,

@@ -1,5 +1,8 @@
 //! Running named steps: each gets a log line (or an Actions group) with its duration, can be
-//! stopped by a signal, and leaves a [`StepRecord`] for the summary.
+//! stopped by a signal, and leaves a [`StepRecord`] for the summary. Hosts run steps side by
+//! side (phases with `parallel` > 1), so the recorder is shared by reference.
+
+use std::cell::RefCell;
 
 use crate::error::Result;
 use crate::report::StepRecord;
@@ -7,31 +10,37 @@ use crate::signals::Cancel;
 use crate::ui;
 
 pub struct Steps<'a> {
-    pub records: Vec<StepRecord>,
+    records: RefCell<Vec<StepRecord>>,
     cancel: &'a Cancel,
 }
 
 impl<'a> Steps<'a> {
     pub fn new(cancel: &'a Cancel, records: Vec<StepRecord>) -> Self {
-        Steps { records, cancel }
+        Steps {
+            records: RefCell::new(records),
+            cancel,
+        }
+    }
+
+    pub fn cancel(&self) -> &'a Cancel {
+        self.cancel
+    }
+
+    /// Every step recorded so far, in the order they ended.
+    pub fn take(&self) -> Vec<StepRecord> {
+        std::mem::take(&mut *self.records.borrow_mut())
     }
 
     /// Runs one step; a signal stops it with an error naming the step.
-    pub async fn run<R>(
-        &mut self,
-        host: &str,
-        name: &str,
-        detail: &str,
-        f: impl Future<Output = Result<R>>,
-    ) -> Result<R> {
-        let cancel = self.cancel;
-        self.run_uncancelled(host, name, detail, cancel.guard(name, f)).await
+    pub async fn run<R>(&self, host: &str, name: &str, detail: &str, f: impl Future<Output = Result<R>>) -> Result<R> {
+        self.run_uncancelled(host, name, detail, self.cancel.guard(name, f))
+            .await
     }
 
     /// Like [`Steps::run`] but not stopped by a signal: cleanup must finish, and so must the
     /// lock and the switch (one mkdir, one rename); the next step then sees the cancellation.
     pub async fn run_uncancelled<R>(
-        &mut self,
+        &self,
         host: &str,
         name: &str,
         detail: &str,
@@ -43,25 +52,23 @@ impl<'a> Steps<'a> {
             Ok(_) => (s.done("").as_secs_f64(), true, String::new()),
             Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),
         };
-        self.records.push(StepRecord {
+        self.push(host, name, seconds, ok, note);
+        result
+    }
+
+    /// Records a step that had nothing to do.
+    pub fn skipped(&self, host: &str, name: &str, note: &str) {
+        ui::info(&format!("✓ {name} [{host}] (skipped: {note})"));
+        self.push(host, name, 0.0, true, note.to_string());
+    }
+
+    fn push(&self, host: &str, name: &str, seconds: f64, ok: bool, note: String) {
+        self.records.borrow_mut().push(StepRecord {
             host: host.to_string(),
             name: name.to_string(),
             seconds,
             ok,
             note,
-        });
-        result
-    }
-
-    /// Records a step that had nothing to do.
-    pub fn skipped(&mut self, host: &str, name: &str, note: &str) {
-        ui::info(&format!("✓ {name} [{host}] (skipped: {note})"));
-        self.records.push(StepRecord {
-            host: host.to_string(),
-            name: name.to_string(),
-            seconds: 0.0,
-            ok: true,
-            note: note.to_string(),
         });
     }
 }

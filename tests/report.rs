@@ -41,6 +41,7 @@ fn base(status: Status, message: &str) -> Summary {
         commit_url: Some("https://github.com/org/tj/commit/0123456789abcdef0123456789abcdef01234567".into()),
         branch: Some("develop".into()),
         release: Some("20260118_143000".into()),
+        failed_release: None,
         backup: Some("20260118_143000".into()),
         previous_release: Some("20260117_090000".into()),
         actor: "alice".into(),

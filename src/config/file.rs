@@ -54,6 +54,8 @@ pub struct RawEnv {
     pub transport: Option<String>,
     pub checks_timeout: Option<String>,
     pub checks_interval: Option<String>,
+    pub parallel: Option<i64>,
+    pub database_host: Option<String>,
 }
 
 macro_rules! overlay {
@@ -91,7 +93,9 @@ impl RawEnv {
             connect_timeout,
             transport,
             checks_timeout,
-            checks_interval
+            checks_interval,
+            parallel,
+            database_host
         )
     }
 }

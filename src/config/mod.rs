@@ -206,6 +206,10 @@ pub struct EnvConfig {
     /// How long the required-checks gate waits for pending checks.
     pub checks_timeout: Duration,
     pub checks_interval: Duration,
+    /// Hosts prepared, and activated, at once.
+    pub parallel: usize,
+    /// Index into `hosts` of the host where the one database backup, migration and restore run.
+    pub database_host: usize,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -365,6 +369,20 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
             )));
         }
     };
+    let database_host = match &raw.database_host {
+        None => 0,
+        Some(h) => {
+            let spec = HostSpec::parse(&key("database_host"), h)?;
+            hosts.iter().position(|x| *x == spec).ok_or_else(|| {
+                let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+                Error::invalid(format!(
+                    "{}: {h:?} is not one of hosts ({})",
+                    key("database_host"),
+                    names.join(", ")
+                ))
+            })?
+        }
+    };
     Ok(EnvConfig {
         name: name.clone(),
         hosts,
@@ -395,6 +413,8 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         local,
         checks_timeout: dur("checks_timeout", &raw.checks_timeout, Duration::from_secs(600))?,
         checks_interval: dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
+        parallel: count("parallel", raw.parallel, 1)?,
+        database_host,
     })
 }
 

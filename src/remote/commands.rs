@@ -138,9 +138,11 @@ pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
         .line("fi")
         .line("if [ -d \"$B\" ]; then")
         .line(
-            "  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s\\n' \"${b##*/}\"; fi; done",
+            "  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s %s\\n' \"${b##*/}\" \"$(head -c 65536 \"$b/manifest.json\" | tr -d '\\n' | sed -n 's/.*\"release\":\"\\([0-9_]*\\)\".*/\\1/p')\"; fi; done",
         )
         .line("fi")
+        .var("BAD", &l.bad_ledger())
+        .line("if [ -d \"$BAD\" ]; then for f in \"$BAD\"/*; do if [ -f \"$f\" ]; then printf 'bad %s\\n' \"${f##*/}\"; fi; done; fi")
         .line("if [ -d \"$D/.tj-deploy/lock\" ]; then echo 'lock held'; fi");
     if let Some(sha) = package_sha256 {
         s = s
@@ -187,6 +189,34 @@ fn database_url(s: Script, why: &str) -> Script {
         .line(
             "if [ -z \"$DATABASE_URL\" ]; then echo \"$WHY DATABASE_URL is not set in $D/shared/.env\" >&2; exit 1; fi",
         )
+}
+
+/// Dumps the database into the complete backup `<id>` as `db.dump` (via a partial name, so a
+/// failed dump leaves nothing) and prints its `file` line. The database phase runs it once per
+/// environment, on the database host, after that host's app backup exists.
+pub fn database_dump(l: &Layout, id: ReleaseId) -> Script {
+    let s = with_dirs("database backup", l)
+        .var("F", &l.backup(id))
+        .line("if [ ! -f \"$F/manifest.json\" ]; then echo \"backup $F is not complete\" >&2; exit 1; fi")
+        .line("T=\"$F/.db.dump.partial\"")
+        .line("trap 'rm -f \"$T\"' EXIT");
+    database_url(s, "database_backup is on but")
+        .line("pg_dump -Fc -f \"$T\" -d \"$DATABASE_URL\"")
+        .with_sum256()
+        .line("s=$(sum256 \"$T\"); if [ -z \"$s\" ]; then echo \"cannot compute the sha256 of $T\" >&2; exit 1; fi")
+        .line("n=$(wc -c < \"$T\" | tr -d ' ')")
+        .line("mv -f \"$T\" \"$F/db.dump\"")
+        .line("trap - EXIT")
+        .line("printf 'file db.dump %s %s\\n' \"$s\" \"$n\"")
+}
+
+/// Replaces a complete backup's manifest.json in one rename.
+pub fn rewrite_manifest(l: &Layout, id: ReleaseId, manifest_json: &str) -> Script {
+    with_dirs("backup", l)
+        .var("F", &l.backup(id))
+        .var("MANIFEST", manifest_json)
+        .line("printf '%s\\n' \"$MANIFEST\" > \"$F/.manifest.json.tmp\"")
+        .line("mv -f \"$F/.manifest.json.tmp\" \"$F/manifest.json\"")
 }
 
 /// Prints `manifest <id> <manifest.json on one line>` for each complete backup.
@@ -349,6 +379,9 @@ pub fn mark_bad(l: &Layout, id: ReleaseId, json: &str) -> Script {
     with_dirs("mark-bad", l)
         .var("R", &l.release(id))
         .var("WHY", json)
+        .var("L", &l.bad(id))
+        .line("mkdir -p \"${L%/*}\"")
+        .line("printf '%s\\n' \"$WHY\" > \"$L\"")
         .line("if [ -d \"$R\" ]; then printf '%s\\n' \"$WHY\" > \"$R/BAD_RELEASE\"; fi")
         .repeatable()
 }

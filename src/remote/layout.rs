@@ -41,6 +41,13 @@ impl Layout {
     pub fn package(&self, sha256: &str) -> String {
         format!("{}/{sha256}.tar.gz", self.packages())
     }
+    /// The ledger of releases marked bad: one file per release, kept after the release is pruned.
+    pub fn bad_ledger(&self) -> String {
+        format!("{}/bad", self.meta())
+    }
+    pub fn bad(&self, id: ReleaseId) -> String {
+        format!("{}/{id}", self.bad_ledger())
+    }
     pub fn log(&self) -> String {
         format!("{}/deployments.log", self.meta())
     }

@@ -1,0 +1,82 @@
+//! Making a release live on one host: switch `current`, reload the app from it, verify it
+//! serves the expected revision. One function for deploy, undo and rollback.
+
+use crate::config::ReleaseId;
+use crate::error::Result;
+use crate::health::{self, Verification};
+use crate::pipeline::{Ctx, HostRun, Progress};
+use crate::plan::StepKind;
+use crate::remote::commands::{self, HookEnv};
+use crate::remote::{Mode, Transport};
+
+/// Whether a signal may stop the activation. Undo must finish whatever happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Deploy or rollback: write `REVISION` first when `complete` is set (a new release).
+    Forward { complete: bool },
+    /// Putting back what was live: not cancelled.
+    Undo,
+}
+
+/// Switches `current` to `release`, reloads and verifies `revision` answers.
+pub async fn activate<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    release: ReleaseId,
+    revision: &str,
+    why: Why,
+) -> Result<Verification> {
+    let name = h.name();
+    let l = &ctx.layout;
+    let env = &ctx.config.env;
+    let write = matches!(why, Why::Forward { complete: true }).then_some(revision);
+    let script = commands::switch(l, release, write);
+    let detail = match why {
+        Why::Undo => format!("current → releases/{release} (back)"),
+        Why::Forward { .. } => format!("current → releases/{release}"),
+    };
+    // Not cancelled midway, like the lock: the switch is one rename.
+    let switched = ctx
+        .steps
+        .run_uncancelled(
+            &name,
+            StepKind::Switch.name(),
+            &detail,
+            h.exec(&script, Mode::Capture, "switch"),
+        )
+        .await;
+    if why != Why::Undo {
+        // A switch that failed (say, the connection dropped) may still have happened: treat it
+        // as done so the failure path switches back explicitly.
+        h.progress = Progress::Switched;
+    }
+    switched?;
+    if let Some(cmd) = &env.reload {
+        let hook_env = HookEnv {
+            environment: ctx.env_name(),
+            release,
+            revision,
+        };
+        let script = commands::reload(l, cmd, &hook_env);
+        let what = format!("reload ({cmd})");
+        let run = h.exec(&script, Mode::Stream, &what);
+        match why {
+            Why::Undo => {
+                ctx.steps
+                    .run_uncancelled(&name, StepKind::Reload.name(), cmd, run)
+                    .await?
+            }
+            Why::Forward { .. } => ctx.steps.run(&name, StepKind::Reload.name(), cmd, run).await?,
+        };
+    }
+    let url = health::url_for(&env.health_url, &h.spec);
+    let check = health::verify(ctx.http, env, &h.spec, revision);
+    match why {
+        Why::Undo => {
+            ctx.steps
+                .run_uncancelled(&name, StepKind::Verify.name(), &url, check)
+                .await
+        }
+        Why::Forward { .. } => ctx.steps.run(&name, StepKind::Verify.name(), &url, check).await,
+    }
+}

@@ -1,0 +1,354 @@
+//! The deploy, top-down: lock and inspect every host; prepare every host (app backup, upload,
+//! extract, install), `parallel` at once; the database once (dump, migrate) on the database
+//! host; activate in batches (switch, reload, verify). On a failure, undo on every host this
+//! run touched; then prune, log and unlock.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::backup;
+use crate::config::{HostSpec, ReleaseId, Sha};
+use crate::error::{Error, Kind, Result};
+use crate::health::CheckResult;
+use crate::package::Package;
+use crate::pipeline::activate::{Why, activate};
+use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, prune, undo, unlock_all};
+use crate::plan::{Phase, Plan, StepKind};
+use crate::remote::commands::{self, HookEnv};
+use crate::remote::{Mode, Transport};
+use crate::report::{Change, Status, Summary};
+use crate::ui;
+
+/// What a deploy ships, besides the hosts.
+pub struct Deploy<'a> {
+    pub sha: &'a Sha,
+    pub package: &'a Package,
+    pub plan: &'a Plan,
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The gates that passed before this run (for the summary).
+    pub gates: Vec<crate::github::gates::Gate>,
+    /// For the list of changes since the previous release.
+    pub github: Option<&'a crate::github::Github>,
+}
+
+/// What the run learned and did, for the summary and the log.
+struct Outcome {
+    id: ReleaseId,
+    /// The host holding this deploy's one database dump.
+    database_backup: Option<String>,
+    migrated: bool,
+    migrations: Vec<String>,
+    checks: RefCell<Vec<CheckResult>>,
+    changes: (Vec<Change>, usize),
+}
+
+/// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
+/// sample app's "Applied migration x".
+pub fn applied_migrations(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .trim()
+                .strip_prefix("Applying migration ")
+                .or_else(|| l.trim().strip_prefix("Applied migration "))?;
+            let name = rest.trim().trim_matches(|c| c == '`' || c == '\'' || c == '"');
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Deploys to every host; always returns a summary, the error (if any) is inside it.
+pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpec, T)>) -> (Summary, Option<Error>) {
+    let mut hosts: Vec<HostRun<T>> = hosts.into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
+    let mut out = Outcome {
+        id: ReleaseId::from_time(d.started_at),
+        database_backup: None,
+        migrated: false,
+        migrations: Vec::new(),
+        checks: RefCell::new(Vec::new()),
+        changes: (Vec::new(), 0),
+    };
+    let result = phases(ctx, &d, &mut hosts, &mut out).await;
+    let (status, message, error) = conclude(ctx, &mut hosts, &out, result).await;
+    let summary = summary(ctx, d, &hosts, out, status, message);
+    finish(ctx, &hosts, &summary).await;
+    (summary, error)
+}
+
+async fn phases<T: Transport>(
+    ctx: &Ctx<'_>,
+    d: &Deploy<'_>,
+    hosts: &mut [HostRun<T>],
+    out: &mut Outcome,
+) -> Result<()> {
+    lock_all(ctx, hosts).await?;
+    inspect(ctx, d, hosts, out).await?;
+    changes(d, hosts, out).await;
+    let parallel = ctx.config.env.parallel;
+    let id = out.id;
+    each_host(hosts, parallel, |h| prepare(ctx, d, h, id)).await?;
+    let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
+    database(ctx, d, &hosts[db], out).await?;
+    let checks = &out.checks;
+    in_batches(hosts, parallel, |h| async move {
+        let v = activate(ctx, h, id, d.sha.as_str(), Why::Forward { complete: true }).await?;
+        checks.borrow_mut().extend(v.checks);
+        Ok(())
+    })
+    .await
+}
+
+/// Reads every host's state and picks a release id newer than anything on any of them.
+async fn inspect<T: Transport>(
+    ctx: &Ctx<'_>,
+    d: &Deploy<'_>,
+    hosts: &mut [HostRun<T>],
+    out: &mut Outcome,
+) -> Result<()> {
+    for h in hosts.iter_mut() {
+        let name = h.name();
+        let read = crate::state::inspect(&h.t, &ctx.layout, Some(&d.package.sha256));
+        h.state = ctx.steps.run(&name, StepKind::Inspect.name(), "", read).await?;
+        if let Some(newest) = h.state.newest_id() {
+            while out.id <= newest {
+                out.id = out.id.next();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The commits since the live one, for the summary; a failure is only a warning.
+async fn changes<T: Transport>(d: &Deploy<'_>, hosts: &[HostRun<T>], out: &mut Outcome) {
+    let prev = hosts
+        .first()
+        .and_then(|h| h.previous())
+        .and_then(|p| p.revision.clone());
+    let (Some(gh), Some(prev)) = (d.github, prev) else {
+        return;
+    };
+    if prev == d.sha.as_str() {
+        return;
+    }
+    match crate::github::report::changes(gh, &prev, d.sha.as_str(), 50).await {
+        Ok(c) => out.changes = c,
+        Err(e) => ui::warn(&format!(
+            "could not list the changes since {}: {e}",
+            &prev[..prev.len().min(7)]
+        )),
+    }
+}
+
+/// Everything users do not see yet, on one host: the planned prepare steps in order.
+async fn prepare<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &mut HostRun<T>, id: ReleaseId) -> Result<()> {
+    let (name, l, env) = (h.name(), &ctx.layout, &ctx.config.env);
+    for step in d.plan.phase(Phase::Prepare) {
+        let label = step.kind.name();
+        match step.kind {
+            StepKind::Backup => {
+                let req = backup::Request {
+                    id,
+                    kind: "pre-deploy",
+                    environment: ctx.env_name(),
+                    live: h.previous().map(|p| (p.id, p.revision.clone())),
+                    database: false,
+                    deploying: Some(d.sha.to_string()),
+                };
+                ctx.steps
+                    .run(&name, label, &l.backup(id), backup::take_app(&h.t, l, &req))
+                    .await?;
+            }
+            StepKind::Upload if h.state.package_present => ctx.steps.skipped(&name, label, "already on the host"),
+            StepKind::Upload => upload(ctx, d.package, h).await?,
+            StepKind::Extract => {
+                let script = commands::extract(l, &d.package.sha256, id, &env.linked_files);
+                h.progress = Progress::Prepared;
+                ctx.steps
+                    .run(&name, label, &l.release(id), h.exec(&script, Mode::Capture, label))
+                    .await?;
+            }
+            StepKind::Install => {
+                hook(ctx, h, id, d.sha, label, &step.detail).await?;
+            }
+            other => return Err(Error::failed(format!("{} is not a prepare step", other.name()))),
+        }
+    }
+    Ok(())
+}
+
+async fn upload<T: Transport>(ctx: &Ctx<'_>, package: &Package, h: &HostRun<T>) -> Result<()> {
+    let name = h.name();
+    let bar = ui::progress(package.size, &format!("upload [{name}]"));
+    let progress = |n: u64| bar.inc(n);
+    let script = commands::upload(&ctx.layout, &package.sha256);
+    let what = format!("{name}: upload");
+    let detail = format!("{} ({} bytes)", package.name, package.size);
+    ctx.steps
+        .run(&name, StepKind::Upload.name(), &detail, async {
+            h.t.run_with_file(&script, &package.path, &progress).await?.check(&what)
+        })
+        .await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Runs a configured command (`install`, `migrate`) in the new release; returns its stdout.
+async fn hook<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &HostRun<T>,
+    id: ReleaseId,
+    sha: &Sha,
+    label: &str,
+    cmd: &str,
+) -> Result<String> {
+    let hook_env = HookEnv {
+        environment: ctx.env_name(),
+        release: id,
+        revision: sha.as_str(),
+    };
+    let script = commands::hook(&ctx.layout, label, cmd, &hook_env);
+    let out = ctx
+        .steps
+        .run(
+            &h.name(),
+            label,
+            cmd,
+            h.exec(&script, Mode::Stream, &format!("{label} ({cmd})")),
+        )
+        .await?;
+    Ok(out.stdout)
+}
+
+/// The database, once per environment, on the database host: the dump, then the migration,
+/// before any host switches.
+async fn database<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &HostRun<T>, out: &mut Outcome) -> Result<()> {
+    let name = h.name();
+    for step in d.plan.phase(Phase::Database) {
+        let label = step.kind.name();
+        match step.kind {
+            StepKind::DatabaseBackup => {
+                let detail = format!("{}/db.dump", ctx.layout.backup(out.id));
+                let dump = backup::take_database(&h.t, &ctx.layout, out.id);
+                ctx.steps.run(&name, label, &detail, dump).await?;
+                out.database_backup = Some(name.clone());
+            }
+            StepKind::Migrate => {
+                out.migrated = true;
+                let cmd = ctx.config.env.migrate.clone().unwrap_or_default();
+                let stdout = hook(ctx, h, out.id, d.sha, label, &cmd).await?;
+                out.migrations = applied_migrations(&stdout);
+            }
+            other => return Err(Error::failed(format!("{} is not a database step", other.name()))),
+        }
+    }
+    Ok(())
+}
+
+/// Prunes after the run, or undoes it; returns the status, the message and the error.
+async fn conclude<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &mut [HostRun<T>],
+    out: &Outcome,
+    result: Result<()>,
+) -> (Status, String, Option<Error>) {
+    let id = out.id;
+    match result {
+        Ok(()) => {
+            prune::after_run(ctx, hosts, Some(id)).await;
+            let message = format!(
+                "release {id} (commit {}) is live on {} host(s)",
+                short(&ctx.owner.sha),
+                hosts.len()
+            );
+            (Status::Success, message, None)
+        }
+        Err(e) if e.kind == Kind::Refused || e.kind == Kind::Invalid => (Status::Refused, e.message.clone(), Some(e)),
+        Err(e) => {
+            let undone = undo::deploy(ctx, hosts, id, &e).await;
+            let switched = hosts.iter().any(|h| h.progress == Progress::Switched);
+            let status = if switched && undone.is_ok() {
+                Status::RolledBack
+            } else {
+                Status::Failure
+            };
+            let mut message = match &undone {
+                Ok(note) => format!("deploy failed: {}. {note}", e.message),
+                Err(note) => format!("deploy failed: {}. Rollback ALSO failed: {note}", e.message),
+            };
+            if out.migrated {
+                message.push_str(&match &out.database_backup {
+                    Some(host) => format!(
+                        " Database migrations ran and were not reverted; backup {id} on {host} holds the database from before this deploy."
+                    ),
+                    None => " Database migrations ran and were not reverted; no database backup was taken (database_backup is off).".to_string(),
+                });
+            }
+            prune::after_run(ctx, hosts, None).await;
+            (status, message.clone(), Some(Error::failed(message)))
+        }
+    }
+}
+
+fn short(sha: &Option<String>) -> &str {
+    sha.as_deref().map(|s| &s[..s.len().min(7)]).unwrap_or("—")
+}
+
+fn summary<T: Transport>(
+    ctx: &Ctx<'_>,
+    d: Deploy<'_>,
+    hosts: &[HostRun<T>],
+    out: Outcome,
+    status: Status,
+    message: String,
+) -> Summary {
+    let previous = hosts.first().and_then(|h| h.previous()).map(|p| p.id.to_string());
+    // The release output names what is live now: the new one, or the one a failure left serving.
+    let release = match status {
+        Status::Success => Some(out.id.to_string()),
+        Status::Refused => None,
+        _ => previous.clone(),
+    };
+    let p = d.package;
+    Summary {
+        status,
+        release,
+        failed_release: matches!(status, Status::Failure | Status::RolledBack).then(|| out.id.to_string()),
+        backup: (status != Status::Refused).then(|| out.id.to_string()),
+        previous_release: previous,
+        package: Some(format!(
+            "{} sha256 {} ({} bytes, {} files)",
+            p.name, p.sha256, p.size, p.files
+        )),
+        gates: d.gates,
+        changes: out.changes.0,
+        changes_total: out.changes.1,
+        migrations: out.migrations,
+        steps: ctx.steps.take(),
+        checks: out.checks.into_inner(),
+        message,
+        ..Summary::begin(ctx.config, ctx.inv, "deploy", d.started_at)
+    }
+    .end(ctx.inv, Some(d.sha.as_str()), d.started.elapsed().as_secs_f64())
+}
+
+/// Logs the run on every host it locked (a refused run leaves no trace), then unlocks.
+async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Summary) {
+    if summary.status != Status::Refused {
+        let markdown = summary.to_markdown();
+        let id = summary.failed_release.clone().or(summary.release.clone());
+        for h in hosts.iter().filter(|h| h.progress > Progress::Untouched) {
+            let fields = json!({
+                "release": id,
+                "previous": h.previous().map(|p| p.id.to_string()),
+                "backup": summary.backup,
+            });
+            let line = crate::journal::line(summary, id.as_deref().unwrap_or(""), h.t.name(), fields);
+            crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;
+        }
+    }
+    unlock_all(ctx, hosts).await;
+}

@@ -1,0 +1,501 @@
+//! The manual rollback, in the deploy's phases: lock and inspect every host and choose one
+//! backup for all; prepare (safety backup of what is live, restore the backup's release when
+//! it was pruned); the database once, on the database host (safety dump, then restore) before
+//! any switch; activate in batches. Releases left are marked bad only once the rolled-back one
+//! verified; a failure puts every switched host back on what was live before the rollback.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::backup::{self, Manifest};
+use crate::config::{HostSpec, ReleaseId, RollbackTarget, Sha};
+use crate::error::{Error, Kind, Result};
+use crate::health::CheckResult;
+use crate::pipeline::activate::{Why, activate};
+use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, undo, unlock_all};
+use crate::plan::{Phase, Plan, StepKind};
+use crate::remote::{Mode, Transport, commands};
+use crate::report::{Status, Summary};
+use crate::state::HostState;
+use crate::ui;
+
+/// What the user asked for.
+pub struct Rollback<'a> {
+    pub to: RollbackTarget,
+    pub restore_database: bool,
+    pub plan: &'a Plan,
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The backup to restore on one host, and what it holds.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub backup: ReleaseId,
+    pub release: ReleaseId,
+    pub commit: Option<String>,
+    pub manifest: Manifest,
+}
+
+/// Picks the backup `to` names on one host: an id, or the newest whose release is good and
+/// not current.
+pub fn choose(
+    host: &str,
+    to: RollbackTarget,
+    state: &HostState,
+    manifests: &[(ReleaseId, Manifest)],
+) -> Result<Target> {
+    let target = |id: ReleaseId, m: &Manifest| -> Option<Target> {
+        let release = m.release.as_deref().and_then(ReleaseId::from_name)?;
+        Some(Target {
+            backup: id,
+            release,
+            commit: m.commit.clone(),
+            manifest: m.clone(),
+        })
+    };
+    match to {
+        RollbackTarget::Id(id) => {
+            let Some((_, m)) = manifests.iter().find(|(b, _)| *b == id) else {
+                let have: Vec<String> = manifests.iter().take(5).map(|(b, _)| b.to_string()).collect();
+                let have = if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                };
+                return Err(Error::invalid(format!(
+                    "to: there is no backup {id} on {host} (newest: {have}; see `tj-deploy backups`)"
+                )));
+            };
+            target(id, m).ok_or_else(|| {
+                Error::invalid(format!(
+                    "to: backup {id} holds no application release (it was taken before the first deploy)"
+                ))
+            })
+        }
+        RollbackTarget::Latest => manifests
+            .iter()
+            .filter_map(|(id, m)| target(*id, m))
+            .find(|t| Some(t.release) != state.current && !state.is_bad(t.release))
+            .ok_or_else(|| {
+                Error::refused(format!(
+                    "{host}: no backup holds a release to roll back to (none that is good and not current)"
+                ))
+            }),
+    }
+}
+
+/// Everything the run decided and did.
+struct Outcome {
+    safety: ReleaseId,
+    targets: BTreeMap<String, Target>,
+    checks: RefCell<Vec<CheckResult>>,
+}
+
+/// Rolls every host back; always returns a summary, the error (if any) is inside it.
+pub async fn run<T: Transport>(
+    ctx: &Ctx<'_>,
+    r: Rollback<'_>,
+    hosts: Vec<(HostSpec, T)>,
+    github: &mut crate::github::Reporter,
+) -> (Summary, Option<Error>) {
+    let mut hosts: Vec<HostRun<T>> = hosts.into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
+    let mut out = Outcome {
+        safety: ReleaseId::from_time(r.started_at),
+        targets: BTreeMap::new(),
+        checks: RefCell::new(Vec::new()),
+    };
+    let result = phases(ctx, &r, &mut hosts, &mut out, github).await;
+    let (status, message, error) = conclude(ctx, &r, &mut hosts, &out, result).await;
+    let target = hosts.first().and_then(|h| out.targets.get(&h.name())).cloned();
+    let summary = Summary {
+        status,
+        release: target.as_ref().map(|t| t.release.to_string()),
+        backup: (status != Status::Refused).then(|| out.safety.to_string()),
+        previous_release: hosts.first().and_then(|h| h.state.current).map(|c| c.to_string()),
+        steps: ctx.steps.take(),
+        checks: out.checks.take(),
+        message,
+        ..Summary::begin(ctx.config, ctx.inv, "rollback", r.started_at)
+    }
+    .end(
+        ctx.inv,
+        target.as_ref().and_then(|t| t.commit.as_deref()),
+        r.started.elapsed().as_secs_f64(),
+    );
+    finish(ctx, &r, &hosts, &out, &summary).await;
+    (summary, error)
+}
+
+async fn phases<T: Transport>(
+    ctx: &Ctx<'_>,
+    r: &Rollback<'_>,
+    hosts: &mut [HostRun<T>],
+    out: &mut Outcome,
+    github: &mut crate::github::Reporter,
+) -> Result<()> {
+    lock_all(ctx, hosts).await?;
+    inspect(ctx, r, hosts, out).await?;
+    start_deployment(ctx, hosts, out, github).await;
+    let parallel = ctx.config.env.parallel;
+    let (safety, targets) = (out.safety, &out.targets);
+    each_host(hosts, parallel, |h| prepare(ctx, r, h, safety, targets)).await?;
+    let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
+    database(ctx, r, &hosts[db], out).await?;
+    let checks = &out.checks;
+    in_batches(hosts, parallel, |h| async move {
+        let Some(t) = targets.get(&h.name()) else { return Ok(()) };
+        let revision = t.commit.clone().unwrap_or_default();
+        let v = activate(ctx, h, t.release, &revision, Why::Forward { complete: false }).await?;
+        checks.borrow_mut().extend(v.checks);
+        Ok(())
+    })
+    .await
+}
+
+/// Reads every host and resolves the target on the first; every other host must hold the
+/// same backup.
+async fn inspect<T: Transport>(
+    ctx: &Ctx<'_>,
+    r: &Rollback<'_>,
+    hosts: &mut [HostRun<T>],
+    out: &mut Outcome,
+) -> Result<()> {
+    let l = &ctx.layout;
+    let mut to = r.to;
+    for h in hosts.iter_mut() {
+        let name = h.name();
+        let read = async {
+            Ok((
+                crate::state::inspect(&h.t, l, None).await?,
+                backup::manifests(&h.t, l).await?,
+            ))
+        };
+        let (state, manifests) = ctx.steps.run(&name, StepKind::Inspect.name(), "", read).await?;
+        let target = choose(&name, to, &state, &manifests)?;
+        to = RollbackTarget::Id(target.backup);
+        if let Some(newest) = state.newest_id() {
+            while out.safety <= newest {
+                out.safety = out.safety.next();
+            }
+        }
+        let commit = target
+            .commit
+            .as_deref()
+            .map(|c| &c[..c.len().min(7)])
+            .unwrap_or("unknown");
+        ui::info(&format!(
+            "{name}: rolling back to backup {} → release {} (commit {commit})",
+            target.backup, target.release
+        ));
+        h.state = state;
+        out.targets.insert(name, target);
+    }
+    Ok(())
+}
+
+/// A rollback is a deployment of the commit it restores.
+async fn start_deployment<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &[HostRun<T>],
+    out: &Outcome,
+    github: &mut crate::github::Reporter,
+) {
+    let Some(t) = hosts.first().and_then(|h| out.targets.get(&h.name())) else {
+        return;
+    };
+    let Some(sha) = t.commit.as_deref().and_then(|c| Sha::parse("commit", c).ok()) else {
+        return;
+    };
+    let release = t.release.to_string();
+    let description = format!("tj-deploy rollback to {} (backup {})", sha.short(), t.backup);
+    let request = crate::github::report::DeploymentRequest {
+        sha: &sha,
+        environment: ctx.env_name(),
+        production: ctx.env_name() == "production",
+        marker: "",
+        release: Some(&release),
+        description: &description,
+    };
+    github.start_deployment(ctx.inv, &request).await;
+}
+
+/// One host's prepare steps: the safety backup, then the release from the backup if pruned.
+async fn prepare<T: Transport>(
+    ctx: &Ctx<'_>,
+    r: &Rollback<'_>,
+    h: &mut HostRun<T>,
+    safety: ReleaseId,
+    targets: &BTreeMap<String, Target>,
+) -> Result<()> {
+    let (name, l) = (h.name(), &ctx.layout);
+    let Some(target) = targets.get(&name) else {
+        return Ok(());
+    };
+    for step in r.plan.phase(Phase::Prepare) {
+        let label = step.kind.name();
+        match step.kind {
+            StepKind::SafetyBackup => {
+                let req = backup::Request {
+                    id: safety,
+                    kind: "safety",
+                    environment: ctx.env_name(),
+                    live: h.previous().map(|p| (p.id, p.revision.clone())),
+                    database: false,
+                    deploying: target.commit.clone(),
+                };
+                ctx.steps
+                    .run(&name, label, &l.backup(safety), backup::take_app(&h.t, l, &req))
+                    .await?;
+            }
+            StepKind::Restore => restore_release(ctx, h, target).await?,
+            other => {
+                return Err(Error::failed(format!(
+                    "{} is not a rollback prepare step",
+                    other.name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts the backup's release back on disk from its verified package when it was pruned.
+async fn restore_release<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, target: &Target) -> Result<()> {
+    let (name, l) = (h.name(), &ctx.layout);
+    let label = StepKind::Restore.name();
+    if h.state.release(target.release).is_some_and(|r| r.revision.is_some()) {
+        ctx.steps
+            .skipped(&name, label, &format!("release {} is on disk", target.release));
+        return Ok(());
+    }
+    if h.state.release(target.release).is_some() {
+        // An unfinished directory under that name: replace it with the backup's copy.
+        let script = commands::remove(l, &[target.release], &[]);
+        h.exec(&script, Mode::Capture, "remove unfinished release").await?;
+    }
+    let sha = target
+        .manifest
+        .file("app.tar.gz")
+        .map(|f| f.sha256.clone())
+        .ok_or_else(|| Error::failed(format!("{name}: backup {} has no app.tar.gz to restore", target.backup)))?;
+    let script = commands::restore_release(l, target.backup, target.release, &sha);
+    let what = format!("restore release {} from backup {}", target.release, target.backup);
+    ctx.steps
+        .run(
+            &name,
+            label,
+            &l.release(target.release),
+            h.exec(&script, Mode::Capture, &what),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The database once, on the database host, before any switch: a safety dump of it as it is,
+/// then the backup's dump restored (announced: data written since is lost).
+async fn database<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, h: &HostRun<T>, out: &Outcome) -> Result<()> {
+    let (name, l) = (h.name(), &ctx.layout);
+    let Some(target) = out.targets.get(&name) else {
+        return Ok(());
+    };
+    for step in r.plan.phase(Phase::Database) {
+        let label = step.kind.name();
+        match step.kind {
+            StepKind::DatabaseBackup => {
+                let detail = format!("{}/db.dump", l.backup(out.safety));
+                ctx.steps
+                    .run(&name, label, &detail, backup::take_database(&h.t, l, out.safety))
+                    .await?;
+            }
+            StepKind::RestoreDatabase => {
+                let db = target
+                    .manifest
+                    .file("db.dump")
+                    .map(|f| f.sha256.clone())
+                    .ok_or_else(|| {
+                        Error::failed(format!("{name}: backup {} has no db.dump to restore", target.backup))
+                    })?;
+                ui::warn(&format!(
+                    "{name}: restoring the database from backup {} (taken {}): data written since then will be lost",
+                    target.backup, target.manifest.created_at
+                ));
+                let script = commands::restore_database(l, target.backup, &db);
+                let what = format!("restore database from backup {}", target.backup);
+                ctx.steps
+                    .run(
+                        &name,
+                        label,
+                        &l.backup(target.backup),
+                        h.exec(&script, Mode::Stream, &what),
+                    )
+                    .await?;
+            }
+            other => return Err(Error::failed(format!("{} is not a database step", other.name()))),
+        }
+    }
+    Ok(())
+}
+
+/// Marks what was left bad once the rollback verified, or puts every switched host back.
+async fn conclude<T: Transport>(
+    ctx: &Ctx<'_>,
+    r: &Rollback<'_>,
+    hosts: &mut [HostRun<T>],
+    out: &Outcome,
+    result: Result<()>,
+) -> (Status, String, Option<Error>) {
+    let safety = out.safety;
+    let env_name = ctx.env_name();
+    match result {
+        Ok(()) => {
+            mark_left_bad(ctx, hosts, out).await;
+            let t = hosts.first().and_then(|h| out.targets.get(&h.name()));
+            let msg = format!(
+                "release {} (commit {}) from backup {} is serving; the state before is saved in backup {safety}{}",
+                t.map(|t| t.release.to_string()).unwrap_or_default(),
+                t.and_then(|t| t.commit.as_deref())
+                    .map(|c| &c[..c.len().min(7)])
+                    .unwrap_or("unknown"),
+                t.map(|t| t.backup.to_string()).unwrap_or_default(),
+                if r.restore_database {
+                    "; the database was restored"
+                } else {
+                    ""
+                }
+            );
+            (Status::Success, msg, None)
+        }
+        Err(e) if matches!(e.kind, Kind::Refused | Kind::Invalid) => (Status::Refused, e.message.clone(), Some(e)),
+        Err(e) if !hosts.iter().any(|h| h.progress == Progress::Switched) => {
+            let msg = format!("rollback failed before switching anything: {}", e.message);
+            (Status::Failure, msg.clone(), Some(Error::failed(msg)))
+        }
+        Err(e) => {
+            let results = futures_util::future::join_all(
+                hosts
+                    .iter_mut()
+                    .filter(|h| h.progress == Progress::Switched)
+                    .map(|h| async move { Some(undo::back_to_previous(ctx, h).await) }),
+            )
+            .await;
+            let back = match undo::collect(results) {
+                Ok(notes) => format!("Put back what was live before the rollback: {notes}"),
+                Err(why) => format!("Putting back what was live ALSO failed: {why}"),
+            };
+            let db = if r.restore_database {
+                format!(" The database was restored; its state before is in backup {safety}.")
+            } else {
+                String::new()
+            };
+            let msg = format!(
+                "rollback failed: {}. {back}{db} The state before this rollback is saved in backup {safety} (`tj-deploy rollback -e {env_name} --to {safety}`).",
+                e.message
+            );
+            (Status::Failure, msg.clone(), Some(Error::failed(msg)))
+        }
+    }
+}
+
+/// Marks the release each host left as bad, after the rolled-back one verified.
+async fn mark_left_bad<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], out: &Outcome) {
+    for h in hosts {
+        let (Some(left), Some(t)) = (h.state.current, out.targets.get(&h.name())) else {
+            continue;
+        };
+        if left == t.release {
+            continue;
+        }
+        let why = json!({
+            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "by": ctx.inv.actor,
+            "reason": format!("rolled back to backup {} (release {})", t.backup, t.release),
+        });
+        if let Err(e) = h
+            .exec(
+                &commands::mark_bad(&ctx.layout, left, &why.to_string()),
+                Mode::Capture,
+                "mark bad",
+            )
+            .await
+        {
+            ui::warn(&e.message);
+        }
+    }
+}
+
+/// Logs the rollback on every host it locked (a refused one leaves no trace), then unlocks.
+async fn finish<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, hosts: &[HostRun<T>], out: &Outcome, summary: &Summary) {
+    if summary.status != Status::Refused {
+        let markdown = summary.to_markdown();
+        for h in hosts.iter().filter(|h| h.progress > Progress::Untouched) {
+            let t = out.targets.get(&h.name());
+            let fields = json!({
+                "commit": t.and_then(|t| t.commit.clone()),
+                "release": t.map(|t| t.release.to_string()),
+                "previous": h.state.current.map(|c| c.to_string()),
+                "backup": t.map(|t| t.backup.to_string()),
+                "safety_backup": out.safety.to_string(),
+                "restore_database": r.restore_database,
+            });
+            let line = crate::journal::line(summary, &out.safety.to_string(), h.t.name(), fields);
+            crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;
+        }
+    }
+    unlock_all(ctx, hosts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RollbackTarget;
+
+    fn id(s: &str) -> ReleaseId {
+        ReleaseId::parse("id", s).unwrap()
+    }
+
+    fn manifest(release: Option<&str>, commit: &str) -> Manifest {
+        Manifest {
+            id: String::new(),
+            kind: "pre-deploy".into(),
+            created_at: String::new(),
+            environment: "staging".into(),
+            release: release.map(str::to_string),
+            commit: Some(commit.into()),
+            deploying: None,
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn latest_skips_current_bad_and_empty_backups() {
+        // Deploys r1, r2, r3 (r3 current); backups b1 (nothing live), b2 (r1), b3 (r2).
+        let state = HostState::parse(
+            "current releases/20260101_000003\nrelease 20260101_000001 a 0\nrelease 20260101_000002 b 0\nrelease 20260101_000003 c 0\n",
+        );
+        let ms = vec![
+            (id("20260101_000003"), manifest(Some("20260101_000002"), "b")),
+            (id("20260101_000002"), manifest(Some("20260101_000001"), "a")),
+            (id("20260101_000001"), manifest(None, "")),
+        ];
+        assert_eq!(
+            choose("h", RollbackTarget::Latest, &state, &ms).unwrap().release,
+            id("20260101_000002")
+        );
+        let bad = HostState::parse(
+            "current releases/20260101_000003\nrelease 20260101_000001 a 0\nrelease 20260101_000002 b 1\nrelease 20260101_000003 c 0\n",
+        );
+        assert_eq!(
+            choose("h", RollbackTarget::Latest, &bad, &ms).unwrap().release,
+            id("20260101_000001")
+        );
+        let e = choose("h", RollbackTarget::Id(id("20260101_000001")), &state, &ms).unwrap_err();
+        assert!(e.message.contains("before the first deploy"), "{}", e.message);
+        let e = choose("h", RollbackTarget::Id(id("20250101_000001")), &state, &ms).unwrap_err();
+        assert_eq!(e.kind, Kind::Invalid);
+        assert!(e.message.contains("no backup 20250101_000001"), "{}", e.message);
+    }
+}

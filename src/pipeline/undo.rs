@@ -1,0 +1,118 @@
+//! Taking back what a failed run did, on every host it touched, side by side: a switched host
+//! goes back to the release that was live before (switch, reload, verify — not cancelled), a
+//! prepared one loses the release this run made. The result names what each host is live on.
+
+use serde_json::json;
+
+use crate::config::ReleaseId;
+use crate::error::Error;
+use crate::pipeline::activate::{Why, activate};
+use crate::pipeline::{Ctx, HostRun, Progress};
+use crate::remote::{Mode, Transport, commands};
+
+/// What undo did on one host: a note for the message, or why it could not.
+type HostUndo = std::result::Result<String, String>;
+
+/// Undoes a failed deploy of release `id`. `Ok` says what each host now serves; `Err` names
+/// the hosts where undo itself failed.
+pub async fn deploy<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &mut [HostRun<T>],
+    id: ReleaseId,
+    cause: &Error,
+) -> std::result::Result<String, String> {
+    let fleet = hosts.len() > 1;
+    let results = futures_util::future::join_all(hosts.iter_mut().map(|h| deploy_host(ctx, h, id, cause, fleet))).await;
+    collect(results)
+}
+
+async fn deploy_host<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    id: ReleaseId,
+    cause: &Error,
+    fleet: bool,
+) -> Option<HostUndo> {
+    let name = h.name();
+    let live = h
+        .previous()
+        .map(|p| p.id.to_string())
+        .unwrap_or_else(|| "no release".into());
+    match h.progress {
+        Progress::Switched => {
+            let why = json!({
+                "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "by": ctx.inv.actor,
+                "reason": cause.message,
+            });
+            let _ = h
+                .exec(
+                    &commands::mark_bad(&ctx.layout, id, &why.to_string()),
+                    Mode::Capture,
+                    "mark bad",
+                )
+                .await;
+            Some(
+                back_to_previous(ctx, h)
+                    .await
+                    .map(|note| format!("{note}; {id} is marked BAD_RELEASE")),
+            )
+        }
+        Progress::Prepared => {
+            let script = commands::remove(&ctx.layout, &[id], &[]);
+            let removed = ctx
+                .steps
+                .run_uncancelled(
+                    &name,
+                    "cleanup",
+                    &ctx.layout.release(id),
+                    h.exec(&script, Mode::Capture, "remove unfinished release"),
+                )
+                .await;
+            Some(match removed {
+                Ok(_) if fleet => Ok(format!("{name}: unfinished release {id} removed, still on {live}")),
+                Ok(_) => Ok(format!("{name}: unfinished release {id} removed, current unchanged")),
+                Err(e) => Err(e.message),
+            })
+        }
+        Progress::Locked if fleet => Some(Ok(format!("{name}: untouched, still on {live}"))),
+        Progress::Locked | Progress::Untouched => None,
+    }
+}
+
+/// Switches a host back to the release that was live when the run inspected it.
+pub async fn back_to_previous<T: Transport>(ctx: &Ctx<'_>, h: &mut HostRun<T>) -> HostUndo {
+    let name = h.name();
+    let Some(prev) = h.previous().cloned() else {
+        return Err(format!(
+            "{name}: no previous release to go back to; the new one stays current"
+        ));
+    };
+    let rev = prev.revision.clone().unwrap_or_default();
+    match activate(ctx, h, prev.id, &rev, Why::Undo).await {
+        Ok(_) => Ok(format!(
+            "{name}: rolled back, release {} (commit {}) is serving again",
+            prev.id,
+            &rev[..rev.len().min(7)]
+        )),
+        Err(e) => Err(e.message),
+    }
+}
+
+/// Joins per-host results: every note when all succeeded, else every failure.
+pub fn collect(results: Vec<Option<HostUndo>>) -> std::result::Result<String, String> {
+    let (ok, failed): (Vec<HostUndo>, Vec<HostUndo>) = results.into_iter().flatten().partition(|r| r.is_ok());
+    if !failed.is_empty() {
+        return Err(failed
+            .into_iter()
+            .filter_map(|r| r.err())
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
+    let notes: Vec<String> = ok.into_iter().filter_map(|r| r.ok()).collect();
+    if notes.is_empty() {
+        Ok("Nothing was changed on the hosts.".to_string())
+    } else {
+        Ok(notes.join("; ") + ".")
+    }
+}
