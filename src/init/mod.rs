@@ -39,7 +39,7 @@ pub fn command(dir: &Path, force: bool) -> Result<()> {
         let o = write_file(dir, rel, text, force)?;
         let (word, note) = match o {
             Outcome::Wrote => ("wrote", note.to_string()),
-            Outcome::Rewrote => ("rewrote", format!("{note} (--force)")),
+            Outcome::Rewrote => ("rewrote", "--force".to_string()),
             Outcome::Unchanged => ("unchanged", String::new()),
             Outcome::Kept => ("kept", "exists and differs; --force rewrites it".to_string()),
         };
@@ -93,7 +93,7 @@ fn found(p: &Project) -> Vec<String> {
         lines.push("prisma/schema.prisma → migrate with prisma migrate deploy".into());
     }
     if let Some(e) = p.ecosystem {
-        lines.push(format!("{e} (checked below)"));
+        lines.push(format!("{e} (exists)"));
     }
     lines.push(format!(
         "branches: {}, {}",
@@ -142,9 +142,50 @@ fn write_file(dir: &Path, rel: &str, text: &str, force: bool) -> Result<Outcome>
     Ok(outcome)
 }
 
-/// `key = value` with its comment in the template's comment column.
+/// `key = value` with its comment; [`align`] places the comment.
 fn keyed(line: &str, comment: &str) -> String {
-    format!("{line:<31} # {comment}")
+    format!("{line}  # {comment}")
+}
+
+/// Aligns the comments of `key = value  # comment` lines, per table: column 32, or 46 when a
+/// value of the table is longer; a value longer still keeps two spaces before its comment.
+fn align(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut block: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            align_block(&block, &mut out);
+            block.clear();
+        }
+        block.push(line);
+    }
+    align_block(&block, &mut out);
+    out
+}
+
+fn align_block(lines: &[&str], out: &mut String) {
+    let code = |line: &str| match line.split_once("  # ") {
+        Some((code, comment)) if !line.starts_with('#') => Some((code.trim_end().to_string(), comment.to_string())),
+        _ => None,
+    };
+    let widest = lines
+        .iter()
+        .filter_map(|l| code(l))
+        .map(|(c, _)| c.len())
+        .filter(|&n| n + 2 <= 46)
+        .max()
+        .unwrap_or(0);
+    let col = if widest + 2 <= 32 { 32 } else { 46 };
+    for line in lines {
+        match code(line) {
+            Some((c, comment)) => {
+                let col = col.max(c.len() + 2);
+                out.push_str(&format!("{c:<col$}# {comment}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
 }
 
 /// The generated `tj-deploy.toml`.
@@ -193,9 +234,9 @@ pub fn render_config(p: &Project) -> String {
         } else {
             format!("FILL IN: no {} branch in git yet; pushes to it deploy to {env}", b.name)
         };
-        format!("{:<45} # {note}", format!("branch = {:?}", b.name))
+        keyed(&format!("branch = {:?}", b.name), &note)
     };
-    include_str!("tj-deploy.toml.tmpl")
+    let text = include_str!("tj-deploy.toml.tmpl")
         .replace("{{app_source}}", &p.app_source)
         .replace("{{app}}", &p.app)
         .replace("{{install}}", &install)
@@ -203,7 +244,8 @@ pub fn render_config(p: &Project) -> String {
         .replace("{{reload}}", &reload)
         .replace("{{database_backup}}", &backup)
         .replace("{{staging_branch}}", &branch(&p.staging_branch, "staging"))
-        .replace("{{production_branch}}", &branch(&p.production_branch, "production"))
+        .replace("{{production_branch}}", &branch(&p.production_branch, "production"));
+    align(&text)
 }
 
 /// The four example workflows with the branches found and the build step's install for the
