@@ -399,3 +399,18 @@ fn lint_workflows(dir: &Path) {
         eprintln!("actionlint not installed (.ci/lint installs it and lints a generated set)");
     }
 }
+
+#[test]
+fn a_broken_package_json_or_a_missing_dir_is_exit_2_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    write(d, "package.json", "{\"name\": \"shop\",");
+    let r = tj(&["init", "--dir", d.to_str().unwrap()], d);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("package.json: not valid JSON"), "{}", r.stderr);
+    assert_eq!(snapshot(d).len(), 1, "init wrote files next to a broken package.json");
+    let missing = d.join("nope");
+    let r = tj(&["init", "--dir", missing.to_str().unwrap()], d);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--dir"), "{}", r.stderr);
+}

@@ -128,3 +128,29 @@ fn workflows_take_the_branches_and_the_package_manager() {
     assert!(examples[0].1 == include_str!("../../examples/workflows/deploy-staging.yml"));
     assert!(examples[3].1 == include_str!("../../examples/workflows/pr-check.yml"));
 }
+
+#[test]
+fn an_existing_cjs_ecosystem_is_what_reload_uses() {
+    let mut p = project(false, false, Manager::Npm, Some("package-lock.json"));
+    p.ecosystem = Some("ecosystem.config.cjs");
+    let text = render_config(&p);
+    assert!(
+        text.contains("reload = \"pm2 startOrReload ecosystem.config.cjs --update-env\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn comments_line_up_per_table() {
+    let text = render_config(&project(true, true, Manager::Npm, Some("package-lock.json")));
+    let column = |key: &str| {
+        let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+        line.find("  # ")
+            .map(|i| i + 2)
+            .unwrap_or_else(|| line.find("# ").unwrap())
+    };
+    assert_eq!(column("app ="), 32);
+    assert_eq!(column("dir ="), 32);
+    assert_eq!(column("install ="), column("migrate ="));
+    assert_eq!(column("hosts = [\"deploy@staging"), column("branch = \"develop\""));
+}
