@@ -43,6 +43,18 @@ pub enum Cmd {
     Check(CheckArgs),
     /// Remove a stale deploy lock, saying whose it was.
     Unlock(CommonArgs),
+    /// Scaffold tj-deploy.toml, ecosystem.config.js and the GitHub workflows for an app.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct InitArgs {
+    /// The app's repository.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite files that exist and differ.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -130,7 +142,8 @@ fn flags(cli: Cli) -> Flags {
             f.command = Some("unlock".into());
             c
         }
-        None => CommonArgs::default(),
+        // Dispatched in main() before any of this: it reads no inputs and no config.
+        Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
     (f.environment, f.config, f.ssh_key_file, f.known_hosts_file) = (
         common.environment,
@@ -157,6 +170,9 @@ pub fn main() -> ExitCode {
         ui::error("no command given (try `tj-deploy deploy -e staging`, or --help)");
         return ExitCode::from(2);
     }
+    if let Some(Cmd::Init(a)) = &cli.command {
+        return exit(crate::init::command(&a.dir, a.force));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -164,7 +180,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(flags(cli), &vars)) {
+    exit(runtime.block_on(run(flags(cli), &vars)))
+}
+
+fn exit(result: Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ui::error(&e.message);
@@ -188,9 +208,14 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "backups" => crate::rollback::list_command(&config, &inv, vars).await,
         "check" => check_command(&config, &inv).await,
         "unlock" => unlock_command(&config, &inv, vars).await,
-        other => Err(Error::invalid(format!(
-            "command: {other:?} is not one of: deploy, rollback, backups, check, unlock"
-        ))),
+        other => {
+            let commands = ["deploy", "rollback", "backups", "check", "unlock"];
+            Err(Error::invalid(format!(
+                "command: {other:?} is not a command ({}one of: {})",
+                crate::suggest::hint(other, commands),
+                commands.join(", ")
+            )))
+        }
     }
 }
 

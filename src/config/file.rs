@@ -105,7 +105,7 @@ pub fn parse(origin: &str, text: &str) -> Result<RawFile> {
     toml::from_str(text).map_err(|e| {
         // toml's message spans several lines with a source excerpt; keep the first line and the
         // location so the error stays one line and names the key.
-        let msg = e.message().trim().to_string();
+        let msg = did_you_mean(e.message().trim());
         let location = e
             .span()
             .map(|s| {
@@ -130,9 +130,44 @@ pub fn parse(origin: &str, text: &str) -> Result<RawFile> {
     })
 }
 
+/// Serde's "unknown field `keep_release`, expected one of `hosts`, …" with the closest valid
+/// key named before the list: "…, did you mean `keep_releases`? expected one of …".
+fn did_you_mean(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("unknown field `") else {
+        return msg.to_string();
+    };
+    let Some((field, list)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
+    let Some(list) = list.strip_prefix(", ") else {
+        return msg.to_string();
+    };
+    let valid = list.split('`').skip(1).step_by(2);
+    match crate::suggest::closest(field, valid) {
+        Some(key) => format!("unknown field `{field}`, did you mean `{key}`? {list}"),
+        None => msg.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_keys_suggest_the_closest() {
+        let e = parse("t.toml", "[defaults]\nkeep_release = 3\n").unwrap_err();
+        let (before, after) = e.message.split_once("keep_releases").expect("names keep_releases");
+        assert!(before.contains("did you mean"), "{}", e.message);
+        assert!(after.contains("expected one of"), "{}", e.message);
+        assert!(e.message.contains("line 2"), "{}", e.message);
+        let e = parse("t.toml", "ap = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("did you mean `app`?"), "{}", e.message);
+        let e = parse("t.toml", "[package]\nexclud = []\n").unwrap_err();
+        assert!(e.message.contains("did you mean `exclude`?"), "{}", e.message);
+        let e = parse("t.toml", "[defaults]\nbogus = 1\n").unwrap_err();
+        assert!(!e.message.contains("did you mean"), "{}", e.message);
+        assert!(e.message.contains("bogus"), "{}", e.message);
+    }
 
     #[test]
     fn unknown_keys_are_named() {

@@ -251,8 +251,9 @@ impl Config {
         }
         let env_raw = raw.environments.get(environment.as_str()).ok_or_else(|| {
             let known: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
+            let hint = crate::suggest::hint(environment.as_str(), known.iter().copied());
             Error::invalid(format!(
-                "environment: {environment:?} is not in {origin} (it has: {})",
+                "environment: {environment:?} is not in {origin} ({hint}it has: {})",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -476,6 +477,13 @@ health_url = "http://127.0.0.1:3000/api/health"
         let e = Config::from_text("t.toml", GOOD, Path::new("."), &env("production")).unwrap_err();
         assert!(
             e.message.contains("production") && e.message.contains("staging"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("did you mean"), "{}", e.message);
+        let e = Config::from_text("t.toml", GOOD, Path::new("."), &env("stagin")).unwrap_err();
+        assert!(
+            e.message.contains("(did you mean staging? it has: staging)"),
             "{}",
             e.message
         );
