@@ -146,6 +146,8 @@ async fn changes<T: Transport>(d: &Deploy<'_>, hosts: &[HostRun<T>], out: &mut O
 /// Everything users do not see yet, on one host: the planned prepare steps in order.
 async fn prepare<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &mut HostRun<T>, id: ReleaseId) -> Result<()> {
     let (name, l, env) = (h.name(), &ctx.layout, &ctx.config.env);
+    // From here on the host may hold this run's backup and release: undo takes them back.
+    h.progress = Progress::Prepared;
     for step in d.plan.phase(Phase::Prepare) {
         let label = step.kind.name();
         match step.kind {
@@ -166,7 +168,6 @@ async fn prepare<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &mut HostRun<T>
             StepKind::Upload => upload(ctx, d.package, h).await?,
             StepKind::Extract => {
                 let script = commands::extract(l, &d.package.sha256, id, &env.linked_files);
-                h.progress = Progress::Prepared;
                 ctx.steps
                     .run(&name, label, &l.release(id), h.exec(&script, Mode::Capture, label))
                     .await?;
@@ -268,7 +269,7 @@ async fn conclude<T: Transport>(
         }
         Err(e) if e.kind == Kind::Refused || e.kind == Kind::Invalid => (Status::Refused, e.message.clone(), Some(e)),
         Err(e) => {
-            let undone = undo::deploy(ctx, hosts, id, &e).await;
+            let undone = undo::deploy(ctx, hosts, id, &e, out.migrated).await;
             let switched = hosts.iter().any(|h| h.progress == Progress::Switched);
             let status = if switched && undone.is_ok() {
                 Status::RolledBack

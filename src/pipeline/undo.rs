@@ -14,15 +14,19 @@ use crate::remote::{Mode, Transport, commands};
 type HostUndo = std::result::Result<String, String>;
 
 /// Undoes a failed deploy of release `id`. `Ok` says what each host now serves; `Err` names
-/// the hosts where undo itself failed.
+/// the hosts where undo itself failed. When no host switched and no migration ran, the run's
+/// backups hold nothing that is not live and are removed too: the hosts end as they were.
 pub async fn deploy<T: Transport>(
     ctx: &Ctx<'_>,
     hosts: &mut [HostRun<T>],
     id: ReleaseId,
     cause: &Error,
+    migrated: bool,
 ) -> std::result::Result<String, String> {
     let fleet = hosts.len() > 1;
-    let results = futures_util::future::join_all(hosts.iter_mut().map(|h| deploy_host(ctx, h, id, cause, fleet))).await;
+    let drop_backup = !migrated && !hosts.iter().any(|h| h.progress == Progress::Switched);
+    let undo_one = |h| deploy_host(ctx, h, id, cause, fleet, drop_backup);
+    let results = futures_util::future::join_all(hosts.iter_mut().map(undo_one)).await;
     collect(results)
 }
 
@@ -32,6 +36,7 @@ async fn deploy_host<T: Transport>(
     id: ReleaseId,
     cause: &Error,
     fleet: bool,
+    drop_backup: bool,
 ) -> Option<HostUndo> {
     let name = h.name();
     let live = h
@@ -59,7 +64,8 @@ async fn deploy_host<T: Transport>(
             )
         }
         Progress::Prepared => {
-            let script = commands::remove(&ctx.layout, &[id], &[]);
+            let backups = if drop_backup { vec![id] } else { Vec::new() };
+            let script = commands::remove(&ctx.layout, &[id], &backups);
             let removed = ctx
                 .steps
                 .run_uncancelled(
