@@ -195,6 +195,7 @@ impl Run<'_> {
         let mut migrated = false;
         let mut migrations: Vec<String> = Vec::new();
         let mut changes = (Vec::new(), 0);
+        let mut review = None;
 
         let result: Result<()> = async {
             for h in hosts.iter_mut() {
@@ -223,6 +224,14 @@ impl Run<'_> {
                         id = id.next();
                     }
                 }
+            }
+            // The destructive-migrations gate: on the first (database) host, before any change.
+            if let Some(h) = hosts.first() {
+                let allowed = self.inv.allow_destructive_migrations;
+                let r = crate::migrations::deploy_gate(&h.t, &l, h.state.current, self.config, allowed).await?;
+                let verdict = r.verdict();
+                review = Some(r);
+                verdict?;
             }
             if let (Some(gh), Some(prev)) = (
                 self.github,
@@ -445,6 +454,7 @@ impl Run<'_> {
             changes: changes.0,
             changes_total: changes.1,
             migrations,
+            migration_review: review,
             steps: std::mem::take(&mut self.steps.records),
             checks,
             message,
@@ -474,6 +484,10 @@ impl Run<'_> {
                     "started_at": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     "finished_at": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     "message": summary.message,
+                    "destructive_migrations": summary.migration_review.as_ref().filter(|r| !r.flags.is_empty()).map(|r| json!({
+                        "decision": r.decision,
+                        "statements": r.flags.iter().map(crate::migrations::Flag::describe).collect::<Vec<_>>(),
+                    })),
                 });
                 crate::journal::record(&h.t, &l, &line, &markdown).await;
             }

@@ -12,6 +12,7 @@ pub mod github;
 pub mod health;
 pub mod journal;
 pub mod lock;
+pub mod migrations;
 pub mod notify;
 pub mod package;
 pub mod remote;

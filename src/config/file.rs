@@ -54,6 +54,8 @@ pub struct RawEnv {
     pub transport: Option<String>,
     pub checks_timeout: Option<String>,
     pub checks_interval: Option<String>,
+    pub migrations_dir: Option<String>,
+    pub destructive_migrations: Option<String>,
 }
 
 macro_rules! overlay {
@@ -91,7 +93,9 @@ impl RawEnv {
             connect_timeout,
             transport,
             checks_timeout,
-            checks_interval
+            checks_interval,
+            migrations_dir,
+            destructive_migrations
         )
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-pub use inputs::{ActionInputs, GithubContext, Secret};
+pub use inputs::{ActionInputs, GithubContext, PullRequest, Secret};
 pub use values::{EnvName, HostSpec, ReleaseId, RemotePath, Sha, SmokeCheck};
 
 /// What the command line said, before inputs and the file are consulted.
@@ -30,6 +30,7 @@ pub struct Flags {
     pub json: bool,
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
+    pub allow_destructive_migrations: bool,
 }
 
 /// Which backup a rollback restores.
@@ -83,6 +84,10 @@ pub struct Invocation {
     pub json: bool,
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
+    /// Deploy migrations flagged as destructive where `destructive_migrations = "confirm"`.
+    pub allow_destructive_migrations: bool,
+    /// The pull request or merge-queue entry of a `pull_request(_target)` / `merge_group` run.
+    pub pull_request: Option<PullRequest>,
 }
 
 impl Invocation {
@@ -106,7 +111,13 @@ impl Invocation {
             .config
             .or(inputs.config.map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("tj-deploy.toml"));
-        let sha_text = flags.sha.or(inputs.sha).or_else(|| github.sha.clone());
+        let pull_request = inputs::pull_request(&github)?;
+        // A PR check reports on the PR's head, not on the temporary merge commit in GITHUB_SHA.
+        let pr_head = pull_request
+            .as_ref()
+            .filter(|_| command == "check")
+            .map(|pr| pr.head_sha.clone());
+        let sha_text = flags.sha.or(inputs.sha).or(pr_head).or_else(|| github.sha.clone());
         let sha = sha_text.map(|s| Sha::parse("sha", &s)).transpose()?;
         let dry_run = match inputs.dry_run {
             _ if flags.dry_run => true,
@@ -126,6 +137,11 @@ impl Invocation {
         let confirm = flags.confirm.or(inputs.confirm);
         let slack_on_start = match inputs.slack_on_start.or_else(|| var("TJ_SLACK_ON_START")) {
             Some(v) => inputs::boolean("slack-on-start", &v)?,
+            None => false,
+        };
+        let allow_destructive_migrations = match inputs.allow_destructive_migrations {
+            _ if flags.allow_destructive_migrations => true,
+            Some(v) => inputs::boolean("allow-destructive-migrations", &v)?,
             None => false,
         };
         let ssh = SshSecrets {
@@ -164,6 +180,8 @@ impl Invocation {
             confirm,
             json: flags.json,
             slack_on_start,
+            allow_destructive_migrations,
+            pull_request,
         })
     }
 }
@@ -206,6 +224,10 @@ pub struct EnvConfig {
     /// How long the required-checks gate waits for pending checks.
     pub checks_timeout: Duration,
     pub checks_interval: Duration,
+    /// Relative to the package dir: one directory per migration, each with migration.sql.
+    pub migrations_dir: String,
+    /// What a deploy does with destructive migration statements.
+    pub destructive_migrations: crate::migrations::Policy,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -395,6 +417,15 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         local,
         checks_timeout: dur("checks_timeout", &raw.checks_timeout, Duration::from_secs(600))?,
         checks_interval: dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
+        migrations_dir: values::relative_path(
+            &key("migrations_dir"),
+            raw.migrations_dir.as_deref().unwrap_or("prisma/migrations"),
+        )?,
+        destructive_migrations: match raw.destructive_migrations.as_deref() {
+            Some(p) => crate::migrations::Policy::parse(&key("destructive_migrations"), p)?,
+            None if raw.confirm_rollback.is_some() => crate::migrations::Policy::Confirm,
+            None => crate::migrations::Policy::Allow,
+        },
     })
 }
 

@@ -113,6 +113,20 @@ pub fn lock_release(l: &Layout, token: &str) -> Script {
         .repeatable()
 }
 
+/// Prints the names of the migrations (directories holding a `migration.sql`) under
+/// `releases/<id>/<dir>`, one a line; nothing when there are none. Reads only.
+pub fn list_migrations(l: &Layout, id: ReleaseId, dir: &str) -> Script {
+    with_dirs("list migrations", l)
+        .var("M", &format!("{}/{dir}", l.release(id)))
+        .line("[ -d \"$M\" ] || exit 0")
+        .line("for f in \"$M\"/*/migration.sql; do")
+        .line("  [ -f \"$f\" ] || continue")
+        .line("  d=${f%/migration.sql}")
+        .line("  printf '%s\\n' \"${d##*/}\"")
+        .line("done")
+        .repeatable()
+}
+
 /// Prints the lock owner (or nothing) and removes the lock: the `unlock` command.
 pub fn lock_force_remove(l: &Layout) -> Script {
     with_dirs("unlock", l)
