@@ -442,7 +442,7 @@ fn pr_checkout(migrations: &[(&str, &str)]) -> (tempfile::TempDir, String, Strin
         std::fs::write(d.join("migration.sql"), sql).unwrap();
     }
     git("add -A");
-    git("commit -qm feature");
+    git("commit -q --allow-empty -m feature");
     let head = git("rev-parse HEAD");
     git("checkout -q --detach develop");
     git("merge -q --no-ff -m merge feature");
@@ -647,7 +647,7 @@ fn fork_pr_check_writes_the_job_summary_with_a_warning() {
             .unwrap(),
     );
     run.expect(0);
-    assert!(run.stderr.contains("403"), "{}", run.stderr);
+    assert!(run.all().contains("403"), "{}", run.all());
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     for needle in [
         "GitHub refused to create the check run",
