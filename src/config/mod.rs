@@ -493,6 +493,72 @@ health_url = "http://127.0.0.1:3000/api/health"
     }
 
     #[test]
+    fn a_pr_check_is_about_the_pr_head_unless_a_sha_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        let head = "a".repeat(40);
+        std::fs::write(
+            &event,
+            format!(r#"{{"pull_request":{{"number":7,"head":{{"sha":"{head}","ref":"f"}},"base":{{"ref":"main"}}}}}}"#),
+        )
+        .unwrap();
+        let vars: BTreeMap<String, String> = [
+            ("GITHUB_ACTIONS", "true"),
+            ("INPUT_ENVIRONMENT", "staging"),
+            ("INPUT_COMMAND", "check"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
+            ("GITHUB_SHA", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let inv = Invocation::resolve(Flags::default(), &vars).unwrap();
+        assert_eq!(inv.sha.unwrap().as_str(), head);
+        assert_eq!(inv.pull_request.unwrap().base_ref, "main");
+        let given = Flags {
+            sha: Some("c".repeat(40)),
+            ..Flags::default()
+        };
+        assert_eq!(
+            Invocation::resolve(given, &vars).unwrap().sha.unwrap().as_str(),
+            "c".repeat(40)
+        );
+        let mut with_input = vars.clone();
+        with_input.insert("INPUT_SHA".into(), "d".repeat(40));
+        let inv = Invocation::resolve(Flags::default(), &with_input).unwrap();
+        assert_eq!(inv.sha.unwrap().as_str(), "d".repeat(40));
+    }
+
+    #[test]
+    fn destructive_migrations_default_follows_confirm_rollback() {
+        use crate::migrations::Policy;
+        let c = Config::from_text("t.toml", GOOD, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(c.env.destructive_migrations, Policy::Allow);
+        assert_eq!(c.env.migrations_dir, "prisma/migrations");
+        let text = GOOD.replace("[defaults]", "[defaults]\nconfirm_rollback = \"YES\"");
+        let c = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(c.env.destructive_migrations, Policy::Confirm);
+        let text = GOOD.replace(
+            "[defaults]",
+            "[defaults]\ndestructive_migrations = \"refuse\"\nmigrations_dir = \"db/m\"",
+        );
+        let c = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(
+            (c.env.destructive_migrations, c.env.migrations_dir.as_str()),
+            (Policy::Refuse, "db/m")
+        );
+        for (bad, key) in [
+            ("destructive_migrations = \"ask\"", "destructive_migrations"),
+            ("migrations_dir = \"../x\"", "migrations_dir"),
+        ] {
+            let text = GOOD.replace("[defaults]", &format!("[defaults]\n{bad}"));
+            let e = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap_err();
+            assert!(e.message.contains(key), "{}", e.message);
+        }
+    }
+
+    #[test]
     fn flags_win_over_inputs() {
         let vars: BTreeMap<String, String> = [
             ("GITHUB_ACTIONS", "true"),
