@@ -112,38 +112,24 @@ impl Invocation {
             .or(inputs.config.map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("tj-deploy.toml"));
         let pull_request = inputs::pull_request(&github)?;
-        // A PR check reports on the PR's head, not on the temporary merge commit in GITHUB_SHA.
-        let pr_head = pull_request
-            .as_ref()
-            .filter(|_| command == "check")
-            .map(|pr| pr.head_sha.clone());
-        let sha_text = flags.sha.or(inputs.sha).or(pr_head).or_else(|| github.sha.clone());
-        let sha = sha_text.map(|s| Sha::parse("sha", &s)).transpose()?;
-        let dry_run = match inputs.dry_run {
-            _ if flags.dry_run => true,
-            Some(v) => inputs::boolean("dry-run", &v)?,
-            None => false,
-        };
+        let sha = commit(flags.sha.or(inputs.sha), &command, pull_request.as_ref(), &github)?;
+        let dry_run = flag_or_input(flags.dry_run, "dry-run", inputs.dry_run)?;
         let to = match (flags.to, inputs.to) {
             (Some(flag), _) => RollbackTarget::parse("to", &flag)?,
             (None, Some(input)) => RollbackTarget::parse("to", input.trim())?,
             (None, None) => RollbackTarget::Latest,
         };
-        let restore_database = match inputs.restore_database {
-            _ if flags.restore_database => true,
-            Some(v) => inputs::boolean("restore-database", &v)?,
-            None => false,
-        };
+        let restore_database = flag_or_input(flags.restore_database, "restore-database", inputs.restore_database)?;
         let confirm = flags.confirm.or(inputs.confirm);
         let slack_on_start = match inputs.slack_on_start.or_else(|| var("TJ_SLACK_ON_START")) {
             Some(v) => inputs::boolean("slack-on-start", &v)?,
             None => false,
         };
-        let allow_destructive_migrations = match inputs.allow_destructive_migrations {
-            _ if flags.allow_destructive_migrations => true,
-            Some(v) => inputs::boolean("allow-destructive-migrations", &v)?,
-            None => false,
-        };
+        let allow_destructive_migrations = flag_or_input(
+            flags.allow_destructive_migrations,
+            "allow-destructive-migrations",
+            inputs.allow_destructive_migrations,
+        )?;
         let ssh = SshSecrets {
             key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
             key_file: flags.ssh_key_file,
@@ -183,6 +169,28 @@ impl Invocation {
             allow_destructive_migrations,
             pull_request,
         })
+    }
+}
+
+/// The commit: given (flag, then input), else for a PR check the pull request's head (in a
+/// `pull_request` job GITHUB_SHA is a temporary merge commit), else GITHUB_SHA.
+fn commit(
+    given: Option<String>,
+    command: &str,
+    pr: Option<&PullRequest>,
+    github: &GithubContext,
+) -> Result<Option<Sha>> {
+    let pr_head = pr.filter(|_| command == "check").map(|pr| pr.head_sha.clone());
+    let text = given.or(pr_head).or_else(|| github.sha.clone());
+    text.map(|s| Sha::parse("sha", &s)).transpose()
+}
+
+/// A boolean flag, else the action input of that name, else false.
+fn flag_or_input(flag: bool, input: &str, value: Option<String>) -> Result<bool> {
+    match value {
+        _ if flag => Ok(true),
+        Some(v) => inputs::boolean(input, &v),
+        None => Ok(false),
     }
 }
 

@@ -72,26 +72,10 @@ pub async fn run(gh: &Github, w: &Wanted<'_>) -> Vec<Gate> {
             return gates;
         }
     }
-    if !w.deploy
-        && let (Some(pr), Some(branch)) = (w.pull_request, &w.env.branch)
+    if let Some(g) = pr_branch(w)
+        && !push(&mut gates, g)
     {
-        let g = if pr.base_ref == *branch {
-            gate("branch", true, format!("{} targets {branch}", pr.describe()))
-        } else {
-            gate(
-                "branch",
-                false,
-                format!(
-                    "{} targets {}, not {branch}: {} deploys from {branch}",
-                    pr.describe(),
-                    pr.base_ref,
-                    w.env.name
-                ),
-            )
-        };
-        if !push(&mut gates, g) {
-            return gates;
-        }
+        return gates;
     }
     if !w.env.required_checks.is_empty() {
         let g = checks(gh, w)
@@ -122,6 +106,28 @@ pub async fn run(gh: &Github, w: &Wanted<'_>) -> Vec<Gate> {
         push(&mut gates, g);
     }
     gates
+}
+
+/// In a PR check: does the pull request target the environment's branch?
+fn pr_branch(w: &Wanted<'_>) -> Option<Gate> {
+    let (pr, branch) = (w.pull_request?, w.env.branch.as_ref()?);
+    if w.deploy {
+        return None;
+    }
+    Some(if pr.base_ref == *branch {
+        gate("branch", true, format!("{} targets {branch}", pr.describe()))
+    } else {
+        gate(
+            "branch",
+            false,
+            format!(
+                "{} targets {}, not {branch}: {} deploys from {branch}",
+                pr.describe(),
+                pr.base_ref,
+                w.env.name
+            ),
+        )
+    })
 }
 
 fn push(gates: &mut Vec<Gate>, g: Gate) -> bool {
