@@ -116,13 +116,17 @@ pub struct DeployArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Deploy migrations flagged as destructive where destructive_migrations = "confirm".
+    #[arg(long)]
+    pub allow_destructive_migrations: bool,
 }
 
 fn flags(cli: Cli) -> Flags {
     let mut f = Flags::default();
     let common = match cli.command {
         Some(Cmd::Deploy(a)) => {
-            (f.command, f.sha, f.dry_run) = (Some("deploy".into()), a.sha, a.dry_run);
+            (f.command, f.sha, f.dry_run, f.allow_destructive_migrations) =
+                (Some("deploy".into()), a.sha, a.dry_run, a.allow_destructive_migrations);
             a.common
         }
         Some(Cmd::Rollback(a)) => {
@@ -351,6 +355,7 @@ async fn preflight(
         git_ref: inv.github.git_ref.as_deref(),
         own_check: &own_check,
         deploy,
+        pull_request: inv.pull_request.as_ref(),
     };
     let (gates, verdict) = github.gates(&wanted).await;
     Ok((github, gates, verdict))
@@ -497,6 +502,7 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
         started_at,
     );
     summary.steps = steps;
+    summary.migration_review = crate::github::pr::review(config, inv, github.client(), &sha).await;
     match &verdict {
         Ok(()) => {
             summary.status = crate::report::Status::Success;
@@ -509,8 +515,29 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
         }
         Err(e) => summary.message = e.message.clone(),
     }
+    check_notes(&mut summary, inv, &github);
     app::publish(&summary, inv, &github).await;
     verdict
+}
+
+/// What a PR check's summary says on top: the pull request, flagged migrations, a check run
+/// GitHub would not take.
+fn check_notes(summary: &mut Summary, inv: &Invocation, github: &crate::github::Reporter) {
+    if let Some(pr) = &inv.pull_request {
+        summary.branch = Some(pr.describe());
+        summary.message = format!("Pull request {}: {}", pr.describe(), summary.message);
+    }
+    if let Some(r) = summary.migration_review.as_ref().filter(|r| !r.flags.is_empty()) {
+        summary.message.push_str(&format!(
+            "\n\n⚠️ {} destructive migration statement(s) flagged; see the migration review.",
+            r.flags.len()
+        ));
+    }
+    if github.check_forbidden {
+        summary
+            .message
+            .push_str(&format!("\n\n⚠️ {}.", crate::github::FORBIDDEN_CHECK));
+    }
 }
 
 async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {

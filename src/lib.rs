@@ -13,6 +13,7 @@ pub mod health;
 pub mod init;
 pub mod journal;
 pub mod lock;
+pub mod migrations;
 pub mod notify;
 pub mod package;
 pub mod pipeline;

@@ -83,6 +83,8 @@ pub struct Summary {
     pub changes_total: usize,
     /// Migrations the migrate step reported applying.
     pub migrations: Vec<String>,
+    /// The pending migrations, their flagged statements and the gate's decision.
+    pub migration_review: Option<crate::migrations::Review>,
 }
 
 fn or_dash(s: &Option<String>) -> &str {
@@ -171,6 +173,23 @@ impl Summary {
                     s.host,
                     note
                 ));
+            }
+        }
+        if let Some(r) = &self.migration_review {
+            out.push_str(&format!(
+                "  migrations pending against {}: {}\n",
+                r.against,
+                if r.pending.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.pending.join(", ")
+                }
+            ));
+            for f in &r.flags {
+                out.push_str(&format!("    ⚠ {}\n", f.describe()));
+            }
+            if !r.decision.is_empty() {
+                out.push_str(&format!("    decision: {}\n", r.decision));
             }
         }
         if !self.checks.is_empty() {
@@ -271,6 +290,10 @@ impl Summary {
             md.push_str(&format!("- `{}`\n", esc(m)));
         }
 
+        if let Some(r) = &self.migration_review {
+            md.push_str(&review_markdown(r));
+        }
+
         md.push_str("\n### Health checks\n\n");
         if self.checks.is_empty() {
             md.push_str("- not run\n");
@@ -319,6 +342,34 @@ impl Summary {
         }
         md
     }
+}
+
+/// The migration review as a markdown section: pending migrations, flagged statements, decision.
+fn review_markdown(r: &crate::migrations::Review) -> String {
+    let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut md = format!("\n### Migration review\n\nPending against {}:\n\n", esc(&r.against));
+    if r.pending.is_empty() {
+        md.push_str("- none\n");
+    }
+    for m in &r.pending {
+        md.push_str(&format!("- `{}`\n", esc(m)));
+    }
+    if !r.flags.is_empty() {
+        md.push_str("\n| File | Line | Flagged | Statement |\n|---|---|---|---|\n");
+        for f in &r.flags {
+            md.push_str(&format!(
+                "| `{}` | {} | ⚠️ {} | `{}` |\n",
+                esc(&f.path),
+                f.line,
+                f.what,
+                esc(&f.statement).replace('`', "'")
+            ));
+        }
+    }
+    if !r.decision.is_empty() {
+        md.push_str(&format!("\n**Decision:** {}\n", esc(&r.decision)));
+    }
+    md
 }
 
 /// The commit's page on GitHub, when the run knows its repository.

@@ -414,3 +414,256 @@ fn pr_check_posts_a_check_run_and_touches_no_host() {
     run.expect(0);
     assert!(run.all().contains("403"), "{}", run.all());
 }
+
+/// A repository checked out the way `actions/checkout` leaves a `pull_request` job: the sample
+/// app on `develop` (base), a `feature` branch adding migrations (head), and GitHub's temporary
+/// merge commit of the two checked out. Returns (dir, base, head, merge).
+fn pr_checkout(migrations: &[(&str, &str)]) -> (tempfile::TempDir, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    support::sh_ok(&format!(
+        "cp -r {} {r} && cd {r} && git init -q -b develop && git -c user.name=t -c user.email=t@t add -A && git -c user.name=t -c user.email=t@t commit -qm base",
+        support::repo().join("examples/trading-journal").display(),
+        r = repo.display()
+    ));
+    let git = |args: &str| {
+        support::sh_ok(&format!(
+            "cd {} && git -c user.name=t -c user.email=t@t {args}",
+            repo.display()
+        ))
+        .trim()
+        .to_string()
+    };
+    let base = git("rev-parse HEAD");
+    git("checkout -qb feature");
+    for (name, sql) in migrations {
+        let d = repo.join("prisma/migrations").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("migration.sql"), sql).unwrap();
+    }
+    git("add -A");
+    git("commit -q --allow-empty -m feature");
+    let head = git("rev-parse HEAD");
+    git("checkout -q --detach develop");
+    git("merge -q --no-ff -m merge feature");
+    let merge = git("rev-parse HEAD");
+    let closed = support::free_port();
+    std::fs::write(
+        repo.join("tj-deploy.toml"),
+        format!(
+            r#"app = "trading-journal"
+[defaults]
+hosts = ["deploy@127.0.0.1:{closed}"]
+health_url = "http://127.0.0.1:{closed}/api/health"
+checks_timeout = "2s"
+checks_interval = "200ms"
+[environments.staging]
+deploy_dir = "/srv/pr-test"
+backup_dir = "/srv/pr-test-backups"
+branch = "develop"
+required_checks = ["lint", "unit"]
+require_staging = true
+"#
+        ),
+    )
+    .unwrap();
+    (dir, base, head, merge)
+}
+
+/// `tj-deploy` started with exactly what GitHub gives a `pull_request` job running the action
+/// with `command: check`: inputs as INPUT_*, GITHUB_SHA the merge commit, the event payload.
+fn pull_request_job(dir: &std::path::Path, repo: &str, number: u64, base: &str, head: &str, merge: &str) -> Command {
+    let event = dir.join("event.json");
+    let payload = json!({
+        "action": "synchronize",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"sha": head, "ref": "feature", "repo": {"full_name": "someone/app"}},
+            "base": {"sha": base, "ref": "develop", "repo": {"full_name": repo}},
+        },
+        "repository": {"full_name": repo},
+    });
+    std::fs::write(&event, payload.to_string()).unwrap();
+    let mut c = Command::new(support::bin());
+    c.current_dir(dir.join("repo"))
+        .env("HOME", dir)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_SHA", merge)
+        .env("GITHUB_BASE_REF", "develop")
+        .env("GITHUB_HEAD_REF", "feature")
+        .env("GITHUB_WORKSPACE", dir.join("repo"))
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .env("GITHUB_OUTPUT", dir.join("output"))
+        .env("INPUT_COMMAND", "check")
+        .env("INPUT_ENVIRONMENT", "staging")
+        .env("INPUT_CONFIG", "tj-deploy.toml")
+        .env("INPUT_SHA", "")
+        .env("INPUT_GITHUB-TOKEN", TOKEN)
+        .env_remove("GITHUB_TOKEN");
+    with_github(&mut c, repo, &format!("refs/pull/{number}/merge"));
+    c.env_remove("GITHUB_TOKEN");
+    c
+}
+
+/// Issue #17: in a `pull_request` job the check run, the gates and the summary are about the
+/// PR's head commit, not GitHub's temporary merge commit; the migrations the PR adds are
+/// reviewed and every flagged statement is an annotation on its line (in batches of 50).
+#[test]
+fn pr_check_reports_on_the_pull_request_head_with_migration_annotations() {
+    let g = github();
+    let truncates: String = (0..55).map(|i| format!("TRUNCATE t{i};\n")).collect();
+    let (dir, base, head, merge) = pr_checkout(&[
+        (
+            "20260201000000_drop_notes",
+            "-- DROP TABLE trades;\nALTER TABLE trades DROP COLUMN notes;\nINSERT INTO log VALUES ('DELETE FROM x');\n",
+        ),
+        ("20260202000000_cleanup", &truncates),
+    ]);
+    // The merge commit carries a failing `unit`: gates that read it would refuse.
+    g.setup(
+        "o/prhead",
+        json!({
+            "branches": {"develop": [base]},
+            "check_runs": [
+                {"name": "lint", "head_sha": head}, {"name": "unit", "head_sha": head},
+                {"name": "unit", "head_sha": merge, "conclusion": "failure"},
+            ],
+        }),
+    );
+    let run = Run::of(
+        pull_request_job(dir.path(), "o/prhead", 7, &base, &head, &merge)
+            .output()
+            .unwrap(),
+    );
+    run.expect(0);
+    let state = g.state("o/prhead");
+    let own = own_check_runs(&state);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0]["head_sha"], head.as_str(), "the check run is on the PR head");
+    let on_merge = state["check_runs_by_head_sha"][&merge].as_array().unwrap();
+    assert!(
+        on_merge.iter().all(|c| c["own"] != true),
+        "no check run on the merge commit"
+    );
+    assert_eq!(
+        own[0]["conclusion"], "neutral",
+        "flagged statements make the check neutral"
+    );
+
+    let updates = own[0]["updates"].as_array().unwrap();
+    let annotations: Vec<&serde_json::Value> = updates
+        .iter()
+        .flat_map(|u| u["output"]["annotations"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(annotations.len(), 56, "{updates:?}");
+    assert!(
+        updates
+            .iter()
+            .all(|u| { u["output"]["annotations"].as_array().map_or(0, Vec::len) <= 50 })
+    );
+    let drop = annotations
+        .iter()
+        .find(|a| a["title"].as_str().unwrap_or("").contains("DROP COLUMN"))
+        .expect("a DROP COLUMN annotation");
+    assert_eq!(
+        drop["path"],
+        "prisma/migrations/20260201000000_drop_notes/migration.sql"
+    );
+    assert_eq!(
+        (drop["start_line"].as_u64(), drop["end_line"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(drop["annotation_level"], "warning");
+    assert!(
+        !annotations
+            .iter()
+            .any(|a| a["title"].as_str().unwrap_or("").contains("DROP TABLE"))
+    );
+
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    for needle in [
+        "#7 feature → develop",
+        &head[..7],
+        "20260201000000_drop_notes",
+        "20260202000000_cleanup",
+        "DROP COLUMN",
+        "staging first: information",
+    ] {
+        assert!(summary.contains(needle), "{needle} missing from:\n{summary}");
+    }
+    assert!(
+        !summary.contains("`20260101000000_init`"),
+        "the base's migrations are not pending:\n{summary}"
+    );
+    // The gates read the PR head (green), never the merge commit (red).
+    let log: Vec<String> = serde_json::from_value(state["log"].clone()).unwrap();
+    assert!(log.iter().all(|l| !l.contains(&merge)), "{log:?}");
+    assert!(g.violations("o/prhead").is_empty(), "{:?}", g.violations("o/prhead"));
+
+    // A PR that targets another branch fails the branch gate (it asks the target, not a ref).
+    let (dir, base, head, merge) = pr_checkout(&[]);
+    g.setup(
+        "o/prmain",
+        json!({"branches": {"develop": [base]}, "check_runs": green(&head)}),
+    );
+    let mut c = pull_request_job(dir.path(), "o/prmain", 9, &base, &head, &merge);
+    let event = dir.path().join("event.json");
+    let text = std::fs::read_to_string(&event)
+        .unwrap()
+        .replace("\"develop\"", "\"main\"");
+    std::fs::write(&event, text).unwrap();
+    let run = Run::of(c.output().unwrap());
+    run.expect(3);
+    assert!(run.all().contains("targets main, not develop"), "{}", run.all());
+}
+
+/// A fork PR's read-only token: GitHub answers 403 to the check run; the job summary still
+/// has the report, the review (base from the compare API: the checkout has no history) and a
+/// warning saying why there is no check run.
+#[test]
+fn fork_pr_check_writes_the_job_summary_with_a_warning() {
+    let g = github();
+    let (dir, base, head, merge) = pr_checkout(&[("20260203000000_rename", "ALTER TABLE trades RENAME TO deals;\n")]);
+    // As after a shallow checkout: no history, so the base commit is not there.
+    std::fs::remove_dir_all(dir.path().join("repo/.git")).unwrap();
+    g.setup(
+        "o/forkpr",
+        json!({
+            "branches": {"develop": [base]},
+            "check_runs": green(&head),
+            "read_only": true,
+            "compares": {format!("{base}...{head}"): {"files": [
+                {"filename": "prisma/migrations/20260203000000_rename/migration.sql", "status": "added"},
+                {"filename": "README.md", "status": "modified"},
+            ]}},
+        }),
+    );
+    let run = Run::of(
+        pull_request_job(dir.path(), "o/forkpr", 8, &base, &head, &merge)
+            .output()
+            .unwrap(),
+    );
+    run.expect(0);
+    assert!(run.all().contains("403"), "{}", run.all());
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    for needle in [
+        "GitHub refused to create the check run",
+        "#8 feature → develop",
+        "20260203000000_rename",
+        "RENAME TABLE",
+    ] {
+        assert!(summary.contains(needle), "{needle} missing from:\n{summary}");
+    }
+    assert!(!summary.contains("`20260115000000_add_notes`"), "{summary}");
+    let state = g.state("o/forkpr");
+    assert!(own_check_runs(&state).is_empty());
+    let log: Vec<String> = serde_json::from_value(state["log"].clone()).unwrap();
+    assert!(
+        log.iter().any(|l| l.contains(&format!("/compare/{base}...{head}"))),
+        "{log:?}"
+    );
+    assert!(g.violations("o/forkpr").is_empty(), "{:?}", g.violations("o/forkpr"));
+}

@@ -92,6 +92,7 @@ fn base(status: Status, message: &str) -> Summary {
         }],
         changes_total: 3,
         migrations: vec!["20260115000000_add_notes".into()],
+        migration_review: None,
         package: None,
     }
 }

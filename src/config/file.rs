@@ -56,6 +56,8 @@ pub struct RawEnv {
     pub checks_interval: Option<String>,
     pub parallel: Option<i64>,
     pub database_host: Option<String>,
+    pub migrations_dir: Option<String>,
+    pub destructive_migrations: Option<String>,
 }
 
 macro_rules! overlay {
@@ -95,7 +97,9 @@ impl RawEnv {
             checks_timeout,
             checks_interval,
             parallel,
-            database_host
+            database_host,
+            migrations_dir,
+            destructive_migrations
         )
     }
 }

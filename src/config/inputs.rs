@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 
 /// The action inputs of DESIGN.md §2, as GitHub passes them to a Docker action.
 /// `action.yml` must declare exactly these (the action contract test checks it).
-pub const ACTION_INPUTS: [&str; 13] = [
+pub const ACTION_INPUTS: [&str; 14] = [
     "command",
     "environment",
     "config",
@@ -44,6 +44,7 @@ pub const ACTION_INPUTS: [&str; 13] = [
     "dry-run",
     "sha",
     "slack-on-start",
+    "allow-destructive-migrations",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +63,7 @@ pub struct ActionInputs {
     pub dry_run: Option<String>,
     pub sha: Option<String>,
     pub slack_on_start: Option<String>,
+    pub allow_destructive_migrations: Option<String>,
 }
 
 impl ActionInputs {
@@ -106,6 +108,12 @@ pub struct GithubContext {
     pub api_url: Option<String>,
     pub output_file: Option<String>,
     pub summary_file: Option<String>,
+    /// `GITHUB_EVENT_NAME`, e.g. `pull_request`.
+    pub event_name: Option<String>,
+    /// `GITHUB_EVENT_PATH`: the webhook payload that started the workflow.
+    pub event_path: Option<String>,
+    /// `GITHUB_WORKSPACE`: the repository checkout (paths of annotations are relative to it).
+    pub workspace: Option<String>,
     /// `TJ_GITHUB_BACKOFF_MS`: shorter retry waits (tests).
     pub backoff_ms: Option<u64>,
 }
@@ -124,6 +132,9 @@ impl GithubContext {
             api_url: get("GITHUB_API_URL"),
             output_file: get("GITHUB_OUTPUT"),
             summary_file: get("GITHUB_STEP_SUMMARY"),
+            event_name: get("GITHUB_EVENT_NAME"),
+            event_path: get("GITHUB_EVENT_PATH"),
+            workspace: get("GITHUB_WORKSPACE"),
             backoff_ms: get("TJ_GITHUB_BACKOFF_MS").and_then(|v| v.parse().ok()),
         }
     }
@@ -138,6 +149,76 @@ impl GithubContext {
             self.run_id.as_ref()?
         ))
     }
+}
+
+/// The pull request (or merge-queue entry) a run is about, from the event payload. In a
+/// `pull_request` job `GITHUB_SHA` is a temporary merge commit that belongs to no branch: the
+/// commit that matters is the PR's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// `None` for a merge-queue entry.
+    pub number: Option<u64>,
+    pub head_sha: String,
+    pub head_ref: Option<String>,
+    /// The target branch, without `refs/heads/`.
+    pub base_ref: String,
+    pub base_sha: Option<String>,
+}
+
+impl PullRequest {
+    /// `#7 feature → develop`, or `merge queue → main`.
+    pub fn describe(&self) -> String {
+        let head = self
+            .head_ref
+            .as_deref()
+            .unwrap_or(&self.head_sha[..self.head_sha.len().min(7)]);
+        match self.number {
+            Some(n) => format!("#{n} {head} → {}", self.base_ref),
+            None => format!("merge queue {head} → {}", self.base_ref),
+        }
+    }
+}
+
+/// Reads the event payload for `pull_request`, `pull_request_target` and `merge_group`; other
+/// events (and runs outside Actions) have no pull request.
+pub fn pull_request(ctx: &GithubContext) -> Result<Option<PullRequest>> {
+    let event = ctx.event_name.as_deref().unwrap_or("");
+    if !matches!(event, "pull_request" | "pull_request_target" | "merge_group") {
+        return Ok(None);
+    }
+    let path = ctx
+        .event_path
+        .as_deref()
+        .ok_or_else(|| Error::invalid(format!("GITHUB_EVENT_PATH: not set, but GITHUB_EVENT_NAME is {event}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid(format!("GITHUB_EVENT_PATH: cannot read {path}: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("GITHUB_EVENT_PATH: {path} is not JSON: {e}")))?;
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
+    let missing = |what: &str| Error::invalid(format!("GITHUB_EVENT_PATH: the {event} payload has no {what}"));
+    let pr = if event == "merge_group" {
+        PullRequest {
+            number: None,
+            head_sha: s("/merge_group/head_sha").ok_or_else(|| missing("merge_group.head_sha"))?,
+            head_ref: s("/merge_group/head_ref"),
+            base_ref: s("/merge_group/base_ref").ok_or_else(|| missing("merge_group.base_ref"))?,
+            base_sha: s("/merge_group/base_sha"),
+        }
+    } else {
+        PullRequest {
+            number: v.pointer("/pull_request/number").and_then(|x| x.as_u64()),
+            head_sha: s("/pull_request/head/sha").ok_or_else(|| missing("pull_request.head.sha"))?,
+            head_ref: s("/pull_request/head/ref"),
+            base_ref: s("/pull_request/base/ref").ok_or_else(|| missing("pull_request.base.ref"))?,
+            base_sha: s("/pull_request/base/sha"),
+        }
+    };
+    let base_ref = pr
+        .base_ref
+        .strip_prefix("refs/heads/")
+        .unwrap_or(&pr.base_ref)
+        .to_string();
+    Ok(Some(PullRequest { base_ref, ..pr }))
 }
 
 #[cfg(test)]
@@ -162,6 +243,38 @@ mod tests {
         assert_eq!(i.environment.as_deref(), Some("staging"));
         assert_eq!(i.to, None);
         assert_eq!(i.dry_run.as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn pull_request_and_merge_group_payloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("event.json");
+        let ctx = |name: &str| GithubContext {
+            event_name: Some(name.into()),
+            event_path: Some(file.display().to_string()),
+            ..GithubContext::default()
+        };
+        std::fs::write(
+            &file,
+            r#"{"pull_request":{"number":7,"head":{"sha":"aaa","ref":"feature"},"base":{"sha":"bbb","ref":"develop"}}}"#,
+        )
+        .unwrap();
+        let pr = pull_request(&ctx("pull_request")).unwrap().unwrap();
+        assert_eq!(
+            (pr.number, pr.head_sha.as_str(), pr.base_ref.as_str()),
+            (Some(7), "aaa", "develop")
+        );
+        assert_eq!(pr.describe(), "#7 feature → develop");
+        assert!(pull_request(&ctx("push")).unwrap().is_none());
+        std::fs::write(
+            &file,
+            r#"{"merge_group":{"head_sha":"ccc","head_ref":"refs/heads/gh-readonly-queue/main/pr-7","base_sha":"ddd","base_ref":"refs/heads/main"}}"#,
+        )
+        .unwrap();
+        let mg = pull_request(&ctx("merge_group")).unwrap().unwrap();
+        assert_eq!((mg.head_sha.as_str(), mg.base_ref.as_str()), ("ccc", "main"));
+        let e = pull_request(&ctx("pull_request")).unwrap_err();
+        assert!(e.message.contains("pull_request.head.sha"), "{}", e.message);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-pub use inputs::{ActionInputs, GithubContext, Secret};
+pub use inputs::{ActionInputs, GithubContext, PullRequest, Secret};
 pub use values::{EnvName, HostSpec, ReleaseId, RemotePath, Sha, SmokeCheck};
 
 /// What the command line said, before inputs and the file are consulted.
@@ -30,6 +30,7 @@ pub struct Flags {
     pub json: bool,
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
+    pub allow_destructive_migrations: bool,
 }
 
 /// Which backup a rollback restores.
@@ -83,6 +84,10 @@ pub struct Invocation {
     pub json: bool,
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
+    /// Deploy migrations flagged as destructive where `destructive_migrations = "confirm"`.
+    pub allow_destructive_migrations: bool,
+    /// The pull request or merge-queue entry of a `pull_request(_target)` / `merge_group` run.
+    pub pull_request: Option<PullRequest>,
 }
 
 impl Invocation {
@@ -106,28 +111,25 @@ impl Invocation {
             .config
             .or(inputs.config.map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("tj-deploy.toml"));
-        let sha_text = flags.sha.or(inputs.sha).or_else(|| github.sha.clone());
-        let sha = sha_text.map(|s| Sha::parse("sha", &s)).transpose()?;
-        let dry_run = match inputs.dry_run {
-            _ if flags.dry_run => true,
-            Some(v) => inputs::boolean("dry-run", &v)?,
-            None => false,
-        };
+        let pull_request = inputs::pull_request(&github)?;
+        let sha = commit(flags.sha.or(inputs.sha), &command, pull_request.as_ref(), &github)?;
+        let dry_run = flag_or_input(flags.dry_run, "dry-run", inputs.dry_run)?;
         let to = match (flags.to, inputs.to) {
             (Some(flag), _) => RollbackTarget::parse("to", &flag)?,
             (None, Some(input)) => RollbackTarget::parse("to", input.trim())?,
             (None, None) => RollbackTarget::Latest,
         };
-        let restore_database = match inputs.restore_database {
-            _ if flags.restore_database => true,
-            Some(v) => inputs::boolean("restore-database", &v)?,
-            None => false,
-        };
+        let restore_database = flag_or_input(flags.restore_database, "restore-database", inputs.restore_database)?;
         let confirm = flags.confirm.or(inputs.confirm);
         let slack_on_start = match inputs.slack_on_start.or_else(|| var("TJ_SLACK_ON_START")) {
             Some(v) => inputs::boolean("slack-on-start", &v)?,
             None => false,
         };
+        let allow_destructive_migrations = flag_or_input(
+            flags.allow_destructive_migrations,
+            "allow-destructive-migrations",
+            inputs.allow_destructive_migrations,
+        )?;
         let ssh = SshSecrets {
             key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
             key_file: flags.ssh_key_file,
@@ -164,7 +166,31 @@ impl Invocation {
             confirm,
             json: flags.json,
             slack_on_start,
+            allow_destructive_migrations,
+            pull_request,
         })
+    }
+}
+
+/// The commit: given (flag, then input), else for a PR check the pull request's head (in a
+/// `pull_request` job GITHUB_SHA is a temporary merge commit), else GITHUB_SHA.
+fn commit(
+    given: Option<String>,
+    command: &str,
+    pr: Option<&PullRequest>,
+    github: &GithubContext,
+) -> Result<Option<Sha>> {
+    let pr_head = pr.filter(|_| command == "check").map(|pr| pr.head_sha.clone());
+    let text = given.or(pr_head).or_else(|| github.sha.clone());
+    text.map(|s| Sha::parse("sha", &s)).transpose()
+}
+
+/// A boolean flag, else the action input of that name, else false.
+fn flag_or_input(flag: bool, input: &str, value: Option<String>) -> Result<bool> {
+    match value {
+        _ if flag => Ok(true),
+        Some(v) => inputs::boolean(input, &v),
+        None => Ok(false),
     }
 }
 
@@ -210,6 +236,10 @@ pub struct EnvConfig {
     pub parallel: usize,
     /// Index into `hosts` of the host where the one database backup, migration and restore run.
     pub database_host: usize,
+    /// Relative to the package dir: one directory per migration, each with migration.sql.
+    pub migrations_dir: String,
+    /// What a deploy does with destructive migration statements.
+    pub destructive_migrations: crate::migrations::Policy,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -416,6 +446,15 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         checks_interval: dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
         parallel: count("parallel", raw.parallel, 1)?,
         database_host,
+        migrations_dir: values::relative_path(
+            &key("migrations_dir"),
+            raw.migrations_dir.as_deref().unwrap_or("prisma/migrations"),
+        )?,
+        destructive_migrations: match raw.destructive_migrations.as_deref() {
+            Some(p) => crate::migrations::Policy::parse(&key("destructive_migrations"), p)?,
+            None if raw.confirm_rollback.is_some() => crate::migrations::Policy::Confirm,
+            None => crate::migrations::Policy::Allow,
+        },
     })
 }
 
@@ -487,6 +526,72 @@ health_url = "http://127.0.0.1:3000/api/health"
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn a_pr_check_is_about_the_pr_head_unless_a_sha_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        let head = "a".repeat(40);
+        std::fs::write(
+            &event,
+            format!(r#"{{"pull_request":{{"number":7,"head":{{"sha":"{head}","ref":"f"}},"base":{{"ref":"main"}}}}}}"#),
+        )
+        .unwrap();
+        let vars: BTreeMap<String, String> = [
+            ("GITHUB_ACTIONS", "true"),
+            ("INPUT_ENVIRONMENT", "staging"),
+            ("INPUT_COMMAND", "check"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
+            ("GITHUB_SHA", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let inv = Invocation::resolve(Flags::default(), &vars).unwrap();
+        assert_eq!(inv.sha.unwrap().as_str(), head);
+        assert_eq!(inv.pull_request.unwrap().base_ref, "main");
+        let given = Flags {
+            sha: Some("c".repeat(40)),
+            ..Flags::default()
+        };
+        assert_eq!(
+            Invocation::resolve(given, &vars).unwrap().sha.unwrap().as_str(),
+            "c".repeat(40)
+        );
+        let mut with_input = vars.clone();
+        with_input.insert("INPUT_SHA".into(), "d".repeat(40));
+        let inv = Invocation::resolve(Flags::default(), &with_input).unwrap();
+        assert_eq!(inv.sha.unwrap().as_str(), "d".repeat(40));
+    }
+
+    #[test]
+    fn destructive_migrations_default_follows_confirm_rollback() {
+        use crate::migrations::Policy;
+        let c = Config::from_text("t.toml", GOOD, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(c.env.destructive_migrations, Policy::Allow);
+        assert_eq!(c.env.migrations_dir, "prisma/migrations");
+        let text = GOOD.replace("[defaults]", "[defaults]\nconfirm_rollback = \"YES\"");
+        let c = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(c.env.destructive_migrations, Policy::Confirm);
+        let text = GOOD.replace(
+            "[defaults]",
+            "[defaults]\ndestructive_migrations = \"refuse\"\nmigrations_dir = \"db/m\"",
+        );
+        let c = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap();
+        assert_eq!(
+            (c.env.destructive_migrations, c.env.migrations_dir.as_str()),
+            (Policy::Refuse, "db/m")
+        );
+        for (bad, key) in [
+            ("destructive_migrations = \"ask\"", "destructive_migrations"),
+            ("migrations_dir = \"../x\"", "migrations_dir"),
+        ] {
+            let text = GOOD.replace("[defaults]", &format!("[defaults]\n{bad}"));
+            let e = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap_err();
+            assert!(e.message.contains(key), "{}", e.message);
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Wanted<'a> {
     pub own_check: &'a str,
     /// Branch, head and staging gates apply to deploys, not to pull-request checks.
     pub deploy: bool,
+    /// In a PR check: the branch gate asks whether the PR targets the environment's branch.
+    pub pull_request: Option<&'a crate::config::PullRequest>,
 }
 
 /// Runs the gates in order and stops at the first that fails.
@@ -70,6 +72,11 @@ pub async fn run(gh: &Github, w: &Wanted<'_>) -> Vec<Gate> {
             return gates;
         }
     }
+    if let Some(g) = pr_branch(w)
+        && !push(&mut gates, g)
+    {
+        return gates;
+    }
     if !w.env.required_checks.is_empty() {
         let g = checks(gh, w)
             .await
@@ -78,6 +85,20 @@ pub async fn run(gh: &Github, w: &Wanted<'_>) -> Vec<Gate> {
             return gates;
         }
     }
+    if !w.deploy && w.pull_request.is_some() && w.env.require_staging {
+        // Information, not a failure: the PR's commit cannot have been on staging yet.
+        push(
+            &mut gates,
+            gate(
+                "staging first",
+                true,
+                format!(
+                    "information: deploying to {} will require the merged commit to be deployed to staging first",
+                    w.env.name
+                ),
+            ),
+        );
+    }
     if w.deploy && w.env.require_staging {
         let g = staging(gh, w.sha)
             .await
@@ -85,6 +106,28 @@ pub async fn run(gh: &Github, w: &Wanted<'_>) -> Vec<Gate> {
         push(&mut gates, g);
     }
     gates
+}
+
+/// In a PR check: does the pull request target the environment's branch?
+fn pr_branch(w: &Wanted<'_>) -> Option<Gate> {
+    let (pr, branch) = (w.pull_request?, w.env.branch.as_ref()?);
+    if w.deploy {
+        return None;
+    }
+    Some(if pr.base_ref == *branch {
+        gate("branch", true, format!("{} targets {branch}", pr.describe()))
+    } else {
+        gate(
+            "branch",
+            false,
+            format!(
+                "{} targets {}, not {branch}: {} deploys from {branch}",
+                pr.describe(),
+                pr.base_ref,
+                w.env.name
+            ),
+        )
+    })
 }
 
 fn push(gates: &mut Vec<Gate>, g: Gate) -> bool {

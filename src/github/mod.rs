@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod gates;
+pub mod pr;
 pub mod report;
 
 use crate::config::Invocation;
@@ -37,6 +38,9 @@ pub fn connect(inv: &Invocation) -> Result<Option<Github>> {
     }))
 }
 
+/// Said when the token may not create check runs.
+pub const FORBIDDEN_CHECK: &str = "GitHub refused to create the check run (403: the token cannot write checks, as on fork pull requests); the job summary has the report";
+
 /// The name of our check run for an environment.
 pub fn check_name(env: &str) -> String {
     format!("tj-deploy / {env}")
@@ -49,6 +53,8 @@ pub struct Reporter {
     marker: String,
     check: Option<u64>,
     deployment: Option<u64>,
+    /// GitHub answered 403 to creating the check run (a fork PR's read-only token).
+    pub check_forbidden: bool,
 }
 
 impl Reporter {
@@ -66,6 +72,7 @@ impl Reporter {
             marker,
             check: None,
             deployment: None,
+            check_forbidden: false,
         })
     }
 
@@ -79,9 +86,10 @@ impl Reporter {
         let url = inv.github.run_url();
         match report::start_check(gh, sha, &check_name(env), &self.marker, url.as_deref()).await {
             Ok(Some(id)) => self.check = Some(id),
-            Ok(None) => ui::warn(
-                "GitHub refused to create the check run (403: the token cannot write checks, as on fork pull requests); the job summary has the report",
-            ),
+            Ok(None) => {
+                self.check_forbidden = true;
+                ui::warn(FORBIDDEN_CHECK);
+            }
             Err(e) => ui::warn(&format!("could not create the check run: {e}")),
         }
     }
@@ -145,14 +153,25 @@ impl Reporter {
             }
         }
         if let Some(id) = self.check {
-            let conclusion = if ok { "success" } else { "failure" };
+            let review = summary.migration_review.as_ref();
+            let flagged = review.is_some_and(|r| !r.flags.is_empty());
+            // A PR check with flagged statements is neutral: the annotations carry the detail.
+            let conclusion = match (ok, flagged && summary.command == "check") {
+                (true, true) => "neutral",
+                (true, false) => "success",
+                (false, _) => "failure",
+            };
+            let annotations: Vec<serde_json::Value> = review
+                .map(|r| r.flags.iter().map(report::annotation).collect())
+                .unwrap_or_default();
             let title = format!(
                 "{} {}: {}",
                 summary.command,
                 summary.status.as_str(),
                 summary.environment
             );
-            if let Err(e) = report::finish_check(gh, id, conclusion, &title, &summary.to_markdown()).await {
+            let md = summary.to_markdown();
+            if let Err(e) = report::finish_check(gh, id, conclusion, &title, &md, &annotations).await {
                 ui::warn(&format!("could not complete the check run: {e}"));
             }
         }

@@ -139,14 +139,50 @@ pub async fn start_check(
     Ok(created.and_then(|c| c["id"].as_u64()))
 }
 
-pub async fn finish_check(gh: &Github, id: u64, conclusion: &str, title: &str, summary_md: &str) -> Result<()> {
+/// GitHub takes at most this many annotations per check-run request.
+pub const ANNOTATIONS_PER_REQUEST: usize = 50;
+
+/// A flagged migration statement as a check-run annotation on its line (shows in the PR diff).
+pub fn annotation(f: &crate::migrations::Flag) -> Value {
+    json!({
+        "path": f.path,
+        "start_line": f.line,
+        "end_line": f.line,
+        "annotation_level": "warning",
+        "title": format!("Destructive migration: {}", f.what),
+        "message": truncate(&format!("{} in {}: {}", f.what, f.migration, f.statement), 1000),
+    })
+}
+
+/// Completes the check run; annotations beyond the first 50 follow in further updates, which
+/// GitHub appends.
+pub async fn finish_check(
+    gh: &Github,
+    id: u64,
+    conclusion: &str,
+    title: &str,
+    summary_md: &str,
+    annotations: &[Value],
+) -> Result<()> {
+    let path = gh.repo_path(&format!("/check-runs/{id}"));
+    let output = |chunk: &[Value]| {
+        let mut o = json!({"title": truncate(title, 255), "summary": fit_summary(summary_md)});
+        if !chunk.is_empty() {
+            o["annotations"] = Value::from(chunk.to_vec());
+        }
+        o
+    };
+    let mut chunks = annotations.chunks(ANNOTATIONS_PER_REQUEST);
     let body = json!({
         "status": "completed",
         "conclusion": conclusion,
         "completed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "output": {"title": truncate(title, 255), "summary": fit_summary(summary_md)},
+        "output": output(chunks.next().unwrap_or(&[])),
     });
-    gh.patch(&gh.repo_path(&format!("/check-runs/{id}")), &body).await?;
+    gh.patch(&path, &body).await?;
+    for chunk in chunks {
+        gh.patch(&path, &json!({"output": output(chunk)})).await?;
+    }
     Ok(())
 }
 

@@ -107,6 +107,18 @@ pub fn payload(s: &Summary) -> Value {
         let lines: Vec<String> = s.migrations.iter().map(|m| format!("• `{}`", esc(m))).collect();
         blocks.push(section(lines_within("Database migrations", &lines, 0)));
     }
+    if let Some(r) = s.migration_review.as_ref().filter(|r| !r.pending.is_empty()) {
+        let mut lines: Vec<String> = r.pending.iter().map(|m| format!("• `{}`", esc(m))).collect();
+        lines.extend(
+            r.flags
+                .iter()
+                .map(|f| format!("⚠️ `{}:{}` {}", esc(&f.path), f.line, esc(&f.what))),
+        );
+        if !r.decision.is_empty() {
+            lines.push(format!("Decision: {}", esc(&r.decision)));
+        }
+        blocks.push(section(lines_within("Pending migrations", &lines, 0)));
+    }
     if !s.checks.is_empty() {
         let lines: Vec<String> = s
             .checks

@@ -43,6 +43,8 @@ struct Outcome {
     migrations: Vec<String>,
     checks: RefCell<Vec<CheckResult>>,
     changes: (Vec<Change>, usize),
+    /// The migrations this deploy brings, and the destructive-migrations gate's decision.
+    review: Option<crate::migrations::Review>,
 }
 
 /// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
@@ -71,6 +73,7 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
         migrations: Vec::new(),
         checks: RefCell::new(Vec::new()),
         changes: (Vec::new(), 0),
+        review: None,
     };
     let result = phases(ctx, &d, &mut hosts, &mut out).await;
     let (status, message, error) = conclude(ctx, &mut hosts, &out, result).await;
@@ -87,11 +90,12 @@ async fn phases<T: Transport>(
 ) -> Result<()> {
     lock_all(ctx, hosts).await?;
     inspect(ctx, d, hosts, out).await?;
+    let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
+    review_migrations(ctx, &hosts[db], out).await?;
     changes(d, hosts, out).await;
     let parallel = ctx.config.env.parallel;
     let id = out.id;
     each_host(hosts, parallel, |h| prepare(ctx, d, h, id)).await?;
-    let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     database(ctx, d, &hosts[db], out).await?;
     let checks = &out.checks;
     in_batches(hosts, parallel, |h| async move {
@@ -120,6 +124,16 @@ async fn inspect<T: Transport>(
         }
     }
     Ok(())
+}
+
+/// The migrations the package brings over the database host's live release; destructive
+/// statements refuse the deploy (nothing touched yet) unless the environment allows them.
+async fn review_migrations<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, out: &mut Outcome) -> Result<()> {
+    let allowed = ctx.inv.allow_destructive_migrations;
+    let review = crate::migrations::deploy_gate(&h.t, &ctx.layout, h.state.current, ctx.config, allowed).await?;
+    let verdict = review.verdict();
+    out.review = Some(review);
+    verdict
 }
 
 /// The commits since the live one, for the summary; a failure is only a warning.
@@ -328,6 +342,7 @@ fn summary<T: Transport>(
         changes: out.changes.0,
         changes_total: out.changes.1,
         migrations: out.migrations,
+        migration_review: out.review,
         steps: ctx.steps.take(),
         checks: out.checks.into_inner(),
         message,
@@ -342,10 +357,21 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Sum
         let markdown = summary.to_markdown();
         let id = summary.failed_release.clone().or(summary.release.clone());
         for h in hosts.iter().filter(|h| h.progress > Progress::Untouched) {
+            let destructive = summary
+                .migration_review
+                .as_ref()
+                .filter(|r| !r.flags.is_empty())
+                .map(|r| {
+                    json!({
+                        "decision": r.decision,
+                        "statements": r.flags.iter().map(crate::migrations::Flag::describe).collect::<Vec<_>>(),
+                    })
+                });
             let fields = json!({
                 "release": id,
                 "previous": h.previous().map(|p| p.id.to_string()),
                 "backup": summary.backup,
+                "destructive_migrations": destructive,
             });
             let line = crate::journal::line(summary, id.as_deref().unwrap_or(""), h.t.name(), fields);
             crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;

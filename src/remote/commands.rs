@@ -113,6 +113,20 @@ pub fn lock_release(l: &Layout, token: &str) -> Script {
         .repeatable()
 }
 
+/// Prints the names of the migrations (directories holding a `migration.sql`) under
+/// `releases/<id>/<dir>`, one a line; nothing when there are none. Reads only.
+pub fn list_migrations(l: &Layout, id: ReleaseId, dir: &str) -> Script {
+    with_dirs("list migrations", l)
+        .var("M", &format!("{}/{dir}", l.release(id)))
+        .line("[ -d \"$M\" ] || exit 0")
+        .line("for f in \"$M\"/*/migration.sql; do")
+        .line("  [ -f \"$f\" ] || continue")
+        .line("  d=${f%/migration.sql}")
+        .line("  printf '%s\\n' \"${d##*/}\"")
+        .line("done")
+        .repeatable()
+}
+
 /// Prints the lock owner (or nothing) and removes the lock: the `unlock` command.
 pub fn lock_force_remove(l: &Layout) -> Script {
     with_dirs("unlock", l)
@@ -515,5 +529,33 @@ mod tests {
         assert_eq!(run("/usr/bin:/bin", &file), want, "with openssl");
         assert_eq!(run(&bare.display().to_string(), &file), want, "sha256sum fallback");
         assert_eq!(run("/usr/bin:/bin", &dir.path().join("missing")), "");
+    }
+
+    #[test]
+    fn list_migrations_prints_only_directories_with_a_migration_sql() {
+        let d = tempfile::tempdir().unwrap();
+        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+        let m = d.path().join("releases/20260118_143000/prisma/migrations");
+        for name in ["1_init", "2 it's odd", "3_empty"] {
+            std::fs::create_dir_all(m.join(name)).unwrap();
+        }
+        std::fs::write(m.join("1_init/migration.sql"), "").unwrap();
+        std::fs::write(m.join("2 it's odd/migration.sql"), "").unwrap();
+        std::fs::write(m.join("migration_lock.toml"), "").unwrap();
+        let l = Layout::new(
+            crate::config::RemotePath::parse("d", d.path().to_str().unwrap()).unwrap(),
+            crate::config::RemotePath::parse("b", "/nonexistent/b").unwrap(),
+        );
+        let run = |dir: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(list_migrations(&l, id, dir).text())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(run("prisma/migrations"), "1_init\n2 it's odd\n");
+        assert_eq!(run("db/none"), "");
     }
 }

@@ -5,8 +5,10 @@
 // published contract; tests put Prism (proxy mode, --errors) in front of it to validate both
 // directions. State is per repository; tests drive it through /_fake/* (not proxied):
 //   PUT  /_fake/repos/:owner/:repo   {branches:{name:[sha,...oldest→newest]}, check_runs:[{name,head_sha,status,conclusion,complete_after}],
-//                                      statuses:[{sha,context,state}], deployments:[{sha,environment,state}], read_only:bool}
-//   GET  /_fake/repos/:owner/:repo   → the state (deployments with statuses, check runs, request log)
+//                                      statuses:[{sha,context,state}], deployments:[{sha,environment,state}], read_only:bool,
+//                                      compares:{"<base>...<head>":{files:[{filename,status}],ahead_by}} (a PR's base and head
+//                                      need not share one branch history)}
+//   GET  /_fake/repos/:owner/:repo   → the state (deployments with statuses, check runs, check_runs_by_head_sha, request log)
 //   POST /_fake/faults               {method, path (substring), status, times, retry_after, after:bool,
 //                                     skip: let this many matching requests through first}
 // Usage: node fake.js <spec.json> <port>
@@ -34,7 +36,7 @@ let nextId = 1000;
 function repo(owner, name) {
   const key = `${owner}/${name}`;
   if (!repos.has(key)) {
-    repos.set(key, { branches: {}, check_runs: [], statuses: [], deployments: [], read_only: false, log: [] });
+    repos.set(key, { branches: {}, check_runs: [], statuses: [], deployments: [], read_only: false, compares: {}, log: [] });
   }
   return repos.get(key);
 }
@@ -95,6 +97,7 @@ function setup(owner, name, body) {
   const r = repo(owner, name);
   r.branches = body.branches || {};
   r.read_only = !!body.read_only;
+  r.compares = body.compares || {};
   r.check_runs = (body.check_runs || []).map((c) => ({ id: nextId++, status: 'completed', conclusion: 'success', polls: 0, ...c }));
   r.statuses = body.statuses || [];
   r.deployments = (body.deployments || []).map((d) => {
@@ -114,7 +117,9 @@ function route(req, res, body) {
   if ((m = p.match(/^\/_fake\/repos\/([^/]+)\/([^/]+)$/))) {
     if (req.method === 'PUT') { setup(m[1], m[2], body || {}); return send(res, 200, { ok: true }); }
     const r = repo(m[1], m[2]);
-    return send(res, 200, { ...r, deployments: r.deployments });
+    const byHead = {};
+    for (const c of r.check_runs) (byHead[c.head_sha] = byHead[c.head_sha] || []).push(c);
+    return send(res, 200, { ...r, deployments: r.deployments, check_runs_by_head_sha: byHead });
   }
   if (p === '/_fake/faults' && req.method === 'POST') { faults.push({ ...body, left: body.times || 1 }); return send(res, 200, { ok: true }); }
 
@@ -151,6 +156,25 @@ function route(req, res, body) {
   }
   if (req.method === 'GET' && (m = rest.match(/^\/compare\/([0-9a-f]+)\.\.\.([0-9a-f]+)$/))) {
     const [base, head] = [m[1], m[2]];
+    const given = r.compares[`${base}...${head}`];
+    if (given) {
+      const c = clone(EX.compare);
+      const tmpl = c.files[0];
+      c.ahead_by = given.ahead_by || 1;
+      c.behind_by = 0;
+      c.status = 'ahead';
+      c.total_commits = c.ahead_by;
+      c.commits = [];
+      c.base_commit.sha = base;
+      c.merge_base_commit.sha = base;
+      c.files = (given.files || []).map((f) => Object.assign(clone(tmpl), {
+        sha: head, filename: f.filename, status: f.status || 'added', patch: undefined,
+        blob_url: `https://github.com/${owner}/${name}/blob/${head}/${f.filename}`,
+        raw_url: `https://github.com/${owner}/${name}/raw/${head}/${f.filename}`,
+        contents_url: `https://api.github.com/repos/${owner}/${name}/contents/${f.filename}?ref=${head}`,
+      }));
+      return reply(200, c);
+    }
     const hist = Object.values(r.branches).find((h) => h.includes(base) && h.includes(head));
     if (!hist) return notFound(res);
     const [i, j] = [hist.indexOf(base), hist.indexOf(head)];
