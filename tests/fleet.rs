@@ -38,135 +38,180 @@ fn assert_untouched(f: &Fleet, before: &[String], by: &str) {
     }
 }
 
-fn migrated(f: &Fleet, i: usize, name: &str) -> bool {
-    f.psql(i, &format!("SELECT count(*) FROM _tj_migrations WHERE name = '{name}'")) == "1"
+/// Whether the shared database recorded migration `name` exactly once.
+fn migrated_once(f: &Fleet, name: &str) -> bool {
+    f.psql(0, &format!("SELECT count(*) FROM _tj_migrations WHERE name = '{name}'")) == "1"
 }
 
-/// Deploy v1 to three hosts; deploy v2 whose migration fails on the last host only (the two
-/// first hosts switched and verified, then switched back); deploy v2 again once the cause is
-/// gone; then `rollback --to latest` puts every host back on v1.
+/// The install hook of these tests: fails on a host whose `shared/FAIL_INSTALL` exists, and
+/// makes the release unhealthy on a host whose `shared/MAKE_UNHEALTHY` exists.
+const HOOKS: &str = r#"install = 'npm ci --omit=dev --no-audit --no-fund --offline && if [ -e "$TJ_DEPLOY_DIR/shared/FAIL_INSTALL" ]; then echo install-fails-on-this-host >&2; exit 1; fi && if [ -e "$TJ_DEPLOY_DIR/shared/MAKE_UNHEALTHY" ]; then touch UNHEALTHY; fi'"#;
+
+fn touch(h: &Host, name: &str) {
+    let p = h.deploy_dir().join("shared").join(name);
+    std::fs::write(&p, "").unwrap();
+    support::sh_ok(&format!("chown deploy: {}", p.display()));
+}
+
+/// The hosts (by index) on which `run` ran `step`.
+fn hosts_named(run: &support::Run, step: &str, f: &Fleet) -> Vec<usize> {
+    let all = run.all();
+    (0..f.hosts.len())
+        .filter(|i| all.contains(&format!("{step} [{}]", f.hosts[*i].spec())))
+        .collect()
+}
+
+/// Three hosts sharing one database, as the Trading Journal runs (issue #15):
+/// 1. v1: the one database dump and the one migration run on the database host only;
+/// 2. v2 whose install fails on the last host: no host ever switches, nothing of the run is
+///    left (no release, no backup), the migration never ran;
+/// 3. v2 again: the dump (taken before the migration) lacks v2's table, the migration ran once;
+/// 4. `rollback --restore-database` restores the database once, then every host serves v1.
 #[test]
-fn a_failure_on_the_last_host_switches_the_whole_fleet_back_and_rollback_acts_on_all() {
-    let f = Fleet::new("fleet", 3);
-    f.write_config(&f.specs(), &format!("confirm_rollback = \"{CONFIRM}\""));
+fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
+    let f = Fleet::shared("fleet", 3);
+    f.write_config(&f.specs(), &format!("confirm_rollback = \"{CONFIRM}\"\n{HOOKS}"));
     let last = f.hosts.len() - 1;
 
-    // 1. v1 everywhere: the same release id on every host, each with its backup, no lock.
-    f.deploy(&sha(1)).expect(0);
-    let r1 = f.hosts[0].releases();
-    assert_eq!(r1.len(), 1);
-    let r1 = r1[0].clone();
+    // 1. v1 everywhere; the database work happened once, on the first host.
+    let run = f.deploy(&sha(1));
+    run.expect(0);
+    assert_eq!(hosts_named(&run, "database backup", &f), [0], "{}", run.all());
+    assert_eq!(hosts_named(&run, "migrate", &f), [0], "{}", run.all());
+    let r1 = f.hosts[0].releases()[0].clone();
     for (i, h) in f.hosts.iter().enumerate() {
         assert_serves(h, 1, "1.0.0");
-        assert_eq!(h.releases(), [r1.as_str()], "{}", h.spec());
         assert_eq!(h.current(), Some(format!("releases/{r1}")), "{}", h.spec());
         assert_eq!(h.backups(), [r1.as_str()], "{}", h.spec());
-        assert!(h.backup_dir().join(&r1).join("manifest.json").is_file());
-        assert!(h.backup_dir().join(&r1).join("db.dump").is_file());
+        assert_eq!(h.backup_dir().join(&r1).join("db.dump").is_file(), i == 0, "{}", h.spec());
         assert!(!h.lock_exists(), "{}", h.spec());
-        assert!(
-            migrated(&f, i, "20260115000000_add_notes"),
-            "{} migrated its own database",
-            h.spec()
-        );
-        assert!(h.pm2_home.join("pm2.pid").is_file(), "{} runs its own PM2", h.spec());
         // health_url is per host ({host}); the reports name the first host's origin instead.
         let log = std::fs::read_to_string(h.deploy_dir().join(".tj-deploy/deployments.md")).unwrap_or_default();
-        assert!(
-            log.contains(&format!("http://{}:3000", f.hosts[0].ip)) && !log.contains("{host}"),
-            "{}: {log}",
-            h.spec()
-        );
+        assert!(log.contains(&format!("http://{}:3000", f.hosts[0].ip)) && !log.contains("{host}"), "{log}");
     }
+    assert!(migrated_once(&f, "20260115000000_add_notes"));
 
-    // 2. v2 adds a migration that fails on the last host only (its database already has `tags`).
+    // 2. v2 brings a migration; install fails on the last host. Every host was prepared
+    //    before any switch, so none switched, and the database was never touched.
     f.set_app("2.0.0");
     let tags = "20260201000000_add_tags";
-    f.add_migration(
-        tags,
-        "CREATE TABLE tags (id SERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);",
-    );
-    f.psql(last, "CREATE TABLE tags (id int); ALTER TABLE tags OWNER TO tj");
+    f.add_migration(tags, "CREATE TABLE tags (id SERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);");
+    touch(&f.hosts[last], "FAIL_INSTALL");
+    let before = f.snapshots();
     let run = f.deploy(&sha(2));
     run.expect(1);
     let error = run.error_line();
-    let bad_host = f.hosts[last].spec();
-    assert!(
-        error.contains(&format!("{bad_host}: migrate")),
-        "the error names the host and step: {error}"
-    );
-    assert!(error.contains("not reverted"), "{error}");
-    let taken_on: Vec<String> = f.hosts.iter().map(|h| h.spec()).collect();
-    assert!(
-        error.contains(&format!("(taken on {})", taken_on.join(", "))),
-        "names the hosts that hold the backup: {error}"
-    );
-    let r2 = f.hosts[0]
-        .releases()
-        .into_iter()
-        .find(|r| *r != r1)
-        .expect("the first host had v2's release");
-    for h in &f.hosts[..last] {
-        assert!(
-            error.contains(&format!("{}: rolled back, release {r1}", h.spec())),
-            "{}: {error}",
-            h.spec()
-        );
-        assert!(
-            run.all().contains(&format!("verify [{}]", h.spec())),
-            "{} switched and verified v2 before the failure",
-            h.spec()
-        );
+    assert!(error.contains(&format!("{}: install", f.hosts[last].spec())), "{error}");
+    assert!(hosts_named(&run, "switch", &f).is_empty(), "no host switched: {}", run.all());
+    assert!(hosts_named(&run, "migrate", &f).is_empty(), "{}", run.all());
+    assert!(!migrated_once(&f, tags), "the migration never ran");
+    let logs = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains(".tj-deploy/deployments") && !l.contains(".tj-deploy/packages"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (h, before) in f.hosts.iter().zip(&before) {
         assert_serves(h, 1, "1.0.0");
-        assert_eq!(h.current(), Some(format!("releases/{r1}")), "{}", h.spec());
-        assert_eq!(h.releases(), [r1.as_str(), r2.as_str()], "{}", h.spec());
-        assert!(h.is_bad(&r2), "{}: v2 marked BAD_RELEASE", h.spec());
-    }
-    let h = &f.hosts[last];
-    assert!(!run.all().contains(&format!("switch [{bad_host}]")), "{}", run.all());
-    assert_serves(h, 1, "1.0.0");
-    assert_eq!(h.current(), Some(format!("releases/{r1}")));
-    assert_eq!(h.releases(), [r1.as_str()], "the unfinished release was removed");
-    for (i, h) in f.hosts.iter().enumerate() {
+        assert_eq!(h.releases(), [r1.as_str()], "{}: the prepared release was removed", h.spec());
+        assert_eq!(h.backups(), [r1.as_str()], "{}: the run's backup was removed", h.spec());
         assert!(!h.lock_exists(), "{}", h.spec());
-        assert_eq!(h.backups(), [r1.as_str(), r2.as_str()], "{}", h.spec());
-        assert_eq!(migrated(&f, i, tags), i != last, "{}", h.spec());
+        assert_eq!(logs(&h.snapshot()), logs(before), "{}: only the log and the package cache changed", h.spec());
     }
 
-    // The cause gone (the stray table dropped), v2 goes through everywhere: no unlock, no
-    // cleanup of releases or backups by hand.
-    f.psql(last, "DROP TABLE tags");
-    f.deploy(&sha(2)).expect(0);
-    let r3 = f.hosts[0].releases().last().unwrap().clone();
-    assert!(r3 > r2);
+    // 3. The cause gone, v2 goes through: one dump, taken before the one migration.
+    std::fs::remove_file(f.hosts[last].deploy_dir().join("shared/FAIL_INSTALL")).unwrap();
+    let run = f.deploy(&sha(2));
+    run.expect(0);
+    assert_eq!(hosts_named(&run, "migrate", &f), [0], "{}", run.all());
+    let r2 = f.hosts[0].releases().last().unwrap().clone();
+    let dump = f.hosts[0].backup_dir().join(&r2).join("db.dump");
+    let listing = support::sh_ok(&format!("pg_restore -l {}", dump.display()));
+    assert!(
+        listing.contains("_tj_migrations") && !listing.contains("TABLE public tags"),
+        "{listing}"
+    );
+    assert!(migrated_once(&f, tags));
     for (i, h) in f.hosts.iter().enumerate() {
         assert_serves(h, 2, "2.0.0");
-        assert_eq!(h.current(), Some(format!("releases/{r3}")), "{}", h.spec());
-        assert!(migrated(&f, i, tags), "{}", h.spec());
-        assert!(!h.lock_exists(), "{}", h.spec());
+        assert_eq!(h.backup_dir().join(&r2).join("db.dump").is_file(), i == 0, "{}", h.spec());
     }
+    let trades = |f: &Fleet| f.psql(0, "SELECT count(*) FROM trades");
+    let before_v2 = trades(&f);
+    f.psql(0, "INSERT INTO trades (symbol, side, qty, price) VALUES ('AFTER', 'buy', 1, 1)");
+    assert_ne!(trades(&f), before_v2);
 
-    // 4. rollback --to latest: the environment asks for a confirmation, then every host is
-    // back on v1 (the newest backup, taken by the v2 deploy, holds it).
-    let refused = f.run(&["rollback", "-e", "staging", "--to", "latest"]);
-    refused.expect(3);
-    assert!(refused.error_line().contains(CONFIRM), "{}", refused.error_line());
-    let run = f.run(&["rollback", "-e", "staging", "--to", "latest", "--confirm", CONFIRM]);
+    // 4. Rollback with the database: restored once, before any switch; every host on v1.
+    let run = f.run(&[
+        "rollback",
+        "-e",
+        "staging",
+        "--to",
+        "latest",
+        "--restore-database",
+        "--confirm",
+        CONFIRM,
+    ]);
     run.expect(0);
+    assert_eq!(hosts_named(&run, "restore database", &f), [0], "{}", run.all());
+    let all = run.all();
+    let restored = all.find("restore database [").unwrap();
+    assert!(
+        all.find("switch [").is_some_and(|s| s > restored),
+        "the database comes before any switch"
+    );
+    assert_eq!(trades(&f), before_v2, "the row written after v2 is gone: the database was restored");
+    assert!(!migrated_once(&f, tags), "the restored bookkeeping predates v2's migration");
     for h in &f.hosts {
         assert_serves(h, 1, "1.0.0");
-        assert_eq!(h.current(), Some(format!("releases/{r1}")), "{}", h.spec());
-        assert!(h.is_bad(&r3), "{}: the release left is marked BAD_RELEASE", h.spec());
+        assert!(h.is_bad(&r2), "{}: the release left is marked BAD_RELEASE", h.spec());
         assert!(!h.lock_exists(), "{}", h.spec());
         let safety = h.backups().last().unwrap().clone();
-        assert!(safety > r3, "{}: a safety backup", h.spec());
+        assert!(safety > r2, "{}: a safety backup", h.spec());
         let m: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(h.backup_dir().join(&safety).join("manifest.json")).unwrap())
                 .unwrap();
         assert_eq!(
             (m["kind"].as_str(), m["release"].as_str()),
-            (Some("safety"), Some(r3.as_str()))
+            (Some("safety"), Some(r2.as_str()))
         );
+    }
+}
+
+/// Four hosts activated one at a time (`parallel = 1`): the third fails its verification, so
+/// the two switched before it and itself go back to v1, the fourth never switches, and the
+/// message says what each host is live on.
+#[test]
+fn a_failed_verify_on_host_3_of_4_switches_the_switched_ones_back() {
+    let f = Fleet::shared("fleetv", 4);
+    f.write_config(&f.specs(), &format!("health_timeout = \"4s\"\n{HOOKS}"));
+    f.deploy(&sha(1)).expect(0);
+    let r1 = f.hosts[0].releases()[0].clone();
+    f.set_app("2.0.0");
+    touch(&f.hosts[2], "MAKE_UNHEALTHY");
+    let run = f.deploy(&sha(2));
+    run.expect(1);
+    let error = run.error_line();
+    assert_eq!(hosts_named(&run, "switch", &f), [0, 1, 2], "{}", run.all());
+    let r2 = f.hosts[0].releases().last().unwrap().clone();
+    assert!(r2 > r1);
+    for h in &f.hosts[..3] {
+        assert!(error.contains(&format!("{}: rolled back, release {r1}", h.spec())), "{error}");
+        assert!(h.is_bad(&r2), "{}", h.spec());
+    }
+    let fourth = f.hosts[3].spec();
+    assert!(
+        error.contains(&format!("{fourth}: unfinished release {r2} removed, still on {r1}")),
+        "{error}"
+    );
+    assert!(
+        error.contains("not reverted") && error.contains(&format!("backup {r2} on {}", f.hosts[0].spec())),
+        "{error}"
+    );
+    for h in &f.hosts {
+        assert_serves(h, 1, "1.0.0");
+        assert_eq!(h.current(), Some(format!("releases/{r1}")), "{}", h.spec());
+        assert!(!h.lock_exists(), "{}", h.spec());
     }
 }
 

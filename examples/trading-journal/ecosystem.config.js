@@ -17,7 +17,8 @@ module.exports = {
       script: 'server.js',
       cwd: current,
       exec_mode: 'cluster',
-      instances: 2,
+      // Fleet tests run several hosts on two cores: TJ_INSTANCES=1 there.
+      instances: Number(process.env.TJ_INSTANCES) || 2,
       wait_ready: true,
       listen_timeout: 10000,
       kill_timeout: 5000,

@@ -271,8 +271,18 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// `n` hosts serving nothing yet; the build dir holds the sample app at 1.0.0.
+    /// `n` hosts serving nothing yet, each with its own database; the build dir holds the
+    /// sample app at 1.0.0.
     pub fn new(name: &str, n: usize) -> Self {
+        Self::build(name, n, false)
+    }
+
+    /// `n` hosts sharing one database, as the Trading Journal's app servers do.
+    pub fn shared(name: &str, n: usize) -> Self {
+        Self::build(name, n, true)
+    }
+
+    fn build(name: &str, n: usize, shared_database: bool) -> Self {
         require_tools();
         sshd_prerequisites();
         let pm2 = pm2_bin();
@@ -301,7 +311,7 @@ impl Fleet {
             let ip = format!("10.213.{}.{}", bridge.net, i + 2);
             let dir = root.join(format!("h{i}"));
             let pm2_home = root.join(format!("h{i}-pm2"));
-            let db = format!("tj_h{i}");
+            let db = if shared_database { "tj_shared".to_string() } else { format!("tj_h{i}") };
             let veth = format!("tjv{tag}{i}");
             sh_ok(&format!("ip netns add {ns}"));
             let host = Host {
@@ -321,7 +331,9 @@ impl Fleet {
                  ip -n {ns} addr add {ip}/24 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up",
                 b = bridge.name
             ));
-            pg.psql("postgres", &format!("CREATE DATABASE {db} OWNER tj"));
+            if i == 0 || !shared_database {
+                pg.psql("postgres", &format!("CREATE DATABASE {db} OWNER tj"));
+            }
             let host_deploy = dir.join("srv/app");
             std::fs::create_dir_all(host_deploy.join("shared")).unwrap();
             std::fs::create_dir_all(dir.join("backups/app")).unwrap();
@@ -349,6 +361,7 @@ impl Fleet {
                     ("PM2_HOME", pm2_home.display().to_string()),
                     ("PATH", format!("{tools}:/usr/local/bin:/usr/bin:/bin")),
                     ("TJ_APP_NAME", app_name.clone()),
+                    ("TJ_INSTANCES", "1".to_string()),
                 ],
                 &key.with_extension("pub"),
             );
