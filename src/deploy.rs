@@ -195,6 +195,8 @@ impl Run<'_> {
         let mut migrated = false;
         let mut migrations: Vec<String> = Vec::new();
         let mut changes = (Vec::new(), 0);
+        // Said once in the summary: readable shared files, backups made private, copies.
+        let mut warnings: Vec<String> = Vec::new();
 
         let result: Result<()> = async {
             for h in hosts.iter_mut() {
@@ -250,11 +252,14 @@ impl Run<'_> {
                     live,
                     database: self.config.env.database_backup,
                     deploying: Some(self.sha.to_string()),
+                    linked_files: &self.config.env.linked_files,
                 };
                 let detail = l.backup(id);
-                self.steps
+                let taken = self
+                    .steps
                     .run(&name, "backup", &detail, backup::take(&h.t, &l, &req))
                     .await?;
+                warnings.extend(taken.warnings);
                 backup_id = Some(id);
                 backed_up.push(name.clone());
 
@@ -422,6 +427,9 @@ impl Run<'_> {
             }
         };
 
+        if !warnings.is_empty() {
+            message.push_str(&format!(" Warnings: {}", warnings.join(" · ")));
+        }
         let previous = hosts.first().and_then(|h| h.previous()).map(|p| p.id.to_string());
         let summary = Summary {
             command: "deploy".into(),

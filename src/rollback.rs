@@ -395,6 +395,7 @@ async fn run(
                 live: current.clone(),
                 database: inv.restore_database,
                 deploying: target.commit.clone(),
+                linked_files: &config.env.linked_files,
             };
             steps.run(&name, "safety backup", &l.backup(safety), backup::take(h.t, &l, &req)).await?;
 
@@ -407,16 +408,18 @@ async fn run(
                     let script = commands::remove(&l, &[target.release], &[]);
                     h.t.run(&script, Mode::Capture).await?.check(&format!("{name}: remove unfinished release"))?;
                 }
-                let sha = target.manifest.file("app.tar.gz").map(|f| f.sha256.clone()).ok_or_else(|| {
-                    Error::failed(format!("{name}: backup {} has no app.tar.gz to restore", target.backup))
-                })?;
-                let script = commands::restore_release(&l, target.backup, target.release, &sha);
-                let what = format!("{name}: restore release {} from backup {}", target.release, target.backup);
-                steps
-                    .run(&name, "restore", &l.release(target.release), async {
-                        h.t.run(&script, Mode::Capture).await?.check(&what)
-                    })
-                    .await?;
+                let lf = &config.env.linked_files;
+                let restore = backup::restore_release(h.t, &l, target.backup, &target.manifest, target.release, lf);
+                let install = steps.run(&name, "restore", &l.release(target.release), restore).await?;
+                // A package or a tree without node_modules: its dependencies come back as a
+                // deploy installs them (the dependency step may reuse them instead).
+                if let (true, Some(cmd)) = (install, &config.env.install) {
+                    let rev = target.commit.clone().unwrap_or_default();
+                    let env = HookEnv { environment: &env_name, release: target.release, revision: &rev };
+                    let script = commands::hook(&l, "install", cmd, &env);
+                    let what = format!("{name}: install ({cmd})");
+                    steps.run(&name, "install", cmd, async { h.t.run(&script, Mode::Stream).await?.check(&what) }).await?;
+                }
             }
 
             let script = commands::switch(&l, target.release, None);
@@ -437,20 +440,12 @@ async fn run(
             }
 
             if inv.restore_database {
-                let db = target.manifest.file("db.dump").map(|f| f.sha256.clone()).ok_or_else(|| {
-                    Error::failed(format!("{name}: backup {} has no db.dump to restore", target.backup))
-                })?;
                 ui::warn(&format!(
                     "{name}: restoring the database from backup {} (taken {}): data written since then will be lost",
                     target.backup, target.manifest.created_at
                 ));
-                let script = commands::restore_database(&l, target.backup, &db);
-                let what = format!("{name}: restore database from backup {}", target.backup);
-                steps
-                    .run(&name, "restore database", &l.backup(target.backup), async {
-                        h.t.run(&script, Mode::Stream).await?.check(&what)
-                    })
-                    .await?;
+                let restore = backup::restore_database(h.t, &l, target.backup, &target.manifest);
+                steps.run(&name, "restore database", &l.backup(target.backup), restore).await?;
             }
 
             let revision = target.commit.clone().unwrap_or_default();
@@ -578,6 +573,7 @@ mod tests {
             commit: Some(commit.into()),
             deploying: None,
             files: vec![],
+            ..Manifest::default()
         }
     }
 
