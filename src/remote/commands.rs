@@ -648,4 +648,78 @@ mod tests {
         assert_eq!(run(&bare.display().to_string(), &file), want, "sha256sum fallback");
         assert_eq!(run("/usr/bin:/bin", &dir.path().join("missing")), "");
     }
+
+    /// The password reaches the script on stdin only: not in its text, not in any process's
+    /// command line or environment, and the .pgpass is private.
+    #[tokio::test]
+    async fn the_password_travels_on_stdin_only() {
+        use crate::remote::{Mode, Transport, local::LocalTransport};
+        let conn = crate::pgconn::PgConn::parse("postgresql://u:s%3Acr3t-xyz@h/db?schema=public").unwrap();
+        let s = Script::new("t")
+            .line("umask 077")
+            .line("W=$(mktemp -d)")
+            .line("trap 'rm -rf \"$W\"' EXIT");
+        let s = pgpass(s, &conn)
+            .unwrap()
+            .line("stat -c 'mode %a' \"$PGPASSFILE\"; cat \"$PGPASSFILE\"; printf 'conn %s\\n' \"$CONN\"")
+            .line("for p in /proc/[0-9]*; do { tr '\\0' ' ' < $p/cmdline; tr '\\0' ' ' < $p/environ; } 2>/dev/null || true; echo; done > \"$W/procs\"")
+            .line("printf 'visible %s\\n' \"$(grep -c 'cr3[t]-xyz' \"$W/procs\" || true)\"");
+        assert!(!s.text().contains("cr3t-xyz"));
+        assert!(!format!("{s:?}").contains("cr3t-xyz"));
+        let out = LocalTransport::new("local").run(&s, Mode::Capture).await.unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(
+            out.stdout.contains("mode 600\n*:*:*:*:s\\:cr3t-xyz\n"),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("conn dbname='db' host='h'") || out.stdout.contains("conn user='u'"));
+        assert!(out.stdout.contains("visible 0\n"), "{}", out.stdout);
+    }
+
+    #[test]
+    fn lock_and_backup_dirs_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app");
+        let b = dir.path().join("backups");
+        let l = Layout::new(
+            RemotePath::parse("d", d.to_str().unwrap()).unwrap(),
+            RemotePath::parse("b", b.to_str().unwrap()).unwrap(),
+        );
+        let run = |s: &Script| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", s.text()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        std::fs::create_dir_all(d.join(".tj-deploy")).unwrap();
+        std::fs::create_dir_all(b.join("20200101_000000")).unwrap();
+        std::fs::write(b.join("20200101_000000/db.dump"), "x").unwrap();
+        std::fs::create_dir_all(b.join("not-ours")).unwrap();
+        run(&Script::new("t")
+            .line(&format!("chmod 777 {}", quote(&l.meta())))
+            .line(&format!(
+                "chmod 755 {b}/20200101_000000 {b}/not-ours {b}; chmod 644 {b}/20200101_000000/db.dump",
+                b = quote(l.backup_dir.as_str())
+            )));
+        assert_eq!(run(&lock_acquire(&l, "{}")).trim(), "acquired");
+        let mode = |p: &std::path::Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&d.join(".tj-deploy")), 0o755);
+        assert_eq!(mode(&d.join(".tj-deploy/lock")), 0o700);
+        assert_eq!(mode(&d.join(".tj-deploy/lock/owner.json")), 0o600);
+        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+        let out = run(&backup_app(&l, id, None, &[]));
+        assert!(out.contains("tightened 1 1"), "{out}");
+        assert_eq!(mode(&b), 0o700);
+        assert_eq!(mode(&b.join("20200101_000000")), 0o700);
+        assert_eq!(mode(&b.join("20200101_000000/db.dump")), 0o600);
+        assert_eq!(mode(&b.join("not-ours")), 0o755, "only our id-named backups");
+        assert_eq!(mode(&b.join(".20260118_143000.partial")), 0o700);
+        assert!(run(&backup_app(&l, id.next(), None, &[])).contains("tightened 0 0"));
+    }
 }
