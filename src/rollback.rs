@@ -418,7 +418,12 @@ async fn run(
                     let env = HookEnv { environment: &env_name, release: target.release, revision: &rev };
                     let script = commands::hook(&l, "install", cmd, &env);
                     let what = format!("{name}: install ({cmd})");
-                    steps.run(&name, "install", cmd, async { h.t.run(&script, Mode::Stream).await?.check(&what) }).await?;
+                    let installed = steps.run(&name, "install", cmd, async { h.t.run(&script, Mode::Stream).await?.check(&what) }).await;
+                    if installed.is_err() {
+                        // Never leave a complete-looking release without its dependencies.
+                        let _ = h.t.run(&commands::remove(&l, &[target.release], &[]), Mode::Capture).await;
+                    }
+                    installed?;
                 }
             }
 

@@ -282,7 +282,19 @@ fn foreign_release_is_backed_up_without_node_modules_and_restored_by_install() {
     sb.set_app("3.0.0", false);
     let run = sb.deploy(&sha(3));
     run.expect(0);
-    println!("backup of a package-made release: {}", step_line(&run, "backup"));
+    println!(
+        "backup of a package-made release, with pg_dump: {}",
+        step_line(&run, "backup")
+    );
+    sb.write_config("database_backup = false");
+    sb.set_app("4.0.0", false);
+    let run = sb.deploy(&sha(4));
+    run.expect(0);
+    println!(
+        "backup of a package-made release, app part only: {}",
+        step_line(&run, "backup")
+    );
+    sb.write_config("");
 
     std::fs::remove_dir_all(&live).unwrap();
     let run = rollback(&sb, &["--to", &b2]);
