@@ -219,6 +219,20 @@ fn prisma_url_hostile_password_private_package_backups_and_restore() {
         assert!(!Path::new(words[1]).exists(), "{} removed after the step", words[1]);
     }
 
+    // The same URL single-quoted after `export`, spaces around `=`: the next backup dumps too.
+    std::fs::write(
+        sb.deploy_dir.join("shared/.env"),
+        format!(
+            "PORT={}\nexport DATABASE_URL = '{url}'\nAFTER=\"x\" # trailing\n",
+            sb.app_port
+        ),
+    )
+    .unwrap();
+    sb.set_app("3.0.0", false);
+    sb.deploy(&sha(3)).expect(0);
+    let b3 = sb.releases().last().unwrap().clone();
+    assert!(sb.backup_dir.join(&b3).join("db.dump").is_file());
+
     // #20: nothing under backup_dir for group or others, and another account cannot read a dump.
     assert_eq!(open_paths(&sb.backup_dir), "", "paths readable by others");
     let dump = sb.backup_dir.join(&b2).join("db.dump");
