@@ -300,7 +300,7 @@ pub async fn take_database<T: Transport>(t: &T, l: &Layout, id: ReleaseId, envir
     let what = format!("{}: database backup", t.name());
     let conn = database_conn(t, l, "database_backup is on but").await?;
     let script = commands::backup_database(l, id, &conn)?;
-    let out = t.run(&script, Mode::Stream).await?.check(&what)?;
+    let out = t.run(&script, Mode::Capture).await?.check(&what)?;
     let created = out.stdout.lines().any(|l| l == "created");
     let dump = out
         .stdout

@@ -62,6 +62,24 @@ fn wrap_pg_tool(sb: &Sandbox, tool: &str, log: &Path) {
     ));
 }
 
+/// The harness's cluster trusts every local connection; make role `tj` prove its password
+/// (scram-sha-256) so a test shows the password really reached libpq.
+fn require_password(pg: &support::Postgres) {
+    let hba = pg.dir.join("data/pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all tj 127.0.0.1/32 scram-sha-256\n{text}")).unwrap();
+    sh_ok(&format!(
+        "runuser -u postgres -- {} -D {}/data reload >/dev/null",
+        support::pg_bin("pg_ctl").display(),
+        pg.dir.display()
+    ));
+    let refused = sh(&format!(
+        "PGPASSWORD=wrong psql -X -h 127.0.0.1 -p {} -U tj -d tj -c 'SELECT 1'",
+        pg.port
+    ));
+    assert!(!refused.status.success(), "the cluster must check passwords now");
+}
+
 /// Every path under `dir` (and `dir`) with a group or other permission bit.
 fn open_paths(dir: &Path) -> String {
     sh_ok(&format!("find {} -perm /077 -printf '%m %p\\n'", dir.display()))
@@ -74,6 +92,7 @@ fn prisma_url_hostile_password_private_package_backups_and_restore() {
         "postgres",
         &format!("ALTER ROLE tj PASSWORD '{}'", HOSTILE_PASSWORD.replace('\'', "''")),
     );
+    require_password(&sb.pg);
     let encoded = percent_encode(HOSTILE_PASSWORD);
     let url = format!(
         "postgresql://tj:{encoded}@127.0.0.1:{}/tj?schema=public&connection_limit=5",
@@ -316,4 +335,58 @@ fn foreign_release_is_backed_up_without_node_modules_and_restored_by_install() {
     assert!(run.stdout.contains("install"), "{}", run.stdout);
     assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
     assert_eq!(open_paths(&sb.backup_dir), "", "paths readable by others");
+}
+
+/// The lead's phased pipeline dumps the database on one host only, possibly one that took no
+/// app backup: `take_database` then makes the backup itself, private, with a manifest; a second
+/// dump replaces the first in the manifest (rewritten atomically).
+#[tokio::test]
+async fn take_database_alone_creates_a_private_backup_and_rewrites_its_manifest() {
+    use tj_deploy::backup;
+    use tj_deploy::config::{ReleaseId, RemotePath};
+    use tj_deploy::remote::layout::Layout;
+    use tj_deploy::remote::local::LocalTransport;
+
+    let root = tempfile::tempdir().unwrap();
+    sh_ok(&format!("chmod 755 {}", root.path().display()));
+    let pg = support::Postgres::start(root.path());
+    require_password(&pg);
+    let d = root.path().join("app");
+    std::fs::create_dir_all(d.join("shared")).unwrap();
+    let url = format!(
+        "postgresql://tj:{}@127.0.0.1:{}/tj?schema=public&connection_limit=5",
+        support::PG_PASSWORD,
+        pg.port
+    );
+    std::fs::write(d.join("shared/.env"), format!("DATABASE_URL={url}\n")).unwrap();
+    let l = Layout::new(
+        RemotePath::parse("deploy_dir", d.to_str().unwrap()).unwrap(),
+        RemotePath::parse("backup_dir", root.path().join("backups").to_str().unwrap()).unwrap(),
+    );
+    let t = LocalTransport::new("local");
+    let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+    let m = backup::take_database(&t, &l, id, "staging").await.expect("dump");
+    assert_eq!(m.kind, "pre-deploy");
+    assert_eq!(m.release, None);
+    assert_eq!(m.files.len(), 1);
+    let dir = root.path().join("backups/20260118_143000");
+    let listed = backup::manifests(&t, &l).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1.files[0].name, "db.dump");
+    let again = backup::take_database(&t, &l, id, "staging").await.expect("second dump");
+    assert_eq!(again.files.len(), 1, "one db.dump entry");
+    assert_eq!(open_paths(&root.path().join("backups")), "");
+    assert!(!dir.join(".manifest.json.tmp").exists());
+
+    // A wrong password fails with pg_dump's words and leaves nothing behind.
+    std::fs::write(
+        d.join("shared/.env"),
+        format!("DATABASE_URL={}\n", url.replace(support::PG_PASSWORD, "nope")),
+    )
+    .unwrap();
+    let other = ReleaseId::parse("id", "20260118_143001").unwrap();
+    let err = backup::take_database(&t, &l, other, "staging").await.unwrap_err();
+    assert!(err.message.contains("pg_dump"), "{}", err.message);
+    assert!(!err.message.contains("nope"), "{}", err.message);
+    assert!(!root.path().join("backups/20260118_143001").exists());
 }
