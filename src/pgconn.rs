@@ -184,6 +184,10 @@ impl PgConn {
                 _ => dropped_unknown.push(k),
             }
         }
+        if password.is_some() {
+            // Our PGPASSFILE carries the URL's password; a `passfile` keyword would replace it.
+            params.retain(|(k, _)| k != "passfile");
+        }
         Ok(PgConn {
             params,
             password,
@@ -273,6 +277,14 @@ mod tests {
         assert_eq!(c.get("application_name"), Some("a&b"));
         assert_eq!(c.get("connect_timeout"), Some("10"));
         assert_eq!(c.get("pgbouncer"), None);
+        let with_pw = PgConn::parse("postgresql://u:pw@h/db?passfile=/x").unwrap();
+        assert_eq!(with_pw.get("passfile"), None);
+        assert_eq!(
+            PgConn::parse("postgresql://u@h/db?passfile=/x")
+                .unwrap()
+                .get("passfile"),
+            Some("/x")
+        );
         assert_eq!(c.dropped_unknown, vec!["frobnicate"]);
         assert_eq!(c.password(), None);
         assert_eq!(c.pgpass_line().unwrap(), "");
