@@ -101,7 +101,7 @@ fn deploy_lifecycle_v1_v2_under_load_then_broken_v3_rolls_back() {
     assert_eq!(releases.len(), 2);
     let r2 = releases[1].clone();
     let b2 = sb.backup_dir.join(&r2);
-    assert!(b2.join("app.tar.gz").is_file(), "v1 release saved in v2's backup");
+    assert!(b2.join("package.tar.gz").is_file(), "v1's package saved in v2's backup");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(b2.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["release"], r1.as_str());

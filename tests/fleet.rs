@@ -83,11 +83,19 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
         assert_serves(h, 1, "1.0.0");
         assert_eq!(h.current(), Some(format!("releases/{r1}")), "{}", h.spec());
         assert_eq!(h.backups(), [r1.as_str()], "{}", h.spec());
-        assert_eq!(h.backup_dir().join(&r1).join("db.dump").is_file(), i == 0, "{}", h.spec());
+        assert_eq!(
+            h.backup_dir().join(&r1).join("db.dump").is_file(),
+            i == 0,
+            "{}",
+            h.spec()
+        );
         assert!(!h.lock_exists(), "{}", h.spec());
         // health_url is per host ({host}); the reports name the first host's origin instead.
         let log = std::fs::read_to_string(h.deploy_dir().join(".tj-deploy/deployments.md")).unwrap_or_default();
-        assert!(log.contains(&format!("http://{}:3000", f.hosts[0].ip)) && !log.contains("{host}"), "{log}");
+        assert!(
+            log.contains(&format!("http://{}:3000", f.hosts[0].ip)) && !log.contains("{host}"),
+            "{log}"
+        );
     }
     assert!(migrated_once(&f, "20260115000000_add_notes"));
 
@@ -95,14 +103,21 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
     //    before any switch, so none switched, and the database was never touched.
     f.set_app("2.0.0");
     let tags = "20260201000000_add_tags";
-    f.add_migration(tags, "CREATE TABLE tags (id SERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);");
+    f.add_migration(
+        tags,
+        "CREATE TABLE tags (id SERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);",
+    );
     touch(&f.hosts[last], "FAIL_INSTALL");
     let before = f.snapshots();
     let run = f.deploy(&sha(2));
     run.expect(1);
     let error = run.error_line();
     assert!(error.contains(&format!("{}: install", f.hosts[last].spec())), "{error}");
-    assert!(hosts_named(&run, "switch", &f).is_empty(), "no host switched: {}", run.all());
+    assert!(
+        hosts_named(&run, "switch", &f).is_empty(),
+        "no host switched: {}",
+        run.all()
+    );
     assert!(hosts_named(&run, "migrate", &f).is_empty(), "{}", run.all());
     assert!(!migrated_once(&f, tags), "the migration never ran");
     let logs = |s: &str| {
@@ -113,10 +128,20 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
     };
     for (h, before) in f.hosts.iter().zip(&before) {
         assert_serves(h, 1, "1.0.0");
-        assert_eq!(h.releases(), [r1.as_str()], "{}: the prepared release was removed", h.spec());
+        assert_eq!(
+            h.releases(),
+            [r1.as_str()],
+            "{}: the prepared release was removed",
+            h.spec()
+        );
         assert_eq!(h.backups(), [r1.as_str()], "{}: the run's backup was removed", h.spec());
         assert!(!h.lock_exists(), "{}", h.spec());
-        assert_eq!(logs(&h.snapshot()), logs(before), "{}: only the log and the package cache changed", h.spec());
+        assert_eq!(
+            logs(&h.snapshot()),
+            logs(before),
+            "{}: only the log and the package cache changed",
+            h.spec()
+        );
     }
 
     // 3. The cause gone, v2 goes through: one dump, taken before the one migration.
@@ -134,11 +159,19 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
     assert!(migrated_once(&f, tags));
     for (i, h) in f.hosts.iter().enumerate() {
         assert_serves(h, 2, "2.0.0");
-        assert_eq!(h.backup_dir().join(&r2).join("db.dump").is_file(), i == 0, "{}", h.spec());
+        assert_eq!(
+            h.backup_dir().join(&r2).join("db.dump").is_file(),
+            i == 0,
+            "{}",
+            h.spec()
+        );
     }
     let trades = |f: &Fleet| f.psql(0, "SELECT count(*) FROM trades");
     let before_v2 = trades(&f);
-    f.psql(0, "INSERT INTO trades (symbol, side, qty, price) VALUES ('AFTER', 'buy', 1, 1)");
+    f.psql(
+        0,
+        "INSERT INTO trades (symbol, side, qty, price) VALUES ('AFTER', 'buy', 1, 1)",
+    );
     assert_ne!(trades(&f), before_v2);
 
     // 4. Rollback with the database: restored once, before any switch; every host on v1.
@@ -160,8 +193,15 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
         all.find("switch [").is_some_and(|s| s > restored),
         "the database comes before any switch"
     );
-    assert_eq!(trades(&f), before_v2, "the row written after v2 is gone: the database was restored");
-    assert!(!migrated_once(&f, tags), "the restored bookkeeping predates v2's migration");
+    assert_eq!(
+        trades(&f),
+        before_v2,
+        "the row written after v2 is gone: the database was restored"
+    );
+    assert!(
+        !migrated_once(&f, tags),
+        "the restored bookkeeping predates v2's migration"
+    );
     for h in &f.hosts {
         assert_serves(h, 1, "1.0.0");
         assert!(h.is_bad(&r2), "{}: the release left is marked BAD_RELEASE", h.spec());
@@ -196,7 +236,10 @@ fn a_failed_verify_on_host_3_of_4_switches_the_switched_ones_back() {
     let r2 = f.hosts[0].releases().last().unwrap().clone();
     assert!(r2 > r1);
     for h in &f.hosts[..3] {
-        assert!(error.contains(&format!("{}: rolled back, release {r1}", h.spec())), "{error}");
+        assert!(
+            error.contains(&format!("{}: rolled back, release {r1}", h.spec())),
+            "{error}"
+        );
         assert!(h.is_bad(&r2), "{}", h.spec());
     }
     let fourth = f.hosts[3].spec();

@@ -45,6 +45,8 @@ struct Outcome {
     changes: (Vec<Change>, usize),
     /// The migrations this deploy brings, and the destructive-migrations gate's decision.
     review: Option<crate::migrations::Review>,
+    /// Said once in the summary: readable shared files, backups made private, copies.
+    warnings: RefCell<Vec<String>>,
 }
 
 /// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
@@ -74,6 +76,7 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
         checks: RefCell::new(Vec::new()),
         changes: (Vec::new(), 0),
         review: None,
+        warnings: RefCell::new(Vec::new()),
     };
     let result = phases(ctx, &d, &mut hosts, &mut out).await;
     let (status, message, error) = conclude(ctx, &mut hosts, &out, result).await;
@@ -94,8 +97,8 @@ async fn phases<T: Transport>(
     review_migrations(ctx, &hosts[db], out).await?;
     changes(d, hosts, out).await;
     let parallel = ctx.config.env.parallel;
-    let id = out.id;
-    each_host(hosts, parallel, |h| prepare(ctx, d, h, id)).await?;
+    let (id, warnings) = (out.id, &out.warnings);
+    each_host(hosts, parallel, |h| prepare(ctx, d, h, id, warnings)).await?;
     database(ctx, d, &hosts[db], out).await?;
     let checks = &out.checks;
     in_batches(hosts, parallel, |h| async move {
@@ -158,7 +161,13 @@ async fn changes<T: Transport>(d: &Deploy<'_>, hosts: &[HostRun<T>], out: &mut O
 }
 
 /// Everything users do not see yet, on one host: the planned prepare steps in order.
-async fn prepare<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &mut HostRun<T>, id: ReleaseId) -> Result<()> {
+async fn prepare<T: Transport>(
+    ctx: &Ctx<'_>,
+    d: &Deploy<'_>,
+    h: &mut HostRun<T>,
+    id: ReleaseId,
+    warnings: &RefCell<Vec<String>>,
+) -> Result<()> {
     let (name, l, env) = (h.name(), &ctx.layout, &ctx.config.env);
     // From here on the host may hold this run's backup and release: undo takes them back.
     h.progress = Progress::Prepared;
@@ -173,10 +182,13 @@ async fn prepare<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &mut HostRun<T>
                     live: h.previous().map(|p| (p.id, p.revision.clone())),
                     database: false,
                     deploying: Some(d.sha.to_string()),
+                    linked_files: &env.linked_files,
                 };
-                ctx.steps
+                let taken = ctx
+                    .steps
                     .run(&name, label, &l.backup(id), backup::take_app(&h.t, l, &req))
                     .await?;
+                warnings.borrow_mut().extend(taken.warnings);
             }
             StepKind::Upload if h.state.package_present => ctx.steps.skipped(&name, label, "already on the host"),
             StepKind::Upload => upload(ctx, d.package, h).await?,
@@ -247,7 +259,7 @@ async fn database<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &HostRun<T>, o
         match step.kind {
             StepKind::DatabaseBackup => {
                 let detail = format!("{}/db.dump", ctx.layout.backup(out.id));
-                let dump = backup::take_database(&h.t, &ctx.layout, out.id);
+                let dump = backup::take_database(&h.t, &ctx.layout, out.id, ctx.env_name());
                 ctx.steps.run(&name, label, &detail, dump).await?;
                 out.database_backup = Some(name.clone());
             }
@@ -328,6 +340,11 @@ fn summary<T: Transport>(
         _ => previous.clone(),
     };
     let p = d.package;
+    let mut message = message;
+    let warnings = out.warnings.take();
+    if !warnings.is_empty() {
+        message.push_str(&format!(" Warnings: {}", warnings.join(" · ")));
+    }
     Summary {
         status,
         release,

@@ -17,6 +17,7 @@ use crate::health::CheckResult;
 use crate::pipeline::activate::{Why, activate};
 use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, undo, unlock_all};
 use crate::plan::{Phase, Plan, StepKind};
+use crate::remote::commands::HookEnv;
 use crate::remote::{Mode, Transport, commands};
 use crate::report::{Status, Summary};
 use crate::state::HostState;
@@ -246,6 +247,7 @@ async fn prepare<T: Transport>(
                     live: h.previous().map(|p| (p.id, p.revision.clone())),
                     database: false,
                     deploying: target.commit.clone(),
+                    linked_files: &ctx.config.env.linked_files,
                 };
                 ctx.steps
                     .run(&name, label, &l.backup(safety), backup::take_app(&h.t, l, &req))
@@ -277,21 +279,32 @@ async fn restore_release<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, target: &T
         let script = commands::remove(l, &[target.release], &[]);
         h.exec(&script, Mode::Capture, "remove unfinished release").await?;
     }
-    let sha = target
-        .manifest
-        .file("app.tar.gz")
-        .map(|f| f.sha256.clone())
-        .ok_or_else(|| Error::failed(format!("{name}: backup {} has no app.tar.gz to restore", target.backup)))?;
-    let script = commands::restore_release(l, target.backup, target.release, &sha);
-    let what = format!("restore release {} from backup {}", target.release, target.backup);
-    ctx.steps
-        .run(
-            &name,
-            label,
-            &l.release(target.release),
-            h.exec(&script, Mode::Capture, &what),
-        )
-        .await?;
+    let lf = &ctx.config.env.linked_files;
+    let restore = backup::restore_release(&h.t, l, target.backup, &target.manifest, target.release, lf);
+    let install = ctx.steps.run(&name, label, &l.release(target.release), restore).await?;
+    // A package or a tree without node_modules: its dependencies come back as a deploy
+    // installs them.
+    if let (true, Some(cmd)) = (install, &ctx.config.env.install) {
+        let rev = target.commit.clone().unwrap_or_default();
+        let env = HookEnv {
+            environment: ctx.env_name(),
+            release: target.release,
+            revision: &rev,
+        };
+        let script = commands::hook(l, "install", cmd, &env);
+        let what = format!("install ({cmd})");
+        let installed = ctx
+            .steps
+            .run(&name, "install", cmd, h.exec(&script, Mode::Stream, &what))
+            .await;
+        if installed.is_err() {
+            // Never leave a complete-looking release without its dependencies.
+            let _ = h
+                .exec(&commands::remove(l, &[target.release], &[]), Mode::Capture, "remove")
+                .await;
+        }
+        installed?;
+    }
     Ok(())
 }
 
@@ -307,32 +320,16 @@ async fn database<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, h: &HostRun<T>,
         match step.kind {
             StepKind::DatabaseBackup => {
                 let detail = format!("{}/db.dump", l.backup(out.safety));
-                ctx.steps
-                    .run(&name, label, &detail, backup::take_database(&h.t, l, out.safety))
-                    .await?;
+                let dump = backup::take_database(&h.t, l, out.safety, ctx.env_name());
+                ctx.steps.run(&name, label, &detail, dump).await?;
             }
             StepKind::RestoreDatabase => {
-                let db = target
-                    .manifest
-                    .file("db.dump")
-                    .map(|f| f.sha256.clone())
-                    .ok_or_else(|| {
-                        Error::failed(format!("{name}: backup {} has no db.dump to restore", target.backup))
-                    })?;
                 ui::warn(&format!(
                     "{name}: restoring the database from backup {} (taken {}): data written since then will be lost",
                     target.backup, target.manifest.created_at
                 ));
-                let script = commands::restore_database(l, target.backup, &db);
-                let what = format!("restore database from backup {}", target.backup);
-                ctx.steps
-                    .run(
-                        &name,
-                        label,
-                        &l.backup(target.backup),
-                        h.exec(&script, Mode::Stream, &what),
-                    )
-                    .await?;
+                let restore = backup::restore_database(&h.t, l, target.backup, &target.manifest);
+                ctx.steps.run(&name, label, &l.backup(target.backup), restore).await?;
             }
             other => return Err(Error::failed(format!("{} is not a database step", other.name()))),
         }
@@ -467,6 +464,7 @@ mod tests {
             commit: Some(commit.into()),
             deploying: None,
             files: vec![],
+            ..Manifest::default()
         }
     }
 

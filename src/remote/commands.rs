@@ -13,6 +13,19 @@ pub struct Script {
     pub label: String,
     text: String,
     repeatable: bool,
+    secret: Option<SecretLine>,
+}
+
+/// One line a script reads from its standard input into `$TJ_SECRET` before anything else
+/// (see [`crate::remote::watched`]): how a password reaches the host without being an argument
+/// or an environment variable of any process, where `ps` or `/proc` would show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretLine(String);
+
+impl std::fmt::Debug for SecretLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretLine(<redacted>)")
+    }
 }
 
 impl Script {
@@ -21,6 +34,7 @@ impl Script {
             label: label.to_string(),
             text: "set -eu\n".to_string(),
             repeatable: false,
+            secret: None,
         }
     }
     /// Appends fixed shell text; variable parts must come through [`quote`] or [`Script::var`].
@@ -46,6 +60,15 @@ impl Script {
     }
     pub fn is_repeatable(&self) -> bool {
         self.repeatable
+    }
+    /// Sends `line` on the script's standard input (it must hold no line break).
+    fn with_secret(mut self, line: &str) -> Self {
+        self.secret = Some(SecretLine(line.replace(['\n', '\r'], "")));
+        self
+    }
+    /// The line to write to stdin, newline included, for the transports.
+    pub fn secret_input(&self) -> Option<String> {
+        self.secret.as_ref().map(|s| format!("{}\n", s.0))
     }
     /// Defines `sum256 FILE`, printing the file's sha256 in hex. OpenSSL's digest uses the CPU's
     /// SHA instructions and runs about 5× faster than coreutils' `sha256sum` on a package, so it
@@ -93,6 +116,9 @@ pub fn lock_acquire(l: &Layout, owner_json: &str) -> Script {
     with_dirs("lock", l)
         .var("OWNER", owner_json)
         .line("mkdir -p \"$D/.tj-deploy\"")
+        // Others may not plant packages or logs; the lock names the actor and the run.
+        .line("chmod go-w \"$D/.tj-deploy\" 2>/dev/null || true")
+        .line("umask 077")
         .line("if mkdir \"$D/.tj-deploy/lock\" 2>/dev/null; then")
         .line("  printf '%s\\n' \"$OWNER\" > \"$D/.tj-deploy/lock/owner.json\"")
         .line("  echo acquired")
@@ -166,73 +192,137 @@ pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
     s
 }
 
-/// Writes the backup's files into a dot-named partial directory and prints
-/// `file <name> <sha256> <size>` for each; the directory is removed if anything fails.
-pub fn backup_files(l: &Layout, id: ReleaseId, live: Option<ReleaseId>, database: bool) -> Script {
+/// The lockfiles whose sha256 identifies a release's dependencies, in npm's order of precedence.
+pub const LOCKFILES: [&str; 4] = [
+    "npm-shrinkwrap.json",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+];
+
+/// Tightens what tj-deploy owns under `backup_dir` (the id-named backups and partial dirs, and
+/// the directory itself when it is ours) to the deploy user: backups written before modes
+/// were private stay readable otherwise. Prints `tightened <count of backups> <dir 0|1>`.
+fn tighten_backups(s: Script) -> Script {
+    s.line("n=0; for d in \"$B\"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]_[0-9][0-9][0-9][0-9][0-9][0-9] \"$B\"/.*.partial; do")
+        .line("  [ -e \"$d\" ] || continue")
+        .line("  if [ -n \"$(find \"$d\" -perm /077 -print 2>/dev/null | head -n 1)\" ]; then chmod -R go-rwx \"$d\"; n=$((n+1)); fi")
+        .line("done")
+        .line("t=0; if [ -O \"$B\" ] && [ -n \"$(find \"$B\" -maxdepth 0 -perm /077 2>/dev/null)\" ]; then chmod go-rwx \"$B\"; t=1; fi")
+        .line("echo \"tightened $n $t\"")
+}
+
+/// Prints `file <sha256> <size> <name>` for every file under the partial backup `$P`, taking
+/// the package's sha256 from its name (content-addressed and verified when it was extracted).
+fn list_backup_files(s: Script) -> Script {
+    s.with_sum256()
+        .line("find \"$P\" -type f | while IFS= read -r f; do")
+        .line("  n=${f#\"$P\"/}")
+        .line("  if [ \"$n\" = package.tar.gz ] && [ -n \"$SUM\" ]; then h=$SUM; else h=$(sum256 \"$f\"); fi")
+        .line("  if [ -z \"$h\" ]; then echo \"cannot compute the sha256 of $f\" >&2; exit 1; fi")
+        .line("  printf 'file %s %s %s\\n' \"$h\" \"$(wc -c < \"$f\" | tr -d ' ')\" \"$n\"")
+        .line("done")
+}
+
+/// The application part of a backup, written private (umask 077) into a dot-named partial
+/// directory: a hard link of the live release's package (a copy when `backup_dir` is on
+/// another filesystem), or, for a release tj-deploy did not make, a tar.gz of it without
+/// `node_modules`; its linked files; the lockfile's sha256. Prints `tightened …`,
+/// `app package <sha> linked|copied` or `app tree`, `lockfile <name> <sha>`,
+/// `readable <linked file>` for a shared file others can read, and the `file` lines.
+pub fn backup_app(l: &Layout, id: ReleaseId, live: Option<ReleaseId>, linked_files: &[String]) -> Script {
     let mut s = with_dirs("backup", l)
+        .line("umask 077")
         .var("P", &l.backup_partial(id))
         .var("F", &l.backup(id))
-        .line("mkdir -p \"$B\"")
+        .var("K", &l.packages())
+        .line("mkdir -p \"$B\"");
+    s = tighten_backups(s)
         .line("if [ -e \"$F\" ]; then echo \"backup $F already exists\" >&2; exit 1; fi")
         .line("rm -rf \"$B\"/.*.partial")
         .line("mkdir \"$P\"")
-        .line("trap 'rm -rf \"$P\"' EXIT");
+        .line("trap 'rm -rf \"$P\"' EXIT")
+        .line("SUM=");
+    for f in linked_files {
+        s = s
+            .var("LF", f)
+            .line("if [ -n \"$(find -L \"$D/shared/$LF\" -perm /004 -print 2>/dev/null | head -n 1)\" ]; then printf 'readable %s\\n' \"$LF\"; fi");
+    }
     if let Some(live) = live {
         s = s
+            .with_sum256()
             .var("LIVE", &l.release(live))
-            .line("tar -czf \"$P/app.tar.gz\" -C \"$LIVE\" .");
+            .line("if [ -f \"$LIVE/PACKAGE\" ]; then SUM=$(head -c 64 \"$LIVE/PACKAGE\" | tr -cd '0-9a-f'); fi")
+            .line("if [ ${#SUM} -eq 64 ] && [ -f \"$K/$SUM.tar.gz\" ]; then")
+            .line("  chmod go-rwx \"$K/$SUM.tar.gz\" 2>/dev/null || true")
+            .line("  if ln \"$K/$SUM.tar.gz\" \"$P/package.tar.gz\" 2>/dev/null; then echo \"app package $SUM linked\";")
+            .line("  else cp --reflink=auto \"$K/$SUM.tar.gz\" \"$P/package.tar.gz\"; echo \"app package $SUM copied\"; fi")
+            .line("else")
+            .line("  SUM=")
+            .line("  tar -czf \"$P/app.tar.gz\" -C \"$LIVE\" --exclude=node_modules .")
+            .line("  echo 'app tree'")
+            .line("fi");
+        for f in linked_files {
+            s = s
+                .var("LF", f)
+                .line("if [ -e \"$D/shared/$LF\" ]; then mkdir -p \"$(dirname \"$P/shared/$LF\")\"; cp -RL \"$D/shared/$LF\" \"$P/shared/$LF\"; fi");
+        }
+        s = s.line(&format!("for lf in {}; do", LOCKFILES.join(" "))).line(
+            "  if [ -f \"$LIVE/$lf\" ]; then printf 'lockfile %s %s\\n' \"$lf\" \"$(sum256 \"$LIVE/$lf\")\"; break; fi",
+        );
+        s = s.line("done");
     }
-    if database {
-        s = database_url(s, "database_backup is on but").line("pg_dump -Fc -f \"$P/db.dump\" -d \"$DATABASE_URL\"");
-    }
-    s.with_sum256()
-        .line("for f in \"$P\"/*; do")
-        .line("  [ -f \"$f\" ] || continue")
-        .line("  s=$(sum256 \"$f\"); if [ -z \"$s\" ]; then echo \"cannot compute the sha256 of $f\" >&2; exit 1; fi")
-        .line("  printf 'file %s %s %s\\n' \"${f##*/}\" \"$s\" \"$(wc -c < \"$f\" | tr -d ' ')\"")
-        .line("done")
-        .line("trap - EXIT")
+    list_backup_files(s).line("trap - EXIT")
 }
 
-/// Sets DATABASE_URL from `shared/.env`, failing with `why` when it is not there.
-fn database_url(s: Script, why: &str) -> Script {
-    s.var("WHY", why)
-        .line("if [ ! -f \"$D/shared/.env\" ]; then echo \"$WHY $D/shared/.env does not exist\" >&2; exit 1; fi")
-        // A subshell keeps the rest of .env out of this script's environment.
-        .line("DATABASE_URL=$(set -a; . \"$D/shared/.env\" >/dev/null 2>&1; printf '%s' \"${DATABASE_URL:-}\")")
-        .line(
-            "if [ -z \"$DATABASE_URL\" ]; then echo \"$WHY DATABASE_URL is not set in $D/shared/.env\" >&2; exit 1; fi",
-        )
+/// Writes the private `.pgpass` from the script's secret line and points libpq at it; the
+/// caller's EXIT trap removes `$W`.
+fn pgpass(s: Script, conn: &crate::pgconn::PgConn) -> Result<Script, crate::error::Error> {
+    let line = conn.pgpass_line()?;
+    Ok(s.with_secret(&line)
+        .var("CONN", &conn.conninfo())
+        .line("printf '%s\\n' \"$TJ_SECRET\" > \"$W/pgpass\"; TJ_SECRET=")
+        .line("PGPASSFILE=\"$W/pgpass\"; export PGPASSFILE"))
 }
 
-/// Dumps the database into the complete backup `<id>` as `db.dump` (via a partial name, so a
-/// failed dump leaves nothing) and prints its `file` line. The database phase runs it once per
-/// environment, on the database host, after that host's app backup exists.
-pub fn database_dump(l: &Layout, id: ReleaseId) -> Script {
-    let s = with_dirs("database backup", l)
+/// `pg_dump -Fc` into backup `id` (created, private, when the host had no live release), the
+/// password through [`pgpass`]. Prints `created` when it made the directory, the `file` line of
+/// db.dump, and `manifest <json>` when the backup already has one.
+pub fn backup_database(l: &Layout, id: ReleaseId, conn: &crate::pgconn::PgConn) -> Result<Script, crate::error::Error> {
+    let s = with_dirs("backup-database", l)
+        .line("umask 077")
         .var("F", &l.backup(id))
-        .line("if [ ! -f \"$F/manifest.json\" ]; then echo \"backup $F is not complete\" >&2; exit 1; fi")
-        .line("T=\"$F/.db.dump.partial\"")
-        .line("trap 'rm -f \"$T\"' EXIT");
-    database_url(s, "database_backup is on but")
-        .line("pg_dump -Fc -f \"$T\" -d \"$DATABASE_URL\"")
+        .line("mkdir -p \"$B\"")
+        .line("created=0; if [ ! -d \"$F\" ]; then mkdir \"$F\"; created=1; echo created; fi")
+        .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
+        .line("trap 'rm -rf \"$W\" \"$F/.db.dump.partial\"; if [ $created = 1 ]; then rm -rf \"$F\"; fi' EXIT");
+    Ok(pgpass(s, conn)?
+        .line("pg_dump -Fc -f \"$F/.db.dump.partial\" -d \"$CONN\"")
+        .line("mv -f \"$F/.db.dump.partial\" \"$F/db.dump\"")
+        .line("rm -rf \"$W\"; trap - EXIT")
+        .line("P=$F; SUM=")
         .with_sum256()
-        .line("s=$(sum256 \"$T\"); if [ -z \"$s\" ]; then echo \"cannot compute the sha256 of $T\" >&2; exit 1; fi")
-        .line("n=$(wc -c < \"$T\" | tr -d ' ')")
-        .line("mv -f \"$T\" \"$F/db.dump\"")
-        .line("trap - EXIT")
-        .line("printf 'file db.dump %s %s\\n' \"$s\" \"$n\"")
+        .line("printf 'file %s %s db.dump\\n' \"$(sum256 \"$F/db.dump\")\" \"$(wc -c < \"$F/db.dump\" | tr -d ' ')\"")
+        .line("if [ -f \"$F/manifest.json\" ]; then printf 'manifest '; head -c 65536 \"$F/manifest.json\" | tr -d '\\n'; echo; fi"))
 }
 
-/// Replaces a complete backup's manifest.json in one rename.
-pub fn rewrite_manifest(l: &Layout, id: ReleaseId, manifest_json: &str) -> Script {
+/// Replaces a backup's manifest.json atomically (temp file + rename).
+pub fn manifest_write(l: &Layout, id: ReleaseId, manifest_json: &str) -> Script {
     with_dirs("backup", l)
+        .line("umask 077")
         .var("F", &l.backup(id))
         .var("MANIFEST", manifest_json)
         .line("printf '%s\\n' \"$MANIFEST\" > \"$F/.manifest.json.tmp\"")
         .line("mv -f \"$F/.manifest.json.tmp\" \"$F/manifest.json\"")
 }
 
+/// Reads `shared/.env` (at most 1 MiB + 1 byte, so the caller can tell it was cut); exit 3
+/// when it does not exist. Its text goes to tj-deploy's dotenv parser, never to a shell.
+pub fn read_env(l: &Layout) -> Script {
+    with_dirs("read-env", l)
+        .line("if [ ! -f \"$D/shared/.env\" ]; then exit 3; fi")
+        .line("head -c 1048577 \"$D/shared/.env\"")
+}
 /// Prints `manifest <id> <manifest.json on one line>` for each complete backup.
 pub fn read_manifests(l: &Layout) -> Script {
     with_dirs("backups", l)
@@ -251,36 +341,79 @@ fn verify_backup_file(s: Script, path: &str, sha256: &str) -> Script {
         .line("if [ \"$got\" != \"$SUM\" ]; then echo \"$F does not match its manifest (sha256 $got, expected $SUM)\" >&2; exit 1; fi")
 }
 
-/// Recreates a pruned release from a backup's app.tar.gz after checking its sha256.
-pub fn restore_release(l: &Layout, backup: ReleaseId, release: ReleaseId, sha256: &str) -> Script {
-    verify_backup_file(
+/// What a backup keeps of its release, as the manifest recorded it.
+pub struct AppArchive<'a> {
+    /// `package.tar.gz` (the package: no linked files, no dependencies, no REVISION) or
+    /// `app.tar.gz` (the release's tree; without node_modules since backups hold packages).
+    pub name: &'a str,
+    pub sha256: &'a str,
+    pub commit: Option<&'a str>,
+}
+
+/// Recreates a pruned release from a backup after checking its sha256: extracts it, writes
+/// PACKAGE (and REVISION for a package), puts the package back under `.tj-deploy/packages/`
+/// when it was pruned there, and links the shared files (restoring a missing one from the
+/// backup's private copy).
+pub fn restore_release(
+    l: &Layout,
+    backup: ReleaseId,
+    release: ReleaseId,
+    archive: &AppArchive,
+    linked_files: &[String],
+) -> Script {
+    let mut s = verify_backup_file(
         with_dirs("restore", l),
-        &format!("{}/app.tar.gz", l.backup(backup)),
-        sha256,
+        &format!("{}/{}", l.backup(backup), archive.name),
+        archive.sha256,
     )
+    .var("BK", &l.backup(backup))
     .var("R", &l.release(release))
+    .var("K", &l.packages())
     .line("mkdir -p \"$D/releases\"")
     .line("mkdir \"$R\"")
     .line("trap 'rm -rf \"$R\"' EXIT")
-    .line("tar -xzf \"$F\" -C \"$R\" --no-same-owner")
-    .line("trap - EXIT")
+    .line("tar -xzf \"$F\" -C \"$R\" --no-same-owner");
+    if archive.name == "package.tar.gz" {
+        s = s
+            .line("printf '%s\\n' \"$SUM\" > \"$R/PACKAGE\"")
+            .line("( umask 077; mkdir -p \"$K\"; if [ ! -f \"$K/$SUM.tar.gz\" ]; then ln \"$F\" \"$K/$SUM.tar.gz\" 2>/dev/null || cp \"$F\" \"$K/$SUM.tar.gz\"; fi )");
+        if let Some(c) = archive.commit {
+            s = s.var("REV", c).line("printf '%s\\n' \"$REV\" > \"$R/REVISION\"");
+        }
+    }
+    for f in linked_files {
+        s = s
+            .var("LF", f)
+            .line("if [ ! -e \"$D/shared/$LF\" ] && [ -e \"$BK/shared/$LF\" ]; then ( umask 077; mkdir -p \"$(dirname \"$D/shared/$LF\")\"; cp -R \"$BK/shared/$LF\" \"$D/shared/$LF\" ); fi")
+            .line("if [ -e \"$D/shared/$LF\" ]; then mkdir -p \"$(dirname \"$R/$LF\")\"; rm -rf \"$R/$LF\"; ln -s \"$D/shared/$LF\" \"$R/$LF\"; fi");
+    }
+    s.line("trap - EXIT")
 }
 
-/// Restores the database from a backup's db.dump in one transaction.
-pub fn restore_database(l: &Layout, backup: ReleaseId, sha256: &str) -> Script {
+/// Restores the database from a backup's db.dump in one transaction, the password through
+/// a private `.pgpass` (see [`backup_database`]).
+pub fn restore_database(
+    l: &Layout,
+    backup: ReleaseId,
+    sha256: &str,
+    conn: &crate::pgconn::PgConn,
+) -> Result<Script, crate::error::Error> {
     let s = verify_backup_file(
         with_dirs("restore-database", l),
         &format!("{}/db.dump", l.backup(backup)),
         sha256,
-    );
-    database_url(s, "cannot restore the database:").line(
-        "pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction -d \"$DATABASE_URL\" \"$F\"",
     )
+    .line("umask 077")
+    .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
+    .line("trap 'rm -rf \"$W\"' EXIT");
+    Ok(pgpass(s, conn)?
+        .line("pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction -d \"$CONN\" \"$F\""))
 }
 
 /// Adds the manifest and publishes the backup under its id (one rename, so it is whole or absent).
 pub fn backup_finish(l: &Layout, id: ReleaseId, manifest_json: &str) -> Script {
     with_dirs("backup", l)
+        .line("umask 077")
         .var("P", &l.backup_partial(id))
         .var("F", &l.backup(id))
         .var("MANIFEST", manifest_json)
@@ -302,6 +435,8 @@ pub fn upload(l: &Layout, sha256: &str) -> Script {
         .with_sum256()
         .var("K", &l.packages())
         .var("SUM", sha256)
+        // Packages are private (0600 in a 0700 directory), and so are the backups' hard links.
+        .line("umask 077")
         .line("mkdir -p \"$K\"")
         // Leftovers of an upload cut off by a dropped connection (we hold the lock).
         .line("rm -f \"$K\"/.*.upload.*")
@@ -327,7 +462,9 @@ pub fn extract(l: &Layout, sha256: &str, id: ReleaseId, linked_files: &[String])
         .line("mkdir -p \"$D/releases\" \"$D/shared\"")
         .line("mkdir \"$R\"")
         .line("trap 'rm -rf \"$R\"' EXIT")
-        .line("tar -xzf \"$PKG\" -C \"$R\" --no-same-owner");
+        .line("tar -xzf \"$PKG\" -C \"$R\" --no-same-owner")
+        // Which package the release came from: its backup hard-links that package.
+        .line("printf '%s\\n' \"$SUM\" > \"$R/PACKAGE\"");
     for f in linked_files {
         s = s
             .var("F", f)
@@ -529,6 +666,80 @@ mod tests {
         assert_eq!(run("/usr/bin:/bin", &file), want, "with openssl");
         assert_eq!(run(&bare.display().to_string(), &file), want, "sha256sum fallback");
         assert_eq!(run("/usr/bin:/bin", &dir.path().join("missing")), "");
+    }
+
+    /// The password reaches the script on stdin only: not in its text, not in any process's
+    /// command line or environment, and the .pgpass is private.
+    #[tokio::test]
+    async fn the_password_travels_on_stdin_only() {
+        use crate::remote::{Mode, Transport, local::LocalTransport};
+        let conn = crate::pgconn::PgConn::parse("postgresql://u:s%3Acr3t-xyz@h/db?schema=public").unwrap();
+        let s = Script::new("t")
+            .line("umask 077")
+            .line("W=$(mktemp -d)")
+            .line("trap 'rm -rf \"$W\"' EXIT");
+        let s = pgpass(s, &conn)
+            .unwrap()
+            .line("stat -c 'mode %a' \"$PGPASSFILE\"; cat \"$PGPASSFILE\"; printf 'conn %s\\n' \"$CONN\"")
+            .line("for p in /proc/[0-9]*; do { tr '\\0' ' ' < $p/cmdline; tr '\\0' ' ' < $p/environ; } 2>/dev/null || true; echo; done > \"$W/procs\"")
+            .line("printf 'visible %s\\n' \"$(grep -c 'cr3[t]-xyz' \"$W/procs\" || true)\"");
+        assert!(!s.text().contains("cr3t-xyz"));
+        assert!(!format!("{s:?}").contains("cr3t-xyz"));
+        let out = LocalTransport::new("local").run(&s, Mode::Capture).await.unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(
+            out.stdout.contains("mode 600\n*:*:*:*:s\\:cr3t-xyz\n"),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("conn dbname='db' host='h'") || out.stdout.contains("conn user='u'"));
+        assert!(out.stdout.contains("visible 0\n"), "{}", out.stdout);
+    }
+
+    #[test]
+    fn lock_and_backup_dirs_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app");
+        let b = dir.path().join("backups");
+        let l = Layout::new(
+            RemotePath::parse("d", d.to_str().unwrap()).unwrap(),
+            RemotePath::parse("b", b.to_str().unwrap()).unwrap(),
+        );
+        let run = |s: &Script| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", s.text()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        std::fs::create_dir_all(d.join(".tj-deploy")).unwrap();
+        std::fs::create_dir_all(b.join("20200101_000000")).unwrap();
+        std::fs::write(b.join("20200101_000000/db.dump"), "x").unwrap();
+        std::fs::create_dir_all(b.join("not-ours")).unwrap();
+        run(&Script::new("t")
+            .line(&format!("chmod 777 {}", quote(&l.meta())))
+            .line(&format!(
+                "chmod 755 {b}/20200101_000000 {b}/not-ours {b}; chmod 644 {b}/20200101_000000/db.dump",
+                b = quote(l.backup_dir.as_str())
+            )));
+        assert_eq!(run(&lock_acquire(&l, "{}")).trim(), "acquired");
+        let mode = |p: &std::path::Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&d.join(".tj-deploy")), 0o755);
+        assert_eq!(mode(&d.join(".tj-deploy/lock")), 0o700);
+        assert_eq!(mode(&d.join(".tj-deploy/lock/owner.json")), 0o600);
+        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+        let out = run(&backup_app(&l, id, None, &[]));
+        assert!(out.contains("tightened 1 1"), "{out}");
+        assert_eq!(mode(&b), 0o700);
+        assert_eq!(mode(&b.join("20200101_000000")), 0o700);
+        assert_eq!(mode(&b.join("20200101_000000/db.dump")), 0o600);
+        assert_eq!(mode(&b.join("not-ours")), 0o755, "only our id-named backups");
+        assert_eq!(mode(&b.join(".20260118_143000.partial")), 0o700);
+        assert!(run(&backup_app(&l, id.next(), None, &[])).contains("tightened 0 0"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, collect, feed, watched};
+use crate::remote::{Mode, Output, Script, Transport, collect, feed, send_secret, watched};
 
 pub struct LocalTransport {
     name: String,
@@ -36,7 +36,8 @@ impl Transport for LocalTransport {
             .spawn()
             .context(format!("{}: run sh", script.label))?;
         // Held until the script has ended; dropping it (cancellation) stops the script.
-        let _stdin = child.stdin.take();
+        let mut stdin = child.stdin.take();
+        send_secret(script, stdin.as_mut()).await;
         let (stdout, stderr) = collect(child.stdout.take(), child.stderr.take(), mode, &self.name).await;
         let status = child.wait().await.context(format!("{}: wait", script.label))?;
         Ok(Output {

@@ -78,10 +78,31 @@ exec 3<&0 </dev/null
 exec 3<&-
 ";
 
+/// Put before the [`WATCHDOG`] when the script carries a secret line: the shell's `read`
+/// builtin takes exactly one line (byte by byte on a pipe) into a plain shell variable, which
+/// no other process sees; the watchdog then holds the rest of stdin as usual.
+const READ_SECRET: &str = "trap 'exit 143' TERM HUP INT
+IFS= read -r TJ_SECRET || TJ_SECRET=
+";
+
 /// `script`'s text behind the [`WATCHDOG`], for [`Transport::run`] (not for the upload, whose
 /// stdin is the package).
 pub(crate) fn watched(script: &Script) -> String {
-    format!("{WATCHDOG}{}", script.text())
+    let read = if script.secret_input().is_some() {
+        READ_SECRET
+    } else {
+        ""
+    };
+    format!("{read}{WATCHDOG}{}", script.text())
+}
+
+/// Writes the script's secret line (if any) to its stdin, which stays open for the watchdog.
+pub(crate) async fn send_secret(script: &Script, stdin: Option<&mut (impl AsyncWrite + Unpin)>) {
+    if let (Some(line), Some(stdin)) = (script.secret_input(), stdin) {
+        // A failed write leaves the script an empty line: its own step then fails and says why.
+        let _ = stdin.write_all(line.as_bytes()).await;
+        let _ = stdin.flush().await;
+    }
 }
 
 /// A host we can run scripts on.

@@ -15,7 +15,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use crate::config::{EnvConfig, HostSpec, SshSecrets};
 use crate::error::{Context, Error, Result};
-use crate::remote::{Mode, Output, Script, Transport, collect, watched};
+use crate::remote::{Mode, Output, Script, Transport, collect, send_secret, watched};
 use crate::ui;
 
 /// How long an orphaned ssh master (tj-deploy was SIGKILLed) lingers once its channels close.
@@ -248,7 +248,8 @@ impl SshTransport {
     async fn run_once(&self, script: &Script, mode: Mode) -> Result<Output> {
         let mut child = self.spawn(script, None).await?;
         // Held until the script has ended; dropping it (cancellation) stops the script.
-        let _stdin = child.stdin().take();
+        let mut stdin = child.stdin().take();
+        send_secret(script, stdin.as_mut()).await;
         let (stdout, stderr) = collect(child.stdout().take(), child.stderr().take(), mode, &self.name).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),

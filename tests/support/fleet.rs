@@ -311,7 +311,11 @@ impl Fleet {
             let ip = format!("10.213.{}.{}", bridge.net, i + 2);
             let dir = root.join(format!("h{i}"));
             let pm2_home = root.join(format!("h{i}-pm2"));
-            let db = if shared_database { "tj_shared".to_string() } else { format!("tj_h{i}") };
+            let db = if shared_database {
+                "tj_shared".to_string()
+            } else {
+                format!("tj_h{i}")
+            };
             let veth = format!("tjv{tag}{i}");
             sh_ok(&format!("ip netns add {ns}"));
             let host = Host {

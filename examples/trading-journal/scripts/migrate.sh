@@ -44,6 +44,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
     echo "migrate: DATABASE_URL is not set (environment or .env)" >&2
     exit 1
 fi
+# Prisma accepts its own query parameters in the URL; psql (libpq) rejects them.
+DATABASE_URL=$(printf '%s' "$DATABASE_URL" | sed -E \
+    -e 's/([?&])(schema|connection_limit|pool_timeout|pgbouncer|socket_timeout|statement_cache_size|sslaccept|sslidentity)=[^&]*/\1/g' \
+    -e 's/&&+/\&/g' -e 's/\?&/?/' -e 's/[?&]$//')
 export DATABASE_URL
 
 command -v psql >/dev/null 2>&1 || { echo "migrate: psql not found" >&2; exit 1; }
