@@ -24,6 +24,9 @@ pub struct Verification {
     pub attempts: u32,
     pub waited_ms: u64,
     pub checks: Vec<CheckResult>,
+    /// The answer carried `revision` and it matched; otherwise the workers must be checked
+    /// another way (where they run from), since the old code could be answering.
+    pub revision_checked: bool,
 }
 
 pub fn client() -> Result<reqwest::Client> {
@@ -34,8 +37,13 @@ pub fn client() -> Result<reqwest::Client> {
         .map_err(|e| Error::failed(format!("http client: {e}")))
 }
 
+/// `health_url` for one host; an IPv6 address is bracketed, as a URL needs it.
 pub fn url_for(template: &str, host: &HostSpec) -> String {
-    template.replace("{host}", &host.host)
+    if host.host.contains(':') {
+        template.replace("{host}", &format!("[{}]", host.host))
+    } else {
+        template.replace("{host}", &host.host)
+    }
 }
 
 /// The environment's URL for reports: the origin of the health URL, on the first host when the
@@ -49,8 +57,9 @@ pub fn environment_url(template: &str, hosts: &[HostSpec]) -> Option<String> {
     reqwest::Url::parse(&url).ok().map(|u| u.origin().ascii_serialization())
 }
 
-/// What one health answer said, and whether it passes.
-fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<(), String> {
+/// What one health answer said, and whether it passes; `Ok(true)` when it carried the
+/// expected revision.
+fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<bool, String> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let field = |k: &str| {
         json.as_ref()
@@ -76,7 +85,8 @@ fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result
             &rev[..rev.len().min(12)],
             &expect_revision[..expect_revision.len().min(12)]
         )),
-        _ => Ok(()),
+        Some(_) => Ok(true),
+        None => Ok(false),
     }
 }
 
@@ -93,6 +103,7 @@ pub async fn verify(
     let mut attempts = 0u32;
     let mut last;
     let mut checks = Vec::new();
+    let revision_checked;
     loop {
         attempts += 1;
         let t0 = Instant::now();
@@ -101,21 +112,27 @@ pub async fn verify(
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
-                    Ok(body) => judge(status, &body, expect_revision).map(|_| status),
+                    Ok(body) => judge(status, &body, expect_revision).map(|r| (status, r)),
                     Err(e) => Err(format!("reading the answer: {e}")),
                 }
             }
             Err(e) => Err(describe_http_error(&e)),
         };
         match verdict {
-            Ok(status) => {
+            Ok((status, with_revision)) => {
+                let short = &expect_revision[..expect_revision.len().min(7)];
                 checks.push(CheckResult {
                     name: format!("GET {}", path_of(&url)),
                     status: Some(status),
                     latency_ms: t0.elapsed().as_millis() as u64,
                     ok: true,
-                    note: format!("healthy, revision {}", &expect_revision[..expect_revision.len().min(7)]),
+                    note: if with_revision {
+                        format!("healthy, revision {short}")
+                    } else {
+                        "healthy (no revision in the answer)".to_string()
+                    },
                 });
+                revision_checked = with_revision;
                 break;
             }
             Err(why) => last = why,
@@ -143,6 +160,7 @@ pub async fn verify(
         attempts,
         waited_ms,
         checks,
+        revision_checked,
     })
 }
 
@@ -264,5 +282,19 @@ mod tests {
         );
         assert!(judge(200, b"OK", rev).unwrap_err().contains("status"));
         assert!(judge(200, br#"{"status":"degraded"}"#, rev).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_in_the_url() {
+        let h = HostSpec::parse("hosts", "deploy@[::1]:2222").unwrap();
+        assert_eq!(
+            url_for("http://{host}:3000/api/health", &h),
+            "http://[::1]:3000/api/health"
+        );
+        let h = HostSpec::parse("hosts", "deploy@10.0.0.1").unwrap();
+        assert_eq!(
+            url_for("http://{host}:3000/api/health", &h),
+            "http://10.0.0.1:3000/api/health"
+        );
     }
 }

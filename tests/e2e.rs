@@ -358,3 +358,84 @@ fn sigterm_before_and_after_the_switch_leaves_v1_serving() {
         }
     }
 }
+
+/// Step names in the order a run first shows them: `▶ name [host] — …` and `✓ name [host]
+/// (skipped: …)` lines.
+fn step_names(output: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in output.lines() {
+        let Some(rest) = line
+            .strip_prefix("▶ ")
+            .or_else(|| line.strip_prefix("✓ ").filter(|r| r.contains("(skipped")))
+        else {
+            continue;
+        };
+        let end = [" [", " —", " ("]
+            .iter()
+            .filter_map(|m| rest.find(m))
+            .min()
+            .unwrap_or(rest.len());
+        let name = rest[..end].to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Issue #15: the plan a dry run prints is the pipeline that runs. The step names of
+/// `deploy --dry-run` equal, in order, the steps a real deploy of the same config shows.
+#[test]
+fn the_dry_run_plan_is_the_deploy_that_runs() {
+    let sb = Sandbox::new("plan");
+    let dry = support::Run::of(
+        sb.cmd(&["deploy", "-e", "staging", "--dry-run", "--sha", &sha(1)])
+            .output()
+            .unwrap(),
+    );
+    dry.expect(0);
+    let planned: Vec<String> = dry
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (n, rest) = l.trim_start().split_once(". ")?;
+            n.parse::<u32>().ok()?;
+            Some(rest.get(..16).unwrap_or(rest).trim().to_string())
+        })
+        .collect();
+    assert!(planned.len() >= 12, "{}", dry.stdout);
+    let real = sb.deploy(&sha(1));
+    real.expect(0);
+    assert_eq!(
+        planned,
+        step_names(&real.stderr),
+        "plan vs run:\n{}\n---\n{}",
+        dry.stdout,
+        real.stderr
+    );
+}
+
+/// Issue #14 item 11: when the health answer carries no revision, verification checks that
+/// every PM2 worker runs in the new release. A reload that does nothing leaves the workers in
+/// v1, the old code answers "healthy", and the deploy fails and rolls back instead of passing.
+#[test]
+fn verification_proves_the_new_code_serves() {
+    let sb = Sandbox::new("norev");
+    sb.set_app("1.0.0", false);
+    std::fs::write(sb.build_dir.join("NO_REVISION"), "").unwrap();
+    sb.deploy(&sha(1)).expect(0);
+    let v1 = sb.current();
+    sb.set_app("2.0.0", false);
+    std::fs::write(sb.build_dir.join("NO_REVISION"), "").unwrap();
+    sb.write_config("reload = \"true\"");
+    let run = sb.deploy(&sha(2));
+    run.expect(1);
+    assert!(
+        run.error_line().contains("no revision") && run.error_line().contains("still run outside releases/"),
+        "{}",
+        run.error_line()
+    );
+    assert_eq!(sb.current(), v1, "switched back");
+    let health = sb.health().expect("v1 answers");
+    assert_eq!(health.1["version"], "1.0.0");
+}

@@ -113,7 +113,8 @@ function handle(req, res) {
       return sendJson(res, unhealthy ? 503 : 200, {
         status: unhealthy ? 'unhealthy' : 'healthy',
         version: VERSION,
-        revision: readRevision(),
+        // A release holding NO_REVISION answers like apps that do not report one.
+        revision: fs.existsSync(path.join(APP_DIR, 'NO_REVISION')) ? undefined : readRevision(),
         pid: process.pid,
         uptime: process.uptime(),
         database: DATABASE_CONFIGURED ? 'configured' : 'missing',

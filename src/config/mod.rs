@@ -345,6 +345,13 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         &key("health_url"),
         raw.health_url.as_deref().ok_or_else(|| missing("health_url"))?,
     )?;
+    if hosts.len() > 1 && !health_url.contains("{host}") {
+        return Err(Error::invalid(format!(
+            "{}: one URL cannot verify each of {} hosts: put {{host}} in it (e.g. http://{{host}}:3000/api/health)",
+            key("health_url"),
+            hosts.len()
+        )));
+    }
     let dur = |k: &str, v: &Option<String>, default: Duration| match v {
         Some(s) => values::duration(&key(k), s),
         None => Ok(default),
@@ -618,5 +625,22 @@ health_url = "http://127.0.0.1:3000/api/health"
         assert_eq!(inv.sha.unwrap().short(), "0123456");
         let inv = Invocation::resolve(Flags::default(), &vars).unwrap();
         assert_eq!(inv.environment.as_str(), "production");
+    }
+
+    #[test]
+    fn several_hosts_need_host_in_health_url() {
+        let text = GOOD.replace(
+            "hosts = [\"deploy@127.0.0.1:2222\"]",
+            "hosts = [\"deploy@127.0.0.1:2222\", \"deploy@127.0.0.2:2222\"]",
+        );
+        let e = Config::from_text("t.toml", &text, Path::new("."), &env("staging")).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Invalid);
+        assert!(
+            e.message.contains("health_url") && e.message.contains("{host}"),
+            "{}",
+            e.message
+        );
+        let ok = text.replace("http://127.0.0.1:3000", "http://{host}:3000");
+        assert!(Config::from_text("t.toml", &ok, Path::new("."), &env("staging")).is_ok());
     }
 }

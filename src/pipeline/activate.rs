@@ -2,7 +2,7 @@
 //! serves the expected revision. One function for deploy, undo and rollback.
 
 use crate::config::ReleaseId;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::{self, Verification};
 use crate::pipeline::{Ctx, HostRun, Progress};
 use crate::plan::StepKind;
@@ -70,7 +70,14 @@ pub async fn activate<T: Transport>(
         };
     }
     let url = health::url_for(&env.health_url, &h.spec);
-    let check = health::verify(ctx.http, env, &h.spec, revision);
+    let reloads = env.reload.is_some();
+    let check = async {
+        let v = health::verify(ctx.http, env, &h.spec, revision).await?;
+        if !v.revision_checked && reloads {
+            workers_run(ctx, h, release).await?;
+        }
+        Ok(v)
+    };
     match why {
         Why::Undo => {
             ctx.steps
@@ -79,4 +86,41 @@ pub async fn activate<T: Transport>(
         }
         Why::Forward { .. } => ctx.steps.run(&name, StepKind::Verify.name(), &url, check).await,
     }
+}
+
+/// When the health answer carries no revision, the old code could be the one answering: check
+/// over SSH that every PM2 worker under `deploy_dir` runs in `release` (`/proc/<pid>/cwd`).
+async fn workers_run<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, release: ReleaseId) -> Result<()> {
+    let out = h
+        .exec(
+            &commands::pm2_worker_dirs(&ctx.layout),
+            Mode::Capture,
+            "list PM2 workers",
+        )
+        .await?;
+    let workers: Vec<(&str, &str)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("cwd ")?.split_once(' '))
+        .collect();
+    let name = h.name();
+    if workers.is_empty() {
+        return Err(Error::failed(format!(
+            "{name}: verify: the health answer carries no revision and no PM2 worker runs under {}, so nothing shows release {release} serves (report `revision` in the health answer)",
+            ctx.layout.deploy_dir
+        )));
+    }
+    let want = format!("/releases/{release}");
+    let stale: Vec<String> = workers
+        .iter()
+        .filter(|(_, dir)| !dir.ends_with(&want))
+        .map(|(pid, dir)| format!("pid {pid} in {dir}"))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "{name}: verify: the health answer carries no revision and PM2 worker(s) still run outside releases/{release}: {}",
+        stale.join(", ")
+    )))
 }

@@ -164,7 +164,14 @@ pub async fn lock_all<T: Transport>(ctx: &Ctx<'_>, hosts: &mut [HostRun<T>]) -> 
 /// Releases our lock on every host that holds it; a failure is a warning naming `unlock`.
 pub async fn unlock_all<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>]) {
     for h in hosts.iter().filter(|h| h.progress > Progress::Untouched) {
-        if let Err(e) = crate::lock::release(&h.t, &ctx.layout, &ctx.owner.token).await {
+        let release = crate::lock::release(&h.t, &ctx.layout, &ctx.owner.token);
+        let name = h.name();
+        let unlock = crate::plan::StepKind::Unlock.name();
+        if let Err(e) = ctx
+            .steps
+            .run_uncancelled(&name, unlock, &ctx.layout.lock(), release)
+            .await
+        {
             crate::ui::warn(&format!("{e}; clear it with `tj-deploy unlock -e {}`", ctx.env_name()));
         }
     }

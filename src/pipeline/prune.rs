@@ -22,6 +22,7 @@ pub async fn after_run<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], keep: 
         };
         let (releases, backups) = state.prune_plan(env.keep_releases, env.keep_backups, keep);
         if releases.is_empty() && backups.is_empty() {
+            ctx.steps.skipped(&name, StepKind::Prune.name(), "nothing to prune");
             continue;
         }
         let detail = format!("{} release(s), {} backup(s)", releases.len(), backups.len());

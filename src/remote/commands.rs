@@ -552,6 +552,18 @@ pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Scri
     s.repeatable()
 }
 
+/// Prints PM2's process list as JSON (`pm2 jlist`; other output may precede the `[`), then
+/// `cwd <pid> <resolved dir>` for each running process whose PM2 cwd lies under `deploy_dir`,
+/// read from `/proc/<pid>/cwd`: where each worker really runs.
+pub fn pm2_worker_dirs(l: &Layout) -> Script {
+    with_dirs("workers", l)
+        .line("J=$(pm2 jlist 2>/dev/null || true)")
+        .line("printf '%s\\n' \"$J\" | tr ',{' '\\n\\n' | sed -n 's/^\"pid\":\\([0-9][0-9]*\\)$/\\1/p' | while read -r p; do")
+        .line("  c=$(readlink \"/proc/$p/cwd\" 2>/dev/null || true)")
+        .line("  case \"$c\" in \"$D\"/*|\"$(cd \"$D\" && pwd -P)\"/*) printf 'cwd %s %s\\n' \"$p\" \"$c\" ;; esac")
+        .line("done")
+}
+
 /// Appends one JSON line to the deployment log.
 pub fn append_log(l: &Layout, json_line: &str) -> Script {
     with_dirs("log", l)
