@@ -12,14 +12,13 @@ use crate::config::{Config, Flags, HostSpec, Invocation, Sha};
 use crate::deploy;
 use crate::error::{Error, Result};
 use crate::package;
-use crate::remote::layout::Layout;
+use crate::remote::AnyTransport;
 use crate::remote::local::LocalTransport;
 use crate::remote::ssh::SshContext;
-use crate::remote::{AnyTransport, Transport};
 use crate::report::{StepRecord, Summary};
 use crate::signals::Cancel;
 use crate::steps::Steps;
-use crate::{actions, lock, ui};
+use crate::{actions, ui};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,7 +42,16 @@ pub enum Cmd {
     /// Gates and plan for a pull request, posted as a check run; touches no host.
     Check(CheckArgs),
     /// Remove a stale deploy lock, saying whose it was.
-    Unlock(CommonArgs),
+    Unlock(UnlockArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Say whose lock would be removed on each host; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -68,6 +76,9 @@ pub struct RollbackArgs {
     /// The confirmation text the environment asks for (e.g. "ROLLBACK PRODUCTION").
     #[arg(long, value_name = "TEXT")]
     pub confirm: Option<String>,
+    /// Print the plan (which backup, which release, every step) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -115,8 +126,8 @@ fn flags(cli: Cli) -> Flags {
             a.common
         }
         Some(Cmd::Rollback(a)) => {
-            (f.command, f.to, f.restore_database, f.confirm) =
-                (Some("rollback".into()), a.to, a.restore_database, a.confirm);
+            (f.command, f.to, f.restore_database, f.confirm, f.dry_run) =
+                (Some("rollback".into()), a.to, a.restore_database, a.confirm, a.dry_run);
             a.common
         }
         Some(Cmd::Backups(a)) => {
@@ -127,9 +138,9 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.sha) = (Some("check".into()), a.sha);
             a.common
         }
-        Some(Cmd::Unlock(c)) => {
-            f.command = Some("unlock".into());
-            c
+        Some(Cmd::Unlock(a)) => {
+            (f.command, f.dry_run) = (Some("unlock".into()), a.dry_run);
+            a.common
         }
         None => CommonArgs::default(),
     };
@@ -153,6 +164,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let vars = env_vars();
+    crate::secret_env::scrub_own();
     ui::init(vars.get("GITHUB_ACTIONS").map(String::as_str) == Some("true"));
     if cli.command.is_none() && !ui::in_actions() {
         ui::error("no command given (try `tj-deploy deploy -e staging`, or --help)");
@@ -183,12 +195,19 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         ui::mask(secret.expose());
     }
     let config = Config::load(&inv)?;
+    if inv.dry_run && matches!(inv.command.as_str(), "backups" | "check") {
+        // Never a silent real run: a command without a plan says so instead of ignoring the flag.
+        return Err(Error::invalid(format!(
+            "dry-run: `{}` changes no host, so it has no dry run; drop --dry-run (input 'dry-run')",
+            inv.command
+        )));
+    }
     match inv.command.as_str() {
         "deploy" => deploy_command(&config, &inv, vars).await,
         "rollback" => crate::rollback::command(&config, &inv, vars).await,
         "backups" => crate::rollback::list_command(&config, &inv, vars).await,
         "check" => check_command(&config, &inv).await,
-        "unlock" => unlock_command(&config, &inv, vars).await,
+        "unlock" => crate::unlock::command(&config, &inv, vars).await,
         other => Err(Error::invalid(format!(
             "command: {other:?} is not one of: deploy, rollback, backups, check, unlock"
         ))),
@@ -200,7 +219,7 @@ fn resolve_sha(config: &Config, inv: &Invocation) -> Result<Sha> {
     if let Some(s) = &inv.sha {
         return Ok(s.clone());
     }
-    let out = std::process::Command::new("git")
+    let out = crate::secret_env::scrub(&mut std::process::Command::new("git"))
         .arg("-C")
         .arg(&config.package_dir)
         .args(["rev-parse", "HEAD"])
@@ -280,7 +299,7 @@ pub(crate) async fn publish(summary: &Summary, inv: &Invocation, github: &crate:
 }
 
 fn finish(summary: &Summary, inv: &Invocation) {
-    println!("{}", summary.to_text());
+    ui::print_foreign(&summary.to_text());
     if let Err(e) = actions::publish(
         summary,
         inv.github.output_file.as_deref(),
@@ -311,7 +330,10 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
 
     let (mut github, gates, verdict) = preflight(config, inv, &sha, true).await?;
     if let Err(e) = verdict {
-        let summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
+        let mut summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
+        if e.kind == crate::error::Kind::Failed {
+            summary.status = crate::report::Status::Failure;
+        }
         publish(&summary, inv, &github).await;
         return Err(e);
     }
@@ -368,7 +390,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         package: &pkg,
         started,
         started_at,
-        steps: Steps::new(&cancel, vec![package_step]),
+        steps: Steps::new(&cancel, vec![package_step]).with_timeouts(config.env.timeouts.clone()),
         gates,
         github: github.client(),
     };
@@ -562,24 +584,4 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
     }
     publish(&summary, inv, &github).await;
     verdict
-}
-
-async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
-    let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
-    async fn one<T: Transport>(t: &T, l: &Layout) -> Result<()> {
-        match lock::force_remove(t, l).await? {
-            Some(holder) => ui::info(&format!("{}: removed the deploy lock held by {holder}", t.name())),
-            None => ui::info(&format!("{}: no deploy lock was held", t.name())),
-        }
-        Ok(())
-    }
-    let fleet = connect(config, inv, vars).await?;
-    let mut result = Ok(());
-    for (_, t) in &fleet.hosts {
-        if result.is_ok() {
-            result = one(t, &l).await;
-        }
-    }
-    fleet.close().await;
-    result
 }

@@ -206,14 +206,19 @@ fn layout(config: &Config) -> Layout {
 
 /// The backup to restore on one host, and what it holds.
 #[derive(Debug, Clone)]
-struct Target {
-    backup: ReleaseId,
-    release: ReleaseId,
-    commit: Option<String>,
-    manifest: Manifest,
+pub(crate) struct Target {
+    pub(crate) backup: ReleaseId,
+    pub(crate) release: ReleaseId,
+    pub(crate) commit: Option<String>,
+    pub(crate) manifest: Manifest,
 }
 
-fn choose(host: &str, to: RollbackTarget, state: &HostState, manifests: &[(ReleaseId, Manifest)]) -> Result<Target> {
+pub(crate) fn choose(
+    host: &str,
+    to: RollbackTarget,
+    state: &HostState,
+    manifests: &[(ReleaseId, Manifest)],
+) -> Result<Target> {
     let target = |id: ReleaseId, m: &Manifest| -> Option<Target> {
         let release = m.release.as_deref().and_then(ReleaseId::from_name)?;
         Some(Target {
@@ -265,6 +270,9 @@ struct HostRun<'a> {
 
 /// `tj-deploy rollback`.
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    if inv.dry_run {
+        return crate::dryrun::rollback(config, inv, vars).await;
+    }
     if let Some(expected) = &config.env.confirm_rollback
         && inv.confirm.as_deref() != Some(expected.as_str())
     {
@@ -284,7 +292,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let started_at = chrono::Utc::now();
     let fleet: Fleet = cli::connect(config, inv, vars).await?;
     let http = health::client()?;
-    let mut steps = Steps::new(&cancel, Vec::new());
+    let mut steps = Steps::new(&cancel, Vec::new()).with_timeouts(config.env.timeouts.clone());
     let mut github = crate::github::Reporter::new(inv)?;
     let (summary, error) = run(config, inv, &fleet, &http, &mut steps, &mut github, started, started_at).await;
     fleet.close().await;

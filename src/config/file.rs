@@ -54,6 +54,8 @@ pub struct RawEnv {
     pub transport: Option<String>,
     pub checks_timeout: Option<String>,
     pub checks_interval: Option<String>,
+    /// Per-step time limits; merged key by key over `[defaults]` (see `config::timeouts`).
+    pub timeouts: Option<BTreeMap<String, String>>,
 }
 
 macro_rules! overlay {
@@ -65,7 +67,7 @@ macro_rules! overlay {
 impl RawEnv {
     /// This environment's keys over the defaults.
     pub fn over(&self, defaults: &RawEnv) -> RawEnv {
-        overlay!(
+        let mut merged = overlay!(
             defaults,
             self,
             hosts,
@@ -91,8 +93,15 @@ impl RawEnv {
             connect_timeout,
             transport,
             checks_timeout,
-            checks_interval
-        )
+            checks_interval,
+            timeouts
+        );
+        if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
+            let mut t = base.clone();
+            t.extend(over.clone());
+            merged.timeouts = Some(t);
+        }
+        merged
     }
 }
 
