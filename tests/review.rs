@@ -507,6 +507,7 @@ fn unlock_names_the_holder_continues_past_unreachable_hosts_and_logs() {
         .to_string(),
     )
     .unwrap();
+    support::sh_ok(&format!("chown -R {}: {}", support::DEPLOY_USER, lock.display()));
     let run = Run::of(sb.cmd(&["unlock", "-e", "staging"]).output().unwrap());
     run.expect(1);
     let all = run.all();
