@@ -168,7 +168,7 @@ fn check_state(name: &str, runs: &Value, statuses: &Value, own: &str) -> CheckSt
 
 /// Every check run of `sha`, all pages (a commit in a big workflow has more than 100), as one
 /// `{"check_runs": [...]}` value.
-async fn check_runs(gh: &Github, sha: &Sha) -> Result<Value> {
+pub(crate) async fn check_runs(gh: &Github, sha: &Sha) -> Result<Value> {
     const PER_PAGE: usize = 100;
     // GitHub caps a commit's check runs at 1000 per app; stop there whatever the counts say.
     const MAX_PAGES: usize = 10;
