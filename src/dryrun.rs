@@ -40,7 +40,7 @@ pub async fn rollback(config: &Config, inv: &Invocation, vars: &BTreeMap<String,
             Ok((state, target)) => {
                 to = RollbackTarget::Id(target.backup);
                 for (i, line) in host_plan(config, inv, &l, t.name(), &state, &target).iter().enumerate() {
-                    println!("{:>3}. {line}", i + 1);
+                    crate::ui::print_foreign(&format!("{:>3}. {line}", i + 1));
                 }
             }
             Err(e) => {
@@ -62,11 +62,11 @@ fn host_plan(
     state: &HostState,
     target: &Target,
 ) -> Vec<String> {
-    let commit = target
-        .commit
-        .as_deref()
-        .map(|c| &c[..c.len().min(7)])
-        .unwrap_or("unknown");
+    // From the host's manifest: only hex digits reach the terminal.
+    let commit: String = match &target.commit {
+        Some(c) => c.chars().filter(char::is_ascii_hexdigit).take(7).collect(),
+        None => "unknown".into(),
+    };
     let mut plan = vec![format!(
         "[{host}] target  backup {} → release {} (commit {commit}){}",
         target.backup,

@@ -69,7 +69,12 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
 async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation) -> Result<()> {
     if inv.dry_run {
         match lock::show(t, l).await? {
-            Some(held) => println!("{}: would remove the deploy lock held by {}", t.name(), held.holder),
+            // The holder comes from the host's owner.json: printed as foreign text.
+            Some(held) => ui::print_foreign(&format!(
+                "{}: would remove the deploy lock held by {}",
+                t.name(),
+                held.holder
+            )),
             None => println!("{}: no deploy lock is held; nothing to do", t.name()),
         }
         return Ok(());
