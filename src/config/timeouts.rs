@@ -147,4 +147,35 @@ mod tests {
             ["20m", "2s", "1500ms"]
         );
     }
+
+    #[test]
+    fn defaults_and_environment_merge_key_by_key() {
+        let text = r#"
+app = "a"
+[defaults]
+timeouts = { install = "20m", migrate = "7m" }
+[environments.staging]
+hosts = ["h"]
+deploy_dir = "/srv/a"
+backup_dir = "/srv/b"
+health_url = "http://h/health"
+timeouts = { install = "2s" }
+"#;
+        let env = crate::config::EnvName::parse("e", "staging").unwrap();
+        let c = crate::config::Config::from_text("t.toml", text, std::path::Path::new("."), &env).unwrap();
+        assert_eq!(c.env.timeouts.limit("install"), Duration::from_secs(2));
+        assert_eq!(c.env.timeouts.limit("migrate"), Duration::from_secs(420));
+        let e = crate::config::Config::from_text(
+            "t.toml",
+            &text.replace("install = \"2s\"", "intsall = \"2s\""),
+            std::path::Path::new("."),
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("environments.staging.timeouts.intsall"),
+            "{}",
+            e.message
+        );
+    }
 }
