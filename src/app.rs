@@ -80,7 +80,7 @@ pub async fn publish(summary: &Summary, inv: &Invocation, github: &crate::github
 }
 
 fn finish(summary: &Summary, inv: &Invocation) {
-    println!("{}", summary.to_text());
+    ui::print_foreign(&summary.to_text());
     if let Err(e) = actions::publish(
         summary,
         inv.github.output_file.as_deref(),

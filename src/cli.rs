@@ -13,12 +13,11 @@ use crate::error::{Error, Result};
 use crate::package;
 use crate::pipeline::{self, Ctx, deploy::Deploy};
 use crate::plan::Plan;
-use crate::remote::Transport;
 use crate::remote::layout::Layout;
 use crate::report::{StepRecord, Summary};
 use crate::signals::Cancel;
 use crate::steps::Steps;
-use crate::{app, lock, ui};
+use crate::{app, ui};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,7 +41,7 @@ pub enum Cmd {
     /// Gates and plan for a pull request, posted as a check run; touches no host.
     Check(CheckArgs),
     /// Remove a stale deploy lock, saying whose it was.
-    Unlock(CommonArgs),
+    Unlock(UnlockArgs),
     /// Scaffold tj-deploy.toml, ecosystem.config.js and the GitHub workflows for an app.
     Init(InitArgs),
 }
@@ -55,6 +54,15 @@ pub struct InitArgs {
     /// Overwrite files that exist and differ.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Say whose lock would be removed on each host; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -79,6 +87,9 @@ pub struct RollbackArgs {
     /// The confirmation text the environment asks for (e.g. "ROLLBACK PRODUCTION").
     #[arg(long, value_name = "TEXT")]
     pub confirm: Option<String>,
+    /// Print the plan (which backup, which release, every step) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -130,8 +141,8 @@ fn flags(cli: Cli) -> Flags {
             a.common
         }
         Some(Cmd::Rollback(a)) => {
-            (f.command, f.to, f.restore_database, f.confirm) =
-                (Some("rollback".into()), a.to, a.restore_database, a.confirm);
+            (f.command, f.to, f.restore_database, f.confirm, f.dry_run) =
+                (Some("rollback".into()), a.to, a.restore_database, a.confirm, a.dry_run);
             a.common
         }
         Some(Cmd::Backups(a)) => {
@@ -142,9 +153,9 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.sha) = (Some("check".into()), a.sha);
             a.common
         }
-        Some(Cmd::Unlock(c)) => {
-            f.command = Some("unlock".into());
-            c
+        Some(Cmd::Unlock(a)) => {
+            (f.command, f.dry_run) = (Some("unlock".into()), a.dry_run);
+            a.common
         }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
@@ -169,6 +180,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let vars = env_vars();
+    crate::secret_env::scrub_own();
     ui::init(vars.get("GITHUB_ACTIONS").map(String::as_str) == Some("true"));
     if cli.command.is_none() && !ui::in_actions() {
         ui::error("no command given (try `tj-deploy deploy -e staging`, or --help)");
@@ -206,12 +218,19 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         ui::mask(secret.expose());
     }
     let config = Config::load(&inv)?;
+    if inv.dry_run && matches!(inv.command.as_str(), "backups" | "check") {
+        // Never a silent real run: a command without a plan says so instead of ignoring the flag.
+        return Err(Error::invalid(format!(
+            "dry-run: `{}` changes no host, so it has no dry run; drop --dry-run (input 'dry-run')",
+            inv.command
+        )));
+    }
     match inv.command.as_str() {
         "deploy" => deploy_command(&config, &inv, vars).await,
         "rollback" => crate::rollback::command(&config, &inv, vars).await,
         "backups" => crate::rollback::list_command(&config, &inv, vars).await,
         "check" => check_command(&config, &inv).await,
-        "unlock" => unlock_command(&config, &inv, vars).await,
+        "unlock" => crate::unlock::command(&config, &inv, vars).await,
         other => {
             let commands = ["deploy", "rollback", "backups", "check", "unlock"];
             Err(Error::invalid(format!(
@@ -228,7 +247,7 @@ fn resolve_sha(config: &Config, inv: &Invocation) -> Result<Sha> {
     if let Some(s) = &inv.sha {
         return Ok(s.clone());
     }
-    let out = std::process::Command::new("git")
+    let out = crate::secret_env::scrub(&mut std::process::Command::new("git"))
         .arg("-C")
         .arg(&config.package_dir)
         .args(["rev-parse", "HEAD"])
@@ -261,7 +280,10 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
 
     let (mut github, gates, verdict) = preflight(config, inv, &sha, true).await?;
     if let Err(e) = verdict {
-        let summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
+        let mut summary = refused_summary(config, inv, "deploy", &sha, gates, &e, started, started_at);
+        if e.kind == crate::error::Kind::Failed {
+            summary.status = crate::report::Status::Failure;
+        }
         app::publish(&summary, inv, &github).await;
         return Err(e);
     }
@@ -311,7 +333,7 @@ async fn deploy_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Strin
         Err(e) => return Err(early(e, gates, &github).await),
     };
     let http = crate::health::client()?;
-    let steps = Steps::new(&cancel, vec![package_step]);
+    let steps = Steps::new(&cancel, vec![package_step]).with_timeouts(config.env.timeouts.clone());
     let ctx = Ctx {
         config,
         inv,
@@ -538,24 +560,4 @@ fn check_notes(summary: &mut Summary, inv: &Invocation, github: &crate::github::
             .message
             .push_str(&format!("\n\n⚠️ {}.", crate::github::FORBIDDEN_CHECK));
     }
-}
-
-async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
-    let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
-    async fn one<T: Transport>(t: &T, l: &Layout) -> Result<()> {
-        match lock::force_remove(t, l).await? {
-            Some(holder) => ui::info(&format!("{}: removed the deploy lock held by {holder}", t.name())),
-            None => ui::info(&format!("{}: no deploy lock was held", t.name())),
-        }
-        Ok(())
-    }
-    let fleet = app::connect(config, inv, vars).await?;
-    let mut result = Ok(());
-    for (_, t) in &fleet.hosts {
-        if result.is_ok() {
-            result = one(t, &l).await;
-        }
-    }
-    fleet.close().await;
-    result
 }

@@ -34,10 +34,7 @@ pub fn line(summary: &crate::report::Summary, id: &str, host: &str, fields: Valu
 }
 
 pub async fn record<T: Transport>(t: &T, l: &Layout, line: &Value, markdown: &str) {
-    let log = commands::append_log(l, &line.to_string());
-    if let Err(e) = t.run(&log, Mode::Capture).await.and_then(|o| o.check("log")) {
-        ui::warn(&format!("{}: could not append to {}: {e}", t.name(), l.log()));
-    }
+    append(t, l, line).await;
     let md = commands::prepend_markdown(l, &crate::github::report::fit_summary(markdown), MARKDOWN_KEEP_BYTES);
     if let Err(e) = t.run(&md, Mode::Capture).await.and_then(|o| o.check("log")) {
         ui::warn(&format!(
@@ -45,5 +42,13 @@ pub async fn record<T: Transport>(t: &T, l: &Layout, line: &Value, markdown: &st
             t.name(),
             l.meta()
         ));
+    }
+}
+
+/// Appends one JSON line to deployments.log (no markdown: `unlock`).
+pub async fn append<T: Transport>(t: &T, l: &Layout, line: &Value) {
+    let log = commands::append_log(l, &line.to_string());
+    if let Err(e) = t.run(&log, Mode::Capture).await.and_then(|o| o.check("log")) {
+        ui::warn(&format!("{}: could not append to {}: {e}", t.name(), l.log()));
     }
 }

@@ -423,15 +423,30 @@ pub fn build(dir: &Path, exclude: &[String], out_dir: &Path, name: &str, progres
             tar.append_data(&mut header, &e.rel, io::empty()).context(ctx())?;
         } else {
             let f = File::open(&abs).context(ctx())?;
-            // A file that changes size while we read it would corrupt the archive: tar's
-            // append_data pads/limits to the header size, and we check the count afterwards.
+            // tar writes the header's size and pads whatever the reader gives to it, so a file
+            // that shrank or grew while we read it would make an archive that does not hold
+            // the file (with a valid sha256): count what was read and check for more.
             let len = meta.len();
             header.set_size(len);
-            let reader = ProgressReader {
+            let mut reader = ProgressReader {
                 inner: f.take(len),
                 progress,
             };
-            tar.append_data(&mut header, &e.rel, reader).context(ctx())?;
+            tar.append_data(&mut header, &e.rel, &mut reader).context(ctx())?;
+            let read = len - reader.inner.limit();
+            let mut more = [0u8; 1];
+            let grew = reader.inner.into_inner().read(&mut more).context(ctx())? > 0;
+            if read != len || grew {
+                return Err(Error::failed(format!(
+                    "package: {} changed size while it was packaged ({len} bytes when listed, {}); nothing was uploaded, package again once the build is finished",
+                    abs.display(),
+                    if grew {
+                        "more when read".to_string()
+                    } else {
+                        format!("{read} when read")
+                    }
+                )));
+            }
             files += 1;
             input_bytes += len;
         }
@@ -587,6 +602,38 @@ mod tests {
             par.len(),
             single.len()
         );
+    }
+
+    /// Issue #14, item 13: a file that shrinks or grows while it is read fails the packaging,
+    /// naming the file, instead of producing an archive that does not hold it. The progress
+    /// callback, called after each chunk read, changes the file at a fixed point.
+    #[test]
+    fn a_file_whose_size_changes_while_packaged_fails_packaging() {
+        let out = tempfile::tempdir().unwrap();
+        for grow in [true, false] {
+            let src = tempfile::tempdir().unwrap();
+            let log = src.path().join("build.log");
+            std::fs::write(&log, vec![b'x'; 4 << 20]).unwrap();
+            std::fs::write(src.path().join("a.js"), "ok\n").unwrap();
+            // Only build.log's chunks are large; the first of them triggers the change.
+            let changed = std::cell::Cell::new(false);
+            let progress = |n: u64| {
+                if n >= 4096 && !changed.replace(true) {
+                    let f = File::options().append(true).open(&log).unwrap();
+                    if grow {
+                        (&f).write_all(b"more output\n").unwrap();
+                    } else {
+                        f.set_len(10).unwrap();
+                    }
+                }
+            };
+            let e = build(src.path(), &[], out.path(), "x.tar.gz", &progress).unwrap_err();
+            assert!(
+                e.message.contains("build.log") && e.message.contains("changed size"),
+                "grow {grow}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -201,6 +201,9 @@ fn layout(config: &Config) -> Layout {
 
 /// `tj-deploy rollback`.
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    if inv.dry_run {
+        return crate::dryrun::rollback(config, inv, vars).await;
+    }
     if let Some(expected) = &config.env.confirm_rollback
         && inv.confirm.as_deref() != Some(expected.as_str())
     {
@@ -220,7 +223,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let started_at = chrono::Utc::now();
     let fleet: Fleet = app::connect(config, inv, vars).await?;
     let http = health::client()?;
-    let steps = Steps::new(&cancel, Vec::new());
+    let steps = Steps::new(&cancel, Vec::new()).with_timeouts(config.env.timeouts.clone());
     let mut github = crate::github::Reporter::new(inv)?;
     let to = match inv.to {
         crate::config::RollbackTarget::Latest => "latest".to_string(),

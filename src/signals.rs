@@ -4,8 +4,8 @@
 //! release the lock), so a cancelled run leaves the host as a failed one would.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -17,10 +17,23 @@ pub struct Cancel {
     notify: Arc<Notify>,
 }
 
+/// The process's one [`Cancel`], once installed: signals are process-wide, and code that waits
+/// without a step around it (the gates polling GitHub) must stop on them too.
+static INSTALLED: OnceLock<Cancel> = OnceLock::new();
+
 impl Cancel {
+    /// The installed [`Cancel`], if [`Cancel::install`] ran.
+    pub fn installed() -> Option<Cancel> {
+        INSTALLED.get().cloned()
+    }
+
     /// Starts listening for SIGINT and SIGTERM.
     pub fn install() -> Self {
+        if let Some(c) = INSTALLED.get() {
+            return c.clone();
+        }
         let cancel = Cancel::default();
+        let _ = INSTALLED.set(cancel.clone());
         let c = cancel.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};

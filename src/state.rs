@@ -2,7 +2,7 @@
 //! read in one round trip and parsed strictly: names that are not ours are ignored.
 
 use crate::config::ReleaseId;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport, commands};
 
@@ -27,6 +27,8 @@ pub struct HostState {
     pub bad: Vec<ReleaseId>,
     pub package_present: bool,
     pub lock_held: bool,
+    /// `current` exists but is not a symlink (`directory` or `file`): a server set up by hand.
+    pub current_unmanaged: Option<String>,
 }
 
 impl HostState {
@@ -62,6 +64,9 @@ impl HostState {
                     }
                 }
                 (Some("package"), Some("present"), None, None) => s.package_present = true,
+                (Some("current-unmanaged"), Some(kind @ ("directory" | "file")), None, None) => {
+                    s.current_unmanaged = Some(kind.to_string());
+                }
                 (Some("lock"), Some("held"), None, None) => s.lock_held = true,
                 _ => {}
             }
@@ -148,12 +153,32 @@ impl HostState {
     }
 }
 
+/// Reads the host's state. A `current` that is not a symlink (an app deployed by hand) is an
+/// error before anything changes: switching would replace the serving directory.
 pub async fn inspect<T: Transport>(t: &T, l: &Layout, package_sha256: Option<&str>) -> Result<HostState> {
     let out = t
         .run(&commands::inspect(l, package_sha256), Mode::Capture)
         .await?
         .check(&format!("{}: inspect", t.name()))?;
-    Ok(HostState::parse(&out.stdout))
+    let state = HostState::parse(&out.stdout);
+    if let Some(kind) = &state.current_unmanaged {
+        return Err(unmanaged_current(t.name(), l, kind));
+    }
+    Ok(state)
+}
+
+fn unmanaged_current(host: &str, l: &Layout, kind: &str) -> Error {
+    let example = ReleaseId::from_time(chrono::Utc::now());
+    let q = |s: &str| commands::quote(s);
+    Error::invalid(format!(
+        "{host}: {current} is a {kind}, not a symlink to a release: this server was not set up by tj-deploy, and nothing was changed. \
+         To adopt it, move it into a release and link it: `mkdir -p {releases} && mv {current} {release} && ln -s releases/{example} {current}`, \
+         then reload the app from {shown} (`tj-deploy setup --adopt` will do this for you)",
+        current = q(&l.current()),
+        releases = q(&l.releases()),
+        release = q(&l.release(example)),
+        shown = l.current(),
+    ))
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! Running named steps: each gets a log line (or an Actions group) with its duration, can be
-//! stopped by a signal, and leaves a [`StepRecord`] for the summary. Hosts run steps side by
+//! stopped by a signal, has a time limit (`timeouts`), and leaves a [`StepRecord`] for the
+//! summary. A step over its limit is dropped like a cancelled one: the transport's watchdog
+//! stops the remote process group, and the caller's failure path runs. Hosts run steps side by
 //! side (phases with `parallel` > 1), so the recorder is shared by reference.
 
 use std::cell::RefCell;
 
-use crate::error::Result;
+use crate::config::Timeouts;
+use crate::config::timeouts::text as limit_text;
+use crate::error::{Error, Result};
 use crate::report::StepRecord;
 use crate::signals::Cancel;
 use crate::ui;
@@ -12,6 +16,7 @@ use crate::ui;
 pub struct Steps<'a> {
     records: RefCell<Vec<StepRecord>>,
     cancel: &'a Cancel,
+    timeouts: Timeouts,
 }
 
 impl<'a> Steps<'a> {
@@ -19,7 +24,14 @@ impl<'a> Steps<'a> {
         Steps {
             records: RefCell::new(records),
             cancel,
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// Uses the environment's `timeouts` instead of the defaults.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     pub fn cancel(&self) -> &'a Cancel {
@@ -38,7 +50,8 @@ impl<'a> Steps<'a> {
     }
 
     /// Like [`Steps::run`] but not stopped by a signal: cleanup must finish, and so must the
-    /// lock and the switch (one mkdir, one rename); the next step then sees the cancellation.
+    /// lock and the switch (one rename each); the next step then sees the cancellation. The
+    /// time limit still applies: a cleanup that hangs must not hang the run.
     pub async fn run_uncancelled<R>(
         &self,
         host: &str,
@@ -47,7 +60,14 @@ impl<'a> Steps<'a> {
         f: impl Future<Output = Result<R>>,
     ) -> Result<R> {
         let s = ui::step(&format!("{name} [{host}]"), detail);
-        let result = f.await;
+        let limit = self.timeouts.limit(name);
+        let result = match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::failed(format!(
+                "{name} on {host} exceeded its time limit of {}",
+                limit_text(limit)
+            ))),
+        };
         let (seconds, ok, note) = match &result {
             Ok(_) => (s.done("").as_secs_f64(), true, String::new()),
             Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),

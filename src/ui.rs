@@ -2,9 +2,14 @@
 //! collapsible `::group::` blocks in Actions logs, and progress bars (bytes, rate, ETA) on a
 //! terminal. Log lines go to stderr on a terminal and to stdout in Actions (where the runner
 //! reads workflow commands), so the final summary on stdout stays clean for scripts.
+//!
+//! In Actions, text that a host (or anything outside tj-deploy) wrote is printed inside a
+//! `::stop-commands::<token>` … `::<token>::` fence with a fresh random token, so a host that
+//! prints `::add-mask::`, `::error::` or `::stop-commands::` shows text instead of driving the
+//! runner. Our own workflow commands are always printed outside any fence.
 
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -37,13 +42,77 @@ pub fn in_actions() -> bool {
     style() == Style::Actions
 }
 
+/// The token of the fence that is open right now (Actions only).
+static FENCE: Mutex<Option<String>> = Mutex::new(None);
+
+/// A fresh token no host can guess: 128 random bits from the kernel (a hash of the time and
+/// the process id only if /dev/urandom is unreadable).
+fn fence_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        use sha2::Digest as _;
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes())[..16]);
+    }
+    format!("tj-{}", crate::package::hex(&bytes))
+}
+
+/// Writes `line` to the Actions log: inside a fence (opened if needed) when `foreign`, else
+/// after closing any open fence. Own text that spans lines (a CR counts, the runner splits on
+/// it) is treated as foreign: only single-line own text may carry a workflow command.
+fn emit_actions(line: &str, foreign: bool) {
+    let foreign = foreign || line.contains(['\r', '\n']);
+    let mut fence = FENCE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = std::io::stdout().lock();
+    match (foreign, fence.as_ref()) {
+        (true, None) => {
+            let token = fence_token();
+            let _ = writeln!(out, "::stop-commands::{token}");
+            *fence = Some(token);
+        }
+        (false, Some(token)) => {
+            let _ = writeln!(out, "::{token}::");
+            *fence = None;
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 fn emit(line: &str) {
     if style() == Style::Actions {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        emit_actions(line, false);
     } else {
         let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
+/// Closes the open fence, if any: a stretch of host output has ended.
+pub fn end_foreign() {
+    if style() != Style::Actions {
+        return;
+    }
+    let mut fence = FENCE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(token) = fence.take() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "::{token}::");
+        let _ = out.flush();
+    }
+}
+
+/// Prints text that may carry what a host wrote (the run's summary, with error tails) to
+/// stdout; fenced in Actions.
+pub fn print_foreign(text: &str) {
+    if style() == Style::Actions {
+        for line in text.lines() {
+            emit_actions(line, true);
+        }
+        end_foreign();
+    } else {
+        println!("{text}");
     }
 }
 
@@ -83,7 +152,7 @@ pub fn mask(secret: &str) {
 
 pub fn remote_line(host: &str, line: &str) {
     match style() {
-        Style::Actions => emit(line),
+        Style::Actions => emit_actions(line, true),
         _ => emit(&format!("    {host} │ {line}")),
     }
 }

@@ -58,6 +58,8 @@ pub struct RawEnv {
     pub database_host: Option<String>,
     pub migrations_dir: Option<String>,
     pub destructive_migrations: Option<String>,
+    /// Per-step time limits; merged key by key over `[defaults]` (see `config::timeouts`).
+    pub timeouts: Option<BTreeMap<String, String>>,
 }
 
 macro_rules! overlay {
@@ -69,7 +71,7 @@ macro_rules! overlay {
 impl RawEnv {
     /// This environment's keys over the defaults.
     pub fn over(&self, defaults: &RawEnv) -> RawEnv {
-        overlay!(
+        let mut merged = overlay!(
             defaults,
             self,
             hosts,
@@ -99,8 +101,15 @@ impl RawEnv {
             parallel,
             database_host,
             migrations_dir,
-            destructive_migrations
-        )
+            destructive_migrations,
+            timeouts
+        );
+        if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
+            let mut t = base.clone();
+            t.extend(over.clone());
+            merged.timeouts = Some(t);
+        }
+        merged
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod inputs;
+pub mod timeouts;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 pub use inputs::{ActionInputs, GithubContext, PullRequest, Secret};
+pub use timeouts::Timeouts;
 pub use values::{EnvName, HostSpec, ReleaseId, RemotePath, Sha, SmokeCheck};
 
 /// What the command line said, before inputs and the file are consulted.
@@ -240,6 +242,8 @@ pub struct EnvConfig {
     pub migrations_dir: String,
     /// What a deploy does with destructive migration statements.
     pub destructive_migrations: crate::migrations::Policy,
+    /// The time limit of each remote step (`timeouts`).
+    pub timeouts: Timeouts,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -421,6 +425,8 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
             })?
         }
     };
+    let health_timeout = dur("health_timeout", &raw.health_timeout, Duration::from_secs(60))?;
+    let timeouts = Timeouts::parse(&key("timeouts"), raw.timeouts.as_ref(), health_timeout)?;
     Ok(EnvConfig {
         name: name.clone(),
         hosts,
@@ -431,7 +437,7 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
         require_staging: raw.require_staging.unwrap_or(false),
         confirm_rollback: raw.confirm_rollback.clone(),
         health_url,
-        health_timeout: dur("health_timeout", &raw.health_timeout, Duration::from_secs(60))?,
+        health_timeout,
         health_interval: dur("health_interval", &raw.health_interval, Duration::from_secs(1))?,
         health_request_timeout: dur(
             "health_request_timeout",
@@ -462,6 +468,7 @@ fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -
             None if raw.confirm_rollback.is_some() => crate::migrations::Policy::Confirm,
             None => crate::migrations::Policy::Allow,
         },
+        timeouts,
     })
 }
 

@@ -78,9 +78,12 @@ pub async fn run(gh: &Github, w: &Wanted<'_>) -> Vec<Gate> {
         return gates;
     }
     if !w.env.required_checks.is_empty() {
-        let g = checks(gh, w)
-            .await
-            .unwrap_or_else(|e| gate("required checks", false, e.message));
+        // Waiting for pending checks may take minutes: a signal must end it at once.
+        let waited = match crate::signals::Cancel::installed() {
+            Some(cancel) => cancel.guard("required checks", checks(gh, w)).await,
+            None => checks(gh, w).await,
+        };
+        let g = waited.unwrap_or_else(|e| gate("required checks", false, e.message));
         if !push(&mut gates, g) {
             return gates;
         }
@@ -206,13 +209,36 @@ fn check_state(name: &str, runs: &Value, statuses: &Value, own: &str) -> CheckSt
     }
 }
 
+/// Every check run of `sha`, all pages (a commit in a big workflow has more than 100), as one
+/// `{"check_runs": [...]}` value.
+pub(crate) async fn check_runs(gh: &Github, sha: &Sha) -> Result<Value> {
+    const PER_PAGE: usize = 100;
+    // GitHub caps a commit's check runs at 1000 per app; stop there whatever the counts say.
+    const MAX_PAGES: usize = 10;
+    let mut all = Vec::new();
+    for page in 1..=MAX_PAGES {
+        let v = gh
+            .get(&gh.repo_path(&format!(
+                "/commits/{}/check-runs?per_page={PER_PAGE}&page={page}",
+                sha.as_str()
+            )))
+            .await?;
+        let runs = v["check_runs"].as_array().cloned().unwrap_or_default();
+        let got = runs.len();
+        all.extend(runs);
+        let total = v["total_count"].as_u64().unwrap_or(0) as usize;
+        if got < PER_PAGE || all.len() >= total {
+            break;
+        }
+    }
+    Ok(serde_json::json!({ "check_runs": all }))
+}
+
 async fn checks(gh: &Github, w: &Wanted<'_>) -> Result<Gate> {
     let deadline = Instant::now() + w.env.checks_timeout;
     let mut announced = false;
     loop {
-        let runs = gh
-            .get(&gh.repo_path(&format!("/commits/{}/check-runs?per_page=100", w.sha.as_str())))
-            .await?;
+        let runs = check_runs(gh, w.sha).await?;
         let statuses = gh
             .get(&gh.repo_path(&format!("/commits/{}/status?per_page=100", w.sha.as_str())))
             .await?;
@@ -263,21 +289,25 @@ async fn staging(gh: &Github, sha: &Sha) -> Result<Gate> {
     let mut seen = None;
     for d in list.as_array().into_iter().flatten() {
         let Some(id) = d["id"].as_u64() else { continue };
+        // Any success in the history counts: a newer staging deployment turns this one's
+        // latest status `inactive` (auto_inactive) without undoing that it succeeded.
         let statuses = gh
-            .get(&gh.repo_path(&format!("/deployments/{id}/statuses?per_page=1")))
+            .get(&gh.repo_path(&format!("/deployments/{id}/statuses?per_page=100")))
             .await?;
-        let state = statuses
+        let history: Vec<&str> = statuses
             .as_array()
-            .and_then(|s| s.first())
-            .and_then(|s| s["state"].as_str())
-            .unwrap_or("no status");
-        if state == "success" {
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["state"].as_str())
+            .collect();
+        if history.contains(&"success") {
             return Ok(gate(
                 "staging first",
                 true,
                 format!("{} deployed to staging (deployment {id})", sha.short()),
             ));
         }
+        let state = history.first().copied().unwrap_or("no status");
         seen.get_or_insert(state.to_string());
     }
     if let Some(state) = seen {

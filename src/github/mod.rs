@@ -100,6 +100,15 @@ impl Reporter {
             return (Vec::new(), Ok(()));
         };
         let list = gates::run(gh, wanted).await;
+        if crate::signals::Cancel::installed().is_some_and(|c| c.is_cancelled()) {
+            // Cut short by a signal, like any run: exit 1, not a refusal by a gate.
+            return (
+                list,
+                Err(Error::failed(
+                    "cancelled by signal while the gates ran; nothing was changed",
+                )),
+            );
+        }
         let verdict = match list.iter().find(|g| !g.ok) {
             Some(g) => Err(Error::refused(format!(
                 "gate {}: {}; nothing was changed",

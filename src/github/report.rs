@@ -124,10 +124,10 @@ pub async fn start_check(
         body["details_url"] = Value::from(u);
     }
     let path = gh.repo_path("/check-runs");
-    let list_path = gh.repo_path(&format!("/commits/{}/check-runs?per_page=100", sha.as_str()));
     let created = gh
         .create_or_forbidden(&path, &body, || async {
-            let list = gh.get(&list_path).await?;
+            // Every page: a commit may carry more than 100 check runs.
+            let list = super::gates::check_runs(gh, sha).await?;
             Ok(list["check_runs"]
                 .as_array()
                 .into_iter()

@@ -110,8 +110,12 @@ fn with_dirs(label: &str, l: &Layout) -> Script {
         .var("B", l.backup_dir.as_str())
 }
 
-/// Takes the host's deploy lock (atomic `mkdir`) and records its owner. Prints `acquired`, or
-/// `held` followed by the holder's owner.json.
+/// Takes the host's deploy lock and records its owner in one atomic step: owner.json is written
+/// into a private directory that is then renamed onto `lock` (`mv -T`, i.e. rename(2), which
+/// fails when `lock` exists and is not empty). So a lock is never ownerless, even when we die
+/// halfway; a lock directory is never empty (an empty one, from an older tj-deploy that died
+/// between its mkdir and its write, is simply taken over). Prints `acquired`, or `held`
+/// followed by the holder's owner.json.
 pub fn lock_acquire(l: &Layout, owner_json: &str) -> Script {
     with_dirs("lock", l)
         .var("OWNER", owner_json)
@@ -119,13 +123,29 @@ pub fn lock_acquire(l: &Layout, owner_json: &str) -> Script {
         // Others may not plant packages or logs; the lock names the actor and the run.
         .line("chmod go-w \"$D/.tj-deploy\" 2>/dev/null || true")
         .line("umask 077")
-        .line("if mkdir \"$D/.tj-deploy/lock\" 2>/dev/null; then")
-        .line("  printf '%s\\n' \"$OWNER\" > \"$D/.tj-deploy/lock/owner.json\"")
+        // Leftovers of an acquirer that died between its mkdir and its rename.
+        .line("find \"$D/.tj-deploy\" -maxdepth 1 -name '.lock.*.tmp' -mmin +60 -exec rm -rf {} + 2>/dev/null || true")
+        .line("T=\"$D/.tj-deploy/.lock.$$.tmp\"")
+        .line("rm -rf \"$T\"")
+        .line("mkdir \"$T\"")
+        .line("printf '%s\\n' \"$OWNER\" > \"$T/owner.json\"")
+        .line("if mv -T \"$T\" \"$D/.tj-deploy/lock\" 2>/dev/null; then")
         .line("  echo acquired")
         .line("else")
+        .line("  rm -rf \"$T\"")
         .line("  echo held")
         .line("  cat \"$D/.tj-deploy/lock/owner.json\" 2>/dev/null || true")
         .line("fi")
+}
+
+/// Prints `held` and the lock's owner.json when a lock is there; changes nothing.
+pub fn lock_show(l: &Layout) -> Script {
+    with_dirs("lock", l)
+        .line("if [ -d \"$D/.tj-deploy/lock\" ]; then")
+        .line("  echo held")
+        .line("  cat \"$D/.tj-deploy/lock/owner.json\" 2>/dev/null || true")
+        .line("fi")
+        .repeatable()
 }
 
 /// Releases the lock only if it still carries our token (an `unlock` may have cleared it and
@@ -163,11 +183,14 @@ pub fn lock_force_remove(l: &Layout) -> Script {
         .line("fi")
 }
 
-/// Reports the host's state, one fact a line: `current <target>`,
+/// Reports the host's state, one fact a line: `current <target>` (or `current-unmanaged
+/// directory|file` when `current` is not a symlink),
 /// `release <id> <revision|-> <bad 0|1>`, `backup <id>`, `package present`, `lock held`.
 pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
     let mut s = with_dirs("inspect", l)
-        .line("if [ -L \"$D/current\" ]; then printf 'current %s\\n' \"$(readlink \"$D/current\")\"; fi")
+        .line("if [ -L \"$D/current\" ]; then printf 'current %s\\n' \"$(readlink \"$D/current\")\";")
+        .line("elif [ -d \"$D/current\" ]; then echo 'current-unmanaged directory';")
+        .line("elif [ -e \"$D/current\" ]; then echo 'current-unmanaged file'; fi")
         .line("if [ -d \"$D/releases\" ]; then")
         .line("  for r in \"$D\"/releases/*; do")
         .line("    [ -d \"$r\" ] || continue")
@@ -493,12 +516,13 @@ fn hook_exports(s: Script, l: &Layout, env: &HookEnv) -> Script {
         .line("export TJ_DEPLOY_DIR TJ_CURRENT TJ_RELEASE_DIR TJ_RELEASE_ID TJ_REVISION TJ_ENVIRONMENT")
 }
 
-/// Runs a configured command (`install`, `migrate`) inside the new release.
+/// Runs a configured command (`install`, `migrate`) inside the new release. `sh -e`: a
+/// command list like `npm ci; npm run build` stops at its first failure, as the README says.
 pub fn hook(l: &Layout, label: &str, command: &str, env: &HookEnv) -> Script {
     hook_exports(with_dirs(label, l), l, env)
         .var("CMD", command)
         .line("cd \"$TJ_RELEASE_DIR\"")
-        .line("exec sh -c \"$CMD\"")
+        .line("exec sh -ec \"$CMD\"")
 }
 
 /// Runs the `reload` command from `current` (PM2 must remember the symlink path, not a release).
@@ -506,7 +530,7 @@ pub fn reload(l: &Layout, command: &str, env: &HookEnv) -> Script {
     hook_exports(with_dirs("reload", l), l, env)
         .var("CMD", command)
         .line("cd \"$TJ_CURRENT\"")
-        .line("exec sh -c \"$CMD\"")
+        .line("exec sh -ec \"$CMD\"")
 }
 
 /// Writes REVISION (which marks the release complete) and points `current` at it atomically.

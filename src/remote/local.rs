@@ -25,7 +25,7 @@ impl Transport for LocalTransport {
     }
 
     async fn run(&self, script: &Script, mode: Mode) -> Result<Output> {
-        let mut child = Command::new("sh")
+        let mut child = crate::secret_env::scrub_async(&mut Command::new("sh"))
             .arg("-c")
             .arg(watched(script))
             .stdin(Stdio::piped())
@@ -48,7 +48,7 @@ impl Transport for LocalTransport {
     }
 
     async fn run_with_file(&self, script: &Script, local: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Output> {
-        let mut child = Command::new("sh")
+        let mut child = crate::secret_env::scrub_async(&mut Command::new("sh"))
             .arg("-c")
             .arg(script.text())
             .stdin(Stdio::piped())

@@ -148,7 +148,11 @@ pub(crate) async fn collect(
         }
         all
     }
-    tokio::join!(read_all(stdout, mode, host), read_all(stderr, mode, host))
+    let both = tokio::join!(read_all(stdout, mode, host), read_all(stderr, mode, host));
+    if mode == Mode::Stream {
+        crate::ui::end_foreign();
+    }
+    both
 }
 
 /// Copies `local` into a child's stdin, then closes it so the remote `cat` sees EOF.

@@ -8,7 +8,11 @@
 //                                      statuses:[{sha,context,state}], deployments:[{sha,environment,state}], read_only:bool,
 //                                      compares:{"<base>...<head>":{files:[{filename,status}],ahead_by}} (a PR's base and head
 //                                      need not share one branch history)}
+//   PATCH /_fake/repos/:owner/:repo  {branches:{name:[sha,...]}}: moves branches, keeping the rest of the state
 //   GET  /_fake/repos/:owner/:repo   → the state (deployments with statuses, check runs, check_runs_by_head_sha, request log)
+// Like GitHub: check runs are paginated (per_page ≤ 100, default 30; page), and a `success`
+// status with auto_inactive (default true) on a non-production deployment adds an `inactive`
+// status to every older deployment of the same environment whose latest status is `success`.
 //   POST /_fake/faults               {method, path (substring), status, times, retry_after, after:bool,
 //                                     skip: let this many matching requests through first}
 // Usage: node fake.js <spec.json> <port>
@@ -116,6 +120,7 @@ function route(req, res, body) {
   let m;
   if ((m = p.match(/^\/_fake\/repos\/([^/]+)\/([^/]+)$/))) {
     if (req.method === 'PUT') { setup(m[1], m[2], body || {}); return send(res, 200, { ok: true }); }
+    if (req.method === 'PATCH') { Object.assign(repo(m[1], m[2]).branches, (body || {}).branches || {}); return send(res, 200, { ok: true }); }
     const r = repo(m[1], m[2]);
     const byHead = {};
     for (const c of r.check_runs) (byHead[c.head_sha] = byHead[c.head_sha] || []).push(c);
@@ -199,7 +204,10 @@ function route(req, res, body) {
         c.completed_at = now();
       }
     }
-    return reply(200, { total_count: runs.length, check_runs: runs.map((c) => checkRunView(c, owner, name)) });
+    const perPage = Math.min(Number(url.searchParams.get('per_page') || 30), 100);
+    const page = Math.max(Number(url.searchParams.get('page') || 1), 1);
+    const shown = runs.slice((page - 1) * perPage, page * perPage);
+    return reply(200, { total_count: runs.length, check_runs: shown.map((c) => checkRunView(c, owner, name)) });
   }
   if (req.method === 'GET' && (m = rest.match(/^\/commits\/([0-9a-f]+)\/status$/))) {
     const c = clone(EX.combined);
@@ -233,6 +241,14 @@ function route(req, res, body) {
     if (req.method === 'POST') {
       const s = { id: nextId++, state: body.state, description: body.description, environment_url: body.environment_url, log_url: body.log_url, created_at: now(), request: body };
       d.statuses.push(s);
+      if (s.state === 'success' && body.auto_inactive !== false && !d.production_environment) {
+        for (const x of r.deployments) {
+          const last = x.statuses[x.statuses.length - 1];
+          if (x.id < d.id && x.environment === d.environment && !x.production_environment && last && last.state === 'success') {
+            x.statuses.push({ id: nextId++, state: 'inactive', created_at: now(), auto: true });
+          }
+        }
+      }
       return reply(201, statusView(s, d, owner, name));
     }
   }

@@ -118,6 +118,18 @@ impl FakeGithub {
         );
         assert_eq!(status, 200);
     }
+    /// Moves branches (`{"develop": [sha, ...]}`), keeping deployments and check runs.
+    pub fn set_branches(&self, repo: &str, branches: serde_json::Value) {
+        let body = serde_json::json!({ "branches": branches });
+        let (status, _) = http(
+            self.fake_port,
+            "PATCH",
+            &format!("/_fake/repos/{repo}"),
+            &[],
+            Some(&body),
+        );
+        assert_eq!(status, 200);
+    }
     pub fn state(&self, repo: &str) -> serde_json::Value {
         http(self.fake_port, "GET", &format!("/_fake/repos/{repo}"), &[], None).1
     }
