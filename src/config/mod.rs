@@ -2,6 +2,7 @@
 //! context and `tj-deploy.toml` (precedence: flag > input > file > default). Every check of
 //! user input happens here, with errors that name the input; later stages trust these values.
 
+mod env;
 pub mod file;
 pub mod inputs;
 pub mod timeouts;
@@ -296,7 +297,7 @@ impl Config {
             ))
         })?;
         let merged = env_raw.over(&raw.defaults);
-        let env = validate_env(origin, environment, &merged, base)?;
+        let env = env::validate(origin, environment, &merged, base)?;
         let package_dir = base.join(raw.package.dir.as_deref().unwrap_or("."));
         let exclude = raw
             .package
@@ -312,164 +313,6 @@ impl Config {
             env,
         })
     }
-}
-
-fn validate_env(origin: &str, name: &EnvName, raw: &file::RawEnv, base: &Path) -> Result<EnvConfig> {
-    let key = |k: &str| format!("{origin}: environments.{name}.{k}");
-    let missing = |k: &str| {
-        Error::invalid(format!(
-            "{}: missing (set it in [environments.{name}] or [defaults])",
-            key(k)
-        ))
-    };
-
-    let hosts_raw = raw.hosts.as_ref().ok_or_else(|| missing("hosts"))?;
-    if hosts_raw.is_empty() {
-        return Err(Error::invalid(format!("{}: needs at least one host", key("hosts"))));
-    }
-    let hosts = hosts_raw
-        .iter()
-        .map(|h| HostSpec::parse(&key("hosts"), h))
-        .collect::<Result<Vec<_>>>()?;
-    let deploy_dir = RemotePath::parse(
-        &key("deploy_dir"),
-        raw.deploy_dir.as_deref().ok_or_else(|| missing("deploy_dir"))?,
-    )?;
-    let backup_dir = RemotePath::parse(
-        &key("backup_dir"),
-        raw.backup_dir.as_deref().ok_or_else(|| missing("backup_dir"))?,
-    )?;
-    if backup_dir == deploy_dir || backup_dir.as_str().starts_with(&format!("{}/", deploy_dir)) {
-        return Err(Error::invalid(format!(
-            "{}: must lie outside deploy_dir, so pruning releases never touches backups",
-            key("backup_dir")
-        )));
-    }
-    let health_url = values::http_url(
-        &key("health_url"),
-        raw.health_url.as_deref().ok_or_else(|| missing("health_url"))?,
-    )?;
-    if hosts.len() > 1 && !health_url.contains("{host}") {
-        return Err(Error::invalid(format!(
-            "{}: one URL cannot verify each of {} hosts: put {{host}} in it (e.g. http://{{host}}:3000/api/health)",
-            key("health_url"),
-            hosts.len()
-        )));
-    }
-    let dur = |k: &str, v: &Option<String>, default: Duration| match v {
-        Some(s) => values::duration(&key(k), s),
-        None => Ok(default),
-    };
-    let count = |k: &str, v: Option<i64>, default: usize| -> Result<usize> {
-        match v {
-            None => Ok(default),
-            Some(n) if (1..=1000).contains(&n) => Ok(n as usize),
-            Some(n) => Err(Error::invalid(format!("{}: {n} must be between 1 and 1000", key(k)))),
-        }
-    };
-    let command = |k: &str, v: &Option<String>, default: &str| -> Result<Option<String>> {
-        let c = v.clone().unwrap_or_else(|| default.to_string());
-        if c.contains('\0') {
-            return Err(Error::invalid(format!("{}: holds a NUL byte", key(k))));
-        }
-        Ok((!c.trim().is_empty()).then_some(c))
-    };
-    let smoke = raw
-        .smoke
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(|s| SmokeCheck::parse(&key("smoke"), s))
-        .collect::<Result<Vec<_>>>()?;
-    let linked_files = raw
-        .linked_files
-        .clone()
-        .unwrap_or_else(|| vec![".env".to_string()])
-        .iter()
-        .map(|f| values::relative_path(&key("linked_files"), f))
-        .collect::<Result<Vec<_>>>()?;
-    let branch = raw.branch.clone();
-    if let Some(b) = &branch {
-        // Stricter than git: a deploy branch name needs nothing that a URL or a shell treats specially.
-        let ok = !b.is_empty()
-            && b.len() <= 200
-            && !b.starts_with(['-', '/', '.'])
-            && !b.contains("..")
-            && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"._/-".contains(&c));
-        if !ok {
-            return Err(Error::invalid(format!("{}: {b:?} is not a branch name", key("branch"))));
-        }
-    }
-    let ssh_config = raw.ssh_config.as_ref().map(|p| base.join(p));
-    let local = match raw.transport.as_deref() {
-        None | Some("ssh") => false,
-        Some("local") => true,
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "{}: {other:?} is not \"ssh\" or \"local\"",
-                key("transport")
-            )));
-        }
-    };
-    let database_host = match &raw.database_host {
-        None => 0,
-        Some(h) => {
-            let spec = HostSpec::parse(&key("database_host"), h)?;
-            hosts.iter().position(|x| *x == spec).ok_or_else(|| {
-                let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-                Error::invalid(format!(
-                    "{}: {h:?} is not one of hosts ({})",
-                    key("database_host"),
-                    names.join(", ")
-                ))
-            })?
-        }
-    };
-    let health_timeout = dur("health_timeout", &raw.health_timeout, Duration::from_secs(60))?;
-    let timeouts = Timeouts::parse(&key("timeouts"), raw.timeouts.as_ref(), health_timeout)?;
-    Ok(EnvConfig {
-        name: name.clone(),
-        hosts,
-        deploy_dir,
-        backup_dir,
-        branch,
-        required_checks: raw.required_checks.clone().unwrap_or_default(),
-        require_staging: raw.require_staging.unwrap_or(false),
-        confirm_rollback: raw.confirm_rollback.clone(),
-        health_url,
-        health_timeout,
-        health_interval: dur("health_interval", &raw.health_interval, Duration::from_secs(1))?,
-        health_request_timeout: dur(
-            "health_request_timeout",
-            &raw.health_request_timeout,
-            Duration::from_secs(5),
-        )?,
-        smoke,
-        keep_releases: count("keep_releases", raw.keep_releases, 5)?,
-        keep_backups: count("keep_backups", raw.keep_backups, 10)?,
-        install: command("install", &raw.install, DEFAULT_INSTALL)?,
-        migrate: command("migrate", &raw.migrate, DEFAULT_MIGRATE)?,
-        reload: command("reload", &raw.reload, DEFAULT_RELOAD)?,
-        linked_files,
-        database_backup: raw.database_backup.unwrap_or(true),
-        ssh_config,
-        connect_timeout: dur("connect_timeout", &raw.connect_timeout, Duration::from_secs(15))?,
-        local,
-        checks_timeout: dur("checks_timeout", &raw.checks_timeout, Duration::from_secs(600))?,
-        checks_interval: dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
-        parallel: count("parallel", raw.parallel, 1)?,
-        database_host,
-        migrations_dir: values::relative_path(
-            &key("migrations_dir"),
-            raw.migrations_dir.as_deref().unwrap_or("prisma/migrations"),
-        )?,
-        destructive_migrations: match raw.destructive_migrations.as_deref() {
-            Some(p) => crate::migrations::Policy::parse(&key("destructive_migrations"), p)?,
-            None if raw.confirm_rollback.is_some() => crate::migrations::Policy::Confirm,
-            None => crate::migrations::Policy::Allow,
-        },
-        timeouts,
-    })
 }
 
 #[cfg(test)]

@@ -275,6 +275,10 @@ pub fn workflows(p: &Project) -> Vec<(String, String)> {
                 .replace("branches: [main]", &format!("branches: [{prod}]"))
                 .replace("branches: [main, develop]", &format!("branches: [{prod}, {staging}]"))
                 .replace("github.base_ref == 'main'", &format!("github.base_ref == '{prod}'"))
+                .replace(
+                    "base_ref == 'refs/heads/main'",
+                    &format!("base_ref == 'refs/heads/{prod}'"),
+                )
                 .replace("          npm ci\n", &install);
             (format!(".github/workflows/{name}"), text)
         })

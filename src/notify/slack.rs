@@ -91,6 +91,24 @@ pub fn payload(s: &Summary) -> Value {
         section(esc(&s.message)),
         json!({"type": "section", "fields": fields}),
     ];
+    blocks.extend(detail_sections(s));
+    let mut buttons = Vec::new();
+    if let Some(u) = &s.run_url {
+        buttons.push(json!({"type": "button", "text": {"type": "plain_text", "text": cut("Open the run", MAX_BUTTON)}, "url": u}));
+    }
+    if let Some(u) = &s.commit_url {
+        buttons.push(json!({"type": "button", "text": {"type": "plain_text", "text": cut("View the commit", MAX_BUTTON)}, "url": u}));
+    }
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
+    }
+    blocks.truncate(MAX_BLOCKS);
+    json!({"text": cut(&format!("{title} ({short}): {}", s.message), MAX_SECTION), "blocks": blocks})
+}
+
+/// Changes, migrations, the migration review and the checks, each a section when present.
+fn detail_sections(s: &Summary) -> Vec<Value> {
+    let mut blocks = Vec::new();
     if !s.changes.is_empty() {
         let lines: Vec<String> = s
             .changes
@@ -135,18 +153,7 @@ pub fn payload(s: &Summary) -> Value {
             .collect();
         blocks.push(section(lines_within("Health checks", &lines, 0)));
     }
-    let mut buttons = Vec::new();
-    if let Some(u) = &s.run_url {
-        buttons.push(json!({"type": "button", "text": {"type": "plain_text", "text": cut("Open the run", MAX_BUTTON)}, "url": u}));
-    }
-    if let Some(u) = &s.commit_url {
-        buttons.push(json!({"type": "button", "text": {"type": "plain_text", "text": cut("View the commit", MAX_BUTTON)}, "url": u}));
-    }
-    if !buttons.is_empty() {
-        blocks.push(json!({"type": "actions", "elements": buttons}));
-    }
-    blocks.truncate(MAX_BLOCKS);
-    json!({"text": cut(&format!("{title} ({short}): {}", s.message), MAX_SECTION), "blocks": blocks})
+    blocks
 }
 
 /// The optional start-of-run message (`slack-on-start`).

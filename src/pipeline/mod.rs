@@ -7,6 +7,7 @@ pub mod activate;
 pub mod deploy;
 pub mod prune;
 pub mod rollback;
+pub mod target;
 pub mod undo;
 
 use std::cell::Cell;

@@ -5,22 +5,16 @@
 //! It is streamed (file → tar → gzip → sha256 → disk), so memory does not grow with the build.
 //! Symlinks are stored as symlinks and never followed, so nothing outside the tree gets in.
 //!
-//! Compression is parallel (pigz-style) and still one standard gzip stream: the tar stream is cut
-//! into fixed 1 MiB blocks, each deflated on a worker thread with the previous block's last 32 KiB
-//! as its dictionary and ended on a byte boundary (sync flush), then the pieces are written in
-//! order and their CRC-32s combined. Block boundaries depend only on the input, never on the
-//! number of threads, so the bytes (and the sha256) are the same on any machine; at most a few
-//! blocks per thread are in flight, so memory stays bounded.
+//! Compression is parallel and still one standard gzip stream ([`gzip`]).
 
-use std::collections::VecDeque;
+mod gzip;
+
+use gzip::{ParallelGz, worker_threads};
+
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header, HeaderMode};
 use walkdir::WalkDir;
@@ -174,203 +168,6 @@ impl<R: Read> Read for ProgressReader<'_, R> {
     }
 }
 
-/// Input bytes per independently compressed block; fixed so the output never depends on threads.
-const BLOCK: usize = 1 << 20;
-/// Deflate's window: each block is primed with this much of the input before it.
-const DICT: usize = 32 * 1024;
-
-fn worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(32)
-}
-
-/// One block to compress, and where to send the result.
-struct Job {
-    dict: Vec<u8>,
-    data: Vec<u8>,
-    last: bool,
-    level: u32,
-    reply: SyncSender<io::Result<Compressed>>,
-}
-
-struct Compressed {
-    deflate: Vec<u8>,
-    crc: Crc,
-}
-
-/// Raw deflate of one block: sync flush (byte-aligned, not final) or, for the last, finish.
-fn compress_block(job: &Job) -> io::Result<Compressed> {
-    let mut c = Compress::new(Compression::new(job.level), false);
-    if !job.dict.is_empty() {
-        c.set_dictionary(&job.dict).map_err(io::Error::other)?;
-    }
-    let mut out = Vec::with_capacity(job.data.len() / 2 + 1024);
-    let flush = if job.last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    loop {
-        let consumed = c.total_in() as usize;
-        if out.capacity() - out.len() < 64 {
-            out.reserve(out.len().max(4096));
-        }
-        let status = c
-            .compress_vec(&job.data[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let done = c.total_in() as usize == job.data.len() && out.len() < out.capacity();
-        if status == Status::StreamEnd || (!job.last && done) {
-            break;
-        }
-    }
-    let mut crc = Crc::new();
-    crc.update(&job.data);
-    Ok(Compressed { deflate: out, crc })
-}
-
-/// A gzip writer that compresses fixed-size blocks on worker threads (see the module doc).
-struct ParallelGz<W: Write> {
-    /// `None` only after `finish`.
-    inner: Option<W>,
-    level: u32,
-    buf: Vec<u8>,
-    dict: Vec<u8>,
-    crc: Crc,
-    jobs: Option<SyncSender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-    pending: VecDeque<Receiver<io::Result<Compressed>>>,
-    max_pending: usize,
-}
-
-impl<W: Write> ParallelGz<W> {
-    fn new(mut inner: W, level: u32, threads: usize) -> Result<Self> {
-        // mtime 0, no flags, XFL 0 and OS 255 (unknown): a reproducible gzip header.
-        inner
-            .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])
-            .context("package: write")?;
-        let (tx, rx) = sync_channel::<Job>(threads);
-        let rx = Arc::new(Mutex::new(rx));
-        let mut workers = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let rx = Arc::clone(&rx);
-            let spawned = std::thread::Builder::new()
-                .name(format!("gzip-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
-                        let _ = job.reply.send(compress_block(&job));
-                    }
-                })
-                .context("package: start compression thread")?;
-            workers.push(spawned);
-        }
-        Ok(ParallelGz {
-            inner: Some(inner),
-            level,
-            buf: Vec::with_capacity(BLOCK),
-            dict: Vec::new(),
-            crc: Crc::new(),
-            jobs: Some(tx),
-            workers,
-            pending: VecDeque::new(),
-            max_pending: threads + 2,
-        })
-    }
-
-    /// Hands the buffered block to the workers; writes finished blocks to keep memory bounded.
-    fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(if last { 0 } else { BLOCK }));
-        let next_dict = data[data.len().saturating_sub(DICT)..].to_vec();
-        let (reply, result) = sync_channel(1);
-        let job = Job {
-            dict: std::mem::replace(&mut self.dict, next_dict),
-            data,
-            last,
-            level: self.level,
-            reply,
-        };
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("gzip writer already finished"))?;
-        jobs.send(job)
-            .map_err(|_| io::Error::other("compression thread stopped"))?;
-        self.pending.push_back(result);
-        while self.pending.len() >= self.max_pending {
-            self.write_next()?;
-        }
-        Ok(())
-    }
-
-    fn write_next(&mut self) -> io::Result<()> {
-        let Some(result) = self.pending.pop_front() else {
-            return Ok(());
-        };
-        let block = result
-            .recv()
-            .map_err(|_| io::Error::other("compression thread stopped"))??;
-        self.crc.combine(&block.crc);
-        self.sink()?.write_all(&block.deflate)
-    }
-
-    fn sink(&mut self) -> io::Result<&mut W> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| io::Error::other("gzip writer already finished"))
-    }
-
-    /// Compresses what is left, writes the trailer (CRC-32, length mod 2^32) and returns the sink.
-    fn finish(mut self) -> io::Result<W> {
-        self.dispatch(true)?;
-        while !self.pending.is_empty() {
-            self.write_next()?;
-        }
-        let (crc, len) = (self.crc.sum(), self.crc.amount());
-        let sink = self.sink()?;
-        sink.write_all(&crc.to_le_bytes())?;
-        sink.write_all(&len.to_le_bytes())?;
-        self.stop_workers();
-        self.inner
-            .take()
-            .ok_or_else(|| io::Error::other("gzip writer already finished"))
-    }
-
-    fn stop_workers(&mut self) {
-        self.jobs = None;
-        self.pending.clear();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-    }
-}
-
-impl<W: Write> Write for ParallelGz<W> {
-    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
-        let n = data.len();
-        while !data.is_empty() {
-            let take = (BLOCK - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() == BLOCK {
-                self.dispatch(false)?;
-            }
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<W: Write> Drop for ParallelGz<W> {
-    fn drop(&mut self) {
-        self.stop_workers();
-    }
-}
-
 /// Total input size, for progress bars.
 pub fn input_size(dir: &Path, exclude: &[String]) -> Result<u64> {
     Ok(scan(dir, exclude)?
@@ -378,6 +175,42 @@ pub fn input_size(dir: &Path, exclude: &[String]) -> Result<u64> {
         .filter(|e| e.kind == Kind::File)
         .map(|e| e.len)
         .sum())
+}
+
+/// Appends one regular file of `len` bytes. tar writes the header's size and pads whatever the
+/// reader gives to it, so a file that shrank or grew while it was read would make an archive
+/// that does not hold the file (with a valid sha256): count what was read and check for more.
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    header: &mut Header,
+    rel: &Path,
+    abs: &Path,
+    len: u64,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let ctx = || format!("package: {}", abs.display());
+    let f = File::open(abs).context(ctx())?;
+    header.set_size(len);
+    let mut reader = ProgressReader {
+        inner: f.take(len),
+        progress,
+    };
+    tar.append_data(header, rel, &mut reader).context(ctx())?;
+    let read = len - reader.inner.limit();
+    let mut more = [0u8; 1];
+    let grew = reader.inner.into_inner().read(&mut more).context(ctx())? > 0;
+    if read != len || grew {
+        return Err(Error::failed(format!(
+            "package: {} changed size while it was packaged ({len} bytes when listed, {}); nothing was uploaded, package again once the build is finished",
+            abs.display(),
+            if grew {
+                "more when read".to_string()
+            } else {
+                format!("{read} when read")
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// Builds the package of `dir` into `out_dir/<name>`; `progress` gets input byte counts.
@@ -422,31 +255,8 @@ pub fn build(dir: &Path, exclude: &[String], out_dir: &Path, name: &str, progres
             header.set_size(0);
             tar.append_data(&mut header, &e.rel, io::empty()).context(ctx())?;
         } else {
-            let f = File::open(&abs).context(ctx())?;
-            // tar writes the header's size and pads whatever the reader gives to it, so a file
-            // that shrank or grew while we read it would make an archive that does not hold
-            // the file (with a valid sha256): count what was read and check for more.
             let len = meta.len();
-            header.set_size(len);
-            let mut reader = ProgressReader {
-                inner: f.take(len),
-                progress,
-            };
-            tar.append_data(&mut header, &e.rel, &mut reader).context(ctx())?;
-            let read = len - reader.inner.limit();
-            let mut more = [0u8; 1];
-            let grew = reader.inner.into_inner().read(&mut more).context(ctx())? > 0;
-            if read != len || grew {
-                return Err(Error::failed(format!(
-                    "package: {} changed size while it was packaged ({len} bytes when listed, {}); nothing was uploaded, package again once the build is finished",
-                    abs.display(),
-                    if grew {
-                        "more when read".to_string()
-                    } else {
-                        format!("{read} when read")
-                    }
-                )));
-            }
+            append_file(&mut tar, &mut header, &e.rel, &abs, len, progress)?;
             files += 1;
             input_bytes += len;
         }
@@ -487,7 +297,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::gzip::BLOCK;
     use super::*;
+    use flate2::Compression;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     fn tree(root: &Path, order: &[&str]) {

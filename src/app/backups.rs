@@ -1,24 +1,17 @@
-//! The `rollback` and `backups` commands: the confirmation, connecting and reporting around
-//! the rollback pipeline ([`crate::pipeline::rollback`]), and the listing it chooses from.
+//! `tj-deploy backups`: the last backups of every host (id, kind, commit, release and its
+//! state, size, whether it holds the database dump), as a table, JSON and in the job summary.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::app::{self, Fleet};
+use crate::app::{self};
 use crate::backup::{self, Manifest};
 use crate::config::{Config, Invocation, ReleaseId};
 use crate::error::{Error, Result};
-use crate::health;
-use crate::lock::LockOwner;
-use crate::pipeline::{self, Ctx, rollback::Rollback};
-use crate::plan::{Plan, RollbackPlan};
 use crate::remote::Transport;
 use crate::remote::layout::Layout;
-use crate::signals::Cancel;
 use crate::state::{self, HostState};
-use crate::steps::Steps;
 use crate::ui;
 
 /// How many backups `backups` shows.
@@ -140,7 +133,7 @@ pub fn render(entries: &[BackupEntry], markdown: bool) -> String {
 }
 
 /// `tj-deploy backups`: the last 10 backups of each host.
-pub async fn list_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let l = layout(config);
     let fleet = app::connect(config, inv, vars).await?;
     let mut all = Vec::new();
@@ -195,67 +188,6 @@ pub async fn list_command(config: &Config, inv: &Invocation, vars: &BTreeMap<Str
     Ok(())
 }
 
-fn layout(config: &Config) -> Layout {
+pub(crate) fn layout(config: &Config) -> Layout {
     Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone())
-}
-
-/// `tj-deploy rollback`.
-pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
-    if inv.dry_run {
-        return crate::dryrun::rollback(config, inv, vars).await;
-    }
-    if let Some(expected) = &config.env.confirm_rollback
-        && inv.confirm.as_deref() != Some(expected.as_str())
-    {
-        return Err(Error::refused(format!(
-            "confirm: rolling back {} requires --confirm {:?} (input 'confirm'){}; nothing was changed",
-            config.env.name,
-            expected,
-            if inv.confirm.is_some() {
-                ", and the text given differs"
-            } else {
-                ""
-            }
-        )));
-    }
-    let cancel = Cancel::install();
-    let started = Instant::now();
-    let started_at = chrono::Utc::now();
-    let fleet: Fleet = app::connect(config, inv, vars).await?;
-    let http = health::client()?;
-    let steps = Steps::new(&cancel, Vec::new()).with_timeouts(config.env.timeouts.clone());
-    let mut github = crate::github::Reporter::new(inv)?;
-    let to = match inv.to {
-        crate::config::RollbackTarget::Latest => "latest".to_string(),
-        crate::config::RollbackTarget::Id(id) => id.to_string(),
-    };
-    let plan = Plan::rollback(
-        config,
-        &RollbackPlan {
-            to: &to,
-            restore_database: inv.restore_database,
-        },
-    );
-    let ctx = Ctx {
-        config,
-        inv,
-        layout: layout(config),
-        steps: &steps,
-        http: &http,
-        owner: LockOwner::new(inv, "rollback", config.env.name.as_str(), None, started_at),
-    };
-    let r = Rollback {
-        to: inv.to,
-        restore_database: inv.restore_database,
-        plan: &plan,
-        started,
-        started_at,
-    };
-    let (summary, error) = pipeline::rollback::run(&ctx, r, fleet.borrowed(), &mut github).await;
-    fleet.close().await;
-    app::publish(&summary, inv, &github).await;
-    match error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
 }

@@ -1,0 +1,197 @@
+//! One environment's keys, validated: `[environments.<name>]` over `[defaults]` becomes an
+//! [`EnvConfig`], with every error naming the key (`<file>: environments.<env>.<key>`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::RawEnv;
+use super::values::{self, EnvName, HostSpec, RemotePath, SmokeCheck};
+use super::{DEFAULT_INSTALL, DEFAULT_MIGRATE, DEFAULT_RELOAD, EnvConfig, Timeouts};
+use crate::error::{Error, Result};
+
+/// Names keys in errors and turns the simple kinds of values into typed ones.
+struct Keys<'a> {
+    origin: &'a str,
+    name: &'a EnvName,
+}
+
+impl Keys<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("{}: environments.{}.{k}", self.origin, self.name)
+    }
+    fn missing(&self, k: &str) -> Error {
+        Error::invalid(format!(
+            "{}: missing (set it in [environments.{}] or [defaults])",
+            self.key(k),
+            self.name
+        ))
+    }
+    fn dur(&self, k: &str, v: &Option<String>, default: Duration) -> Result<Duration> {
+        match v {
+            Some(s) => values::duration(&self.key(k), s),
+            None => Ok(default),
+        }
+    }
+    fn count(&self, k: &str, v: Option<i64>, default: usize) -> Result<usize> {
+        match v {
+            None => Ok(default),
+            Some(n) if (1..=1000).contains(&n) => Ok(n as usize),
+            Some(n) => Err(Error::invalid(format!(
+                "{}: {n} must be between 1 and 1000",
+                self.key(k)
+            ))),
+        }
+    }
+    fn command(&self, k: &str, v: &Option<String>, default: &str) -> Result<Option<String>> {
+        let c = v.clone().unwrap_or_else(|| default.to_string());
+        if c.contains('\0') {
+            return Err(Error::invalid(format!("{}: holds a NUL byte", self.key(k))));
+        }
+        Ok((!c.trim().is_empty()).then_some(c))
+    }
+}
+
+/// Validates one environment's merged keys; relative paths are taken from `base`.
+pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) -> Result<EnvConfig> {
+    let k = Keys { origin, name };
+    let hosts = hosts(&k, raw)?;
+    let (deploy_dir, backup_dir) = dirs(&k, raw)?;
+    let health_url = health_url(&k, raw, hosts.len())?;
+    let smoke = raw
+        .smoke
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| SmokeCheck::parse(&k.key("smoke"), s))
+        .collect::<Result<Vec<_>>>()?;
+    let linked_files = raw
+        .linked_files
+        .clone()
+        .unwrap_or_else(|| vec![".env".to_string()])
+        .iter()
+        .map(|f| values::relative_path(&k.key("linked_files"), f))
+        .collect::<Result<Vec<_>>>()?;
+    let health_timeout = k.dur("health_timeout", &raw.health_timeout, Duration::from_secs(60))?;
+    Ok(EnvConfig {
+        name: name.clone(),
+        database_host: database_host(&k, raw, &hosts)?,
+        hosts,
+        deploy_dir,
+        backup_dir,
+        branch: branch(&k, raw)?,
+        required_checks: raw.required_checks.clone().unwrap_or_default(),
+        require_staging: raw.require_staging.unwrap_or(false),
+        confirm_rollback: raw.confirm_rollback.clone(),
+        health_url,
+        health_timeout,
+        health_interval: k.dur("health_interval", &raw.health_interval, Duration::from_secs(1))?,
+        health_request_timeout: k.dur(
+            "health_request_timeout",
+            &raw.health_request_timeout,
+            Duration::from_secs(5),
+        )?,
+        smoke,
+        keep_releases: k.count("keep_releases", raw.keep_releases, 5)?,
+        keep_backups: k.count("keep_backups", raw.keep_backups, 10)?,
+        install: k.command("install", &raw.install, DEFAULT_INSTALL)?,
+        migrate: k.command("migrate", &raw.migrate, DEFAULT_MIGRATE)?,
+        reload: k.command("reload", &raw.reload, DEFAULT_RELOAD)?,
+        linked_files,
+        database_backup: raw.database_backup.unwrap_or(true),
+        ssh_config: raw.ssh_config.as_ref().map(|p| base.join(p)),
+        connect_timeout: k.dur("connect_timeout", &raw.connect_timeout, Duration::from_secs(15))?,
+        local: transport_is_local(&k, raw)?,
+        checks_timeout: k.dur("checks_timeout", &raw.checks_timeout, Duration::from_secs(600))?,
+        checks_interval: k.dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
+        parallel: k.count("parallel", raw.parallel, 1)?,
+        migrations_dir: values::relative_path(
+            &k.key("migrations_dir"),
+            raw.migrations_dir.as_deref().unwrap_or("prisma/migrations"),
+        )?,
+        destructive_migrations: match raw.destructive_migrations.as_deref() {
+            Some(p) => crate::migrations::Policy::parse(&k.key("destructive_migrations"), p)?,
+            None if raw.confirm_rollback.is_some() => crate::migrations::Policy::Confirm,
+            None => crate::migrations::Policy::Allow,
+        },
+        timeouts: Timeouts::parse(&k.key("timeouts"), raw.timeouts.as_ref(), health_timeout)?,
+    })
+}
+
+fn hosts(k: &Keys, raw: &RawEnv) -> Result<Vec<HostSpec>> {
+    let hosts_raw = raw.hosts.as_ref().ok_or_else(|| k.missing("hosts"))?;
+    if hosts_raw.is_empty() {
+        return Err(Error::invalid(format!("{}: needs at least one host", k.key("hosts"))));
+    }
+    hosts_raw.iter().map(|h| HostSpec::parse(&k.key("hosts"), h)).collect()
+}
+
+fn dirs(k: &Keys, raw: &RawEnv) -> Result<(RemotePath, RemotePath)> {
+    let path =
+        |key: &str, v: &Option<String>| RemotePath::parse(&k.key(key), v.as_deref().ok_or_else(|| k.missing(key))?);
+    let deploy_dir = path("deploy_dir", &raw.deploy_dir)?;
+    let backup_dir = path("backup_dir", &raw.backup_dir)?;
+    if backup_dir == deploy_dir || backup_dir.as_str().starts_with(&format!("{}/", deploy_dir)) {
+        return Err(Error::invalid(format!(
+            "{}: must lie outside deploy_dir, so pruning releases never touches backups",
+            k.key("backup_dir")
+        )));
+    }
+    Ok((deploy_dir, backup_dir))
+}
+
+/// One URL cannot verify each of several hosts: with more than one, it must hold `{host}`.
+fn health_url(k: &Keys, raw: &RawEnv, hosts: usize) -> Result<String> {
+    let url = values::http_url(
+        &k.key("health_url"),
+        raw.health_url.as_deref().ok_or_else(|| k.missing("health_url"))?,
+    )?;
+    if hosts > 1 && !url.contains("{host}") {
+        return Err(Error::invalid(format!(
+            "{}: one URL cannot verify each of {hosts} hosts: put {{host}} in it (e.g. http://{{host}}:3000/api/health)",
+            k.key("health_url"),
+        )));
+    }
+    Ok(url)
+}
+
+/// Stricter than git: a deploy branch name needs nothing that a URL or a shell treats specially.
+fn branch(k: &Keys, raw: &RawEnv) -> Result<Option<String>> {
+    let Some(b) = raw.branch.clone() else { return Ok(None) };
+    let ok = !b.is_empty()
+        && b.len() <= 200
+        && !b.starts_with(['-', '/', '.'])
+        && !b.contains("..")
+        && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"._/-".contains(&c));
+    if !ok {
+        return Err(Error::invalid(format!(
+            "{}: {b:?} is not a branch name",
+            k.key("branch")
+        )));
+    }
+    Ok(Some(b))
+}
+
+fn transport_is_local(k: &Keys, raw: &RawEnv) -> Result<bool> {
+    match raw.transport.as_deref() {
+        None | Some("ssh") => Ok(false),
+        Some("local") => Ok(true),
+        Some(other) => Err(Error::invalid(format!(
+            "{}: {other:?} is not \"ssh\" or \"local\"",
+            k.key("transport")
+        ))),
+    }
+}
+
+/// The host where the one database dump, migration and restore run: an index into `hosts`.
+fn database_host(k: &Keys, raw: &RawEnv, hosts: &[HostSpec]) -> Result<usize> {
+    let Some(h) = &raw.database_host else { return Ok(0) };
+    let spec = HostSpec::parse(&k.key("database_host"), h)?;
+    hosts.iter().position(|x| *x == spec).ok_or_else(|| {
+        let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        Error::invalid(format!(
+            "{}: {h:?} is not one of hosts ({})",
+            k.key("database_host"),
+            names.join(", ")
+        ))
+    })
+}
