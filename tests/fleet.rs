@@ -70,14 +70,22 @@ fn hosts_named(run: &support::Run, step: &str, f: &Fleet) -> Vec<usize> {
 #[test]
 fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
     let f = Fleet::shared("fleet", 3);
-    f.write_config(&f.specs(), &format!("confirm_rollback = \"{CONFIRM}\"\n{HOOKS}"));
     let last = f.hosts.len() - 1;
+    // All three hosts prepared and activated at once; the database lives with the last one.
+    f.write_config(
+        &f.specs(),
+        &format!(
+            "confirm_rollback = \"{CONFIRM}\"\nparallel = 3\ndatabase_host = \"{}\"\n{HOOKS}",
+            f.hosts[last].spec()
+        ),
+    );
+    let db = last;
 
-    // 1. v1 everywhere; the database work happened once, on the first host.
+    // 1. v1 everywhere; the database work happened once, on the database host.
     let run = f.deploy(&sha(1));
     run.expect(0);
-    assert_eq!(hosts_named(&run, "database backup", &f), [0], "{}", run.all());
-    assert_eq!(hosts_named(&run, "migrate", &f), [0], "{}", run.all());
+    assert_eq!(hosts_named(&run, "database backup", &f), [db], "{}", run.all());
+    assert_eq!(hosts_named(&run, "migrate", &f), [db], "{}", run.all());
     let r1 = f.hosts[0].releases()[0].clone();
     for (i, h) in f.hosts.iter().enumerate() {
         assert_serves(h, 1, "1.0.0");
@@ -85,7 +93,7 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
         assert_eq!(h.backups(), [r1.as_str()], "{}", h.spec());
         assert_eq!(
             h.backup_dir().join(&r1).join("db.dump").is_file(),
-            i == 0,
+            i == db,
             "{}",
             h.spec()
         );
@@ -148,9 +156,9 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
     std::fs::remove_file(f.hosts[last].deploy_dir().join("shared/FAIL_INSTALL")).unwrap();
     let run = f.deploy(&sha(2));
     run.expect(0);
-    assert_eq!(hosts_named(&run, "migrate", &f), [0], "{}", run.all());
+    assert_eq!(hosts_named(&run, "migrate", &f), [db], "{}", run.all());
     let r2 = f.hosts[0].releases().last().unwrap().clone();
-    let dump = f.hosts[0].backup_dir().join(&r2).join("db.dump");
+    let dump = f.hosts[db].backup_dir().join(&r2).join("db.dump");
     let listing = support::sh_ok(&format!("pg_restore -l {}", dump.display()));
     assert!(
         listing.contains("_tj_migrations") && !listing.contains("TABLE public tags"),
@@ -161,7 +169,7 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
         assert_serves(h, 2, "2.0.0");
         assert_eq!(
             h.backup_dir().join(&r2).join("db.dump").is_file(),
-            i == 0,
+            i == db,
             "{}",
             h.spec()
         );
@@ -186,7 +194,7 @@ fn a_shared_database_is_dumped_and_migrated_once_and_restored_once() {
         CONFIRM,
     ]);
     run.expect(0);
-    assert_eq!(hosts_named(&run, "restore database", &f), [0], "{}", run.all());
+    assert_eq!(hosts_named(&run, "restore database", &f), [db], "{}", run.all());
     let all = run.all();
     let restored = all.find("restore database [").unwrap();
     assert!(
