@@ -532,6 +532,8 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
             }
         }
     }
+    let mut warnings = Vec::new();
+    gates.push(ecosystem_gate(config, &mut warnings));
     let plan: Vec<String> = deploy::plan(config, Some(&sha))
         .iter()
         .enumerate()
@@ -548,6 +550,7 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
         started_at,
     );
     summary.steps = steps;
+    summary.warnings = warnings;
     match &verdict {
         Ok(()) => {
             summary.status = crate::report::Status::Success;
@@ -562,6 +565,41 @@ async fn check_command(config: &Config, inv: &Invocation) -> Result<()> {
     }
     publish(&summary, inv, &github).await;
     verdict
+}
+
+/// The PM2 ecosystem lint in `check`: with this machine's `node` when there is one (the deploy
+/// runs it again on each host); its findings are warnings, never a failed check.
+fn ecosystem_gate(config: &Config, warnings: &mut Vec<String>) -> crate::github::gates::Gate {
+    use crate::ecosystem::{Local, lint_local};
+    let current = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone()).current();
+    let (ok, reason) = match lint_local(&config.package_dir, config.env.reload.as_deref(), &current) {
+        Local::NoFile => (
+            true,
+            "no ecosystem file in the reload command or the package".to_string(),
+        ),
+        Local::NoNode => (
+            true,
+            "not checked here: no node on this machine (the deploy checks it on each host)".to_string(),
+        ),
+        Local::Failed(why) => {
+            warnings.push(why.clone());
+            (true, format!("not checked: {why}"))
+        }
+        Local::Checked(w) if w.is_empty() => (true, "PM2 apps reload without downtime".to_string()),
+        Local::Checked(w) => {
+            let n = w.len();
+            for x in &w {
+                ui::warn(x);
+            }
+            warnings.extend(w);
+            (true, format!("{n} warning(s): see Warnings"))
+        }
+    };
+    crate::github::gates::Gate {
+        name: "ecosystem".into(),
+        ok,
+        reason,
+    }
 }
 
 async fn unlock_command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {

@@ -195,6 +195,7 @@ impl Run<'_> {
         let mut migrated = false;
         let mut migrations: Vec<String> = Vec::new();
         let mut changes = (Vec::new(), 0);
+        let mut warnings: Vec<String> = Vec::new();
 
         let result: Result<()> = async {
             for h in hosts.iter_mut() {
@@ -291,23 +292,33 @@ impl Run<'_> {
                     release: id,
                     revision: &sha,
                 };
-                for (label, cmd) in [
-                    ("install", self.config.env.install.clone()),
-                    ("migrate", self.config.env.migrate.clone()),
-                ] {
-                    let Some(cmd) = cmd else { continue };
+                for w in crate::ecosystem::lint_host(&h.t, &l, self.config.env.reload.as_deref(), &hook_env).await {
+                    if !warnings.contains(&w) {
+                        ui::warn(&w);
+                        warnings.push(w);
+                    }
+                }
+                if let Some(cmd) = self.config.env.install.clone() {
+                    let reuse = self.config.env.reuse_dependencies;
+                    self.steps
+                        .run_noted(&name, "install", &cmd, async {
+                            let o = crate::deps::install(&h.t, &l, id, &cmd, &hook_env, reuse).await?;
+                            Ok(((), o.note()))
+                        })
+                        .await?;
+                }
+                if let Some(cmd) = self.config.env.migrate.clone() {
+                    let label = "migrate";
                     let script = commands::hook(&l, label, &cmd, &hook_env);
                     let what = format!("{name}: {label} ({cmd})");
-                    if label == "migrate" {
-                        migrated = true;
-                    }
+                    migrated = true;
                     let out = self
                         .steps
                         .run(&name, label, &cmd, async {
                             h.t.run(&script, Mode::Stream).await?.check(&what)
                         })
                         .await?;
-                    if label == "migrate" && migrations.is_empty() {
+                    if migrations.is_empty() {
                         migrations = applied_migrations(&out.stdout);
                     }
                 }
@@ -388,6 +399,9 @@ impl Run<'_> {
                     {
                         ui::warn(&format!("{e} (the deploy itself succeeded)"));
                     }
+                    if let Err(e) = crate::deps::prune(&h.t, &l).await {
+                        ui::warn(&format!("{e} (the deploy itself succeeded)"));
+                    }
                 }
                 None
             }
@@ -445,6 +459,7 @@ impl Run<'_> {
             changes: changes.0,
             changes_total: changes.1,
             migrations,
+            warnings,
             steps: std::mem::take(&mut self.steps.records),
             checks,
             message,

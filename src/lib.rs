@@ -7,6 +7,8 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod deps;
+pub mod ecosystem;
 pub mod error;
 pub mod github;
 pub mod health;

@@ -81,6 +81,8 @@ pub struct Summary {
     pub changes_total: usize,
     /// Migrations the migrate step reported applying.
     pub migrations: Vec<String>,
+    /// Things that work but break a promise (e.g. the ecosystem lint): shown in every summary.
+    pub warnings: Vec<String>,
 }
 
 fn or_dash(s: &Option<String>) -> &str {
@@ -109,6 +111,12 @@ impl Summary {
         }
         out.push_str(&format!("  by:        {}\n", self.actor));
         out.push_str(&format!("  duration:  {:.1}s\n", self.duration_seconds));
+        if !self.warnings.is_empty() {
+            out.push_str("  warnings:\n");
+            for w in &self.warnings {
+                out.push_str(&format!("    ⚠ {w}\n"));
+            }
+        }
         if !self.gates.is_empty() {
             out.push_str("  gates:\n");
             for g in &self.gates {
@@ -189,6 +197,13 @@ impl Summary {
         md.push_str(&format!("| **Backup** | `{}` |\n", or_dash(&self.backup)));
         if let Some(url) = &self.run_url {
             md.push_str(&format!("| **Run** | {url} |\n"));
+        }
+
+        if !self.warnings.is_empty() {
+            md.push_str("\n### Warnings\n\n");
+            for w in &self.warnings {
+                md.push_str(&format!("- ⚠️ {}\n", esc(w)));
+            }
         }
 
         md.push_str("\n### Pre-deployment checklist\n\n");

@@ -91,6 +91,7 @@ fn base(status: Status, message: &str) -> Summary {
         }],
         changes_total: 3,
         migrations: vec!["20260115000000_add_notes".into()],
+        warnings: Vec::new(),
         package: None,
     }
 }
@@ -111,6 +112,10 @@ fn cases() -> Vec<(&'static str, Summary)> {
         ok: false,
         note: "HTTP 503".into(),
     });
+    // The ecosystem lint's finding rides along in every summary (issue #12).
+    rolled.warnings.push(
+        "ecosystem.config.js: app 'tj': runs in fork mode: a reload is a restart (downtime); set exec_mode: 'cluster' and instances: 2".into(),
+    );
     let mut refused = base(
         Status::Refused,
         "gate required checks: failed: unit: failure; nothing was changed",

@@ -54,6 +54,7 @@ pub struct RawEnv {
     pub transport: Option<String>,
     pub checks_timeout: Option<String>,
     pub checks_interval: Option<String>,
+    pub reuse_dependencies: Option<bool>,
 }
 
 macro_rules! overlay {
@@ -91,7 +92,8 @@ impl RawEnv {
             connect_timeout,
             transport,
             checks_timeout,
-            checks_interval
+            checks_interval,
+            reuse_dependencies
         )
     }
 }

@@ -91,6 +91,10 @@ pub fn payload(s: &Summary) -> Value {
         section(esc(&s.message)),
         json!({"type": "section", "fields": fields}),
     ];
+    if !s.warnings.is_empty() {
+        let lines: Vec<String> = s.warnings.iter().map(|w| format!("• ⚠️ {}", esc(w))).collect();
+        blocks.push(section(lines_within("Warnings", &lines, 0)));
+    }
     if !s.changes.is_empty() {
         let lines: Vec<String> = s
             .changes

@@ -41,6 +41,10 @@ impl Layout {
     pub fn package(&self, sha256: &str) -> String {
         format!("{}/{sha256}.tar.gz", self.packages())
     }
+    /// Installed dependencies, one directory per dependency key (src/deps.rs).
+    pub fn deps(&self) -> String {
+        format!("{}/deps", self.meta())
+    }
     pub fn log(&self) -> String {
         format!("{}/deployments.log", self.meta())
     }
