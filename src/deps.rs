@@ -119,10 +119,10 @@ pub async fn install<T: Transport>(
     t.run(&script, Mode::Stream)
         .await?
         .check(&format!("{name}: install ({command})"))?;
-    let Some(k) = key else {
+    let (Some(k), Some((_, lock_sum))) = (key, &probe.lockfile) else {
         return Ok(Outcome::Installed { stored: false, why });
     };
-    t.run(&commands::deps_store(l, id, &k), Mode::Capture)
+    t.run(&commands::deps_store(l, id, &k, lock_sum), Mode::Capture)
         .await?
         .check(&format!("{name}: install (store node_modules)"))?;
     Ok(Outcome::Installed { stored: true, why })
@@ -224,7 +224,8 @@ mod tests {
         assert_eq!(key(&p2, "npm ci").unwrap(), k, "same lockfile, same key");
 
         assert_eq!(run(commands::deps_reuse(&l, r2, &k)).trim(), "missing");
-        run(commands::deps_store(&l, r1, &k));
+        let lock_sum = p1.lockfile.clone().unwrap().1;
+        run(commands::deps_store(&l, r1, &k, &lock_sum));
         assert!(d.join(".tj-deploy/deps").join(&k).join("COMPLETE").is_file());
         assert_eq!(run(commands::deps_reuse(&l, r2, &k)).trim(), "reused 20261127_101500");
         let a = std::fs::metadata(d.join("releases/20261127_101500/node_modules/next/index.js")).unwrap();
@@ -242,6 +243,12 @@ mod tests {
         std::fs::create_dir_all(b.join("20261127_111500")).unwrap();
         std::fs::write(b.join("20261127_111500/manifest.json"), format!("{{\"deps\":\"{k}\"}}")).unwrap();
         assert_eq!(run(commands::deps_prune(&l)), "", "kept: a backup names it");
+        std::fs::write(
+            b.join("20261127_111500/manifest.json"),
+            format!("{{\"lockfile\":{{\"name\":\"package-lock.json\",\"sha256\":\"{lock_sum}\"}}}}"),
+        )
+        .unwrap();
+        assert_eq!(run(commands::deps_prune(&l)), "", "kept: a backup names its lockfile");
         std::fs::remove_dir_all(&b).unwrap();
         assert_eq!(run(commands::deps_prune(&l)).trim(), format!("removed {k}"));
         assert!(!d.join(".tj-deploy/deps").join(&k).exists());

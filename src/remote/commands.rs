@@ -436,9 +436,10 @@ pub fn deps_reuse(l: &Layout, id: ReleaseId, key: &str) -> Script {
 
 /// After a successful install: records the key in the release's DEPS file and stores its
 /// node_modules (hard links) as `deps/<key>`, published by one rename with a COMPLETE marker.
-pub fn deps_store(l: &Layout, id: ReleaseId, key: &str) -> Script {
+pub fn deps_store(l: &Layout, id: ReleaseId, key: &str, lockfile_sha256: &str) -> Script {
     with_dirs("install", l)
         .var("R", &l.release(id))
+        .var("LOCKSUM", lockfile_sha256)
         .var("S", &l.deps())
         .var("KEY", key)
         .var("ID", &id.to_string())
@@ -452,14 +453,16 @@ pub fn deps_store(l: &Layout, id: ReleaseId, key: &str) -> Script {
         .line("mkdir \"$T\"")
         .line("if [ -d \"$R/node_modules\" ]; then cp -al \"$R/node_modules\" \"$T/node_modules\"; else mkdir \"$T/node_modules\"; fi")
         .line("printf '%s\\n' \"$ID\" > \"$T/SOURCE\"")
+        .line("printf '%s\\n' \"$LOCKSUM\" > \"$T/LOCKFILE\"")
         .line(": > \"$T/COMPLETE\"")
         .line("rm -rf \"$S/$KEY\"")
         .line("mv -T \"$T\" \"$S/$KEY\"")
         .line("trap - EXIT")
 }
 
-/// Removes every `deps/<key>` that no release (its DEPS file) and no backup (its manifest or
-/// a DEPS file in it) names; prints `removed <key>` for each.
+/// Removes every `deps/<key>` that no release (its DEPS file) and no backup names; prints
+/// `removed <key>` for each. A backup names a key by holding it, or the sha256 of the lockfile
+/// it was installed from (what a backup manifest records), in its manifest or a DEPS file.
 pub fn deps_prune(l: &Layout) -> Script {
     with_dirs("prune", l)
         .var("S", &l.deps())
@@ -468,7 +471,8 @@ pub fn deps_prune(l: &Layout) -> Script {
         .line("  [ -d \"$k\" ] || continue")
         .line("  key=${k##*/}")
         .line("  if cat \"$D\"/releases/*/DEPS 2>/dev/null | grep -qxF -- \"$key\"; then continue; fi")
-        .line("  if [ -d \"$B\" ] && cat \"$B\"/*/manifest.json \"$B\"/*/DEPS 2>/dev/null | grep -qF -- \"$key\"; then continue; fi")
+        .line("  lock=$(head -c 64 \"$k/LOCKFILE\" 2>/dev/null | tr -cd '0-9a-f')")
+        .line("  if [ -d \"$B\" ] && cat \"$B\"/*/manifest.json \"$B\"/*/DEPS 2>/dev/null | grep -qF -e \"$key\" ${lock:+-e \"$lock\"}; then continue; fi")
         .line("  rm -rf \"$k\"")
         .line("  printf 'removed %s\\n' \"$key\"")
         .line("done")
