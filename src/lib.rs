@@ -3,6 +3,7 @@
 //! [`remote`] transport → host, and every run ends in one [`report::Summary`].
 
 pub mod actions;
+pub mod availability;
 pub mod backup;
 pub mod cli;
 pub mod config;
