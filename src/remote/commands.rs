@@ -390,7 +390,7 @@ pub fn prepend_markdown(l: &Layout, markdown: &str, keep: usize) -> Script {
 // ---- Dependencies kept once per lockfile (src/deps.rs) ----
 
 /// The lockfiles that pin an install, in the order npm, yarn and pnpm give them precedence.
-pub const LOCKFILES: [&str; 4] = [
+pub const DEPS_LOCKFILES: [&str; 4] = [
     "npm-shrinkwrap.json",
     "package-lock.json",
     "yarn.lock",
@@ -405,7 +405,7 @@ pub fn deps_probe(l: &Layout, id: ReleaseId) -> Script {
         .var("R", &l.release(id))
         .line("cd \"$R\"")
         .line("found=");
-    for f in LOCKFILES {
+    for f in DEPS_LOCKFILES {
         s = s.var("F", f).line(
             "if [ -z \"$found\" ] && [ -f \"$F\" ]; then found=1; printf 'lockfile %s %s\\n' \"$F\" \"$(sum256 \"$F\")\"; fi",
         );
