@@ -108,11 +108,25 @@ pub fn plan(config: &Config, sha: Option<&Sha>) -> Vec<(String, String)> {
         ),
         (
             "extract".to_string(),
-            format!("→ {}/<id>/, link {}", l.releases(), env.linked_files.join(", ")),
+            format!(
+                "→ {}/<id>/, link {}{}",
+                l.releases(),
+                env.linked_files.join(", "),
+                env.reload
+                    .as_deref()
+                    .and_then(crate::ecosystem::file_from_reload)
+                    .map(|f| format!("; lint {f} with the host's node (warnings only)"))
+                    .unwrap_or_default()
+            ),
         ),
     ];
     if let Some(c) = &env.install {
-        steps.push(("install".into(), c.clone()));
+        let reuse = if env.reuse_dependencies {
+            " (or, same lockfile, node and command: the stored node_modules, hard-linked)"
+        } else {
+            ""
+        };
+        steps.push(("install".into(), format!("{c}{reuse}")));
     }
     if let Some(c) = &env.migrate {
         steps.push(("migrate".into(), c.clone()));
