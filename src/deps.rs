@@ -122,10 +122,12 @@ pub async fn install<T: Transport>(
     let (Some(k), Some((_, lock_sum))) = (key, &probe.lockfile) else {
         return Ok(Outcome::Installed { stored: false, why });
     };
-    t.run(&commands::deps_store(l, id, &k, lock_sum), Mode::Capture)
+    let out = t
+        .run(&commands::deps_store(l, id, &k, lock_sum), Mode::Capture)
         .await?
         .check(&format!("{name}: install (store node_modules)"))?;
-    Ok(Outcome::Installed { stored: true, why })
+    let stored = !out.stdout.lines().any(|l| l == "not stored");
+    Ok(Outcome::Installed { stored, why })
 }
 
 /// Removes stored dependencies that no release or backup on the host names; returns how many.

@@ -135,6 +135,13 @@ fn cases() -> Vec<(&'static str, Summary)> {
 #[test]
 fn golden_markdown_and_slack_payloads() {
     for (name, s) in cases() {
+        if !s.warnings.is_empty() {
+            assert!(
+                s.to_text().contains("  warnings:\n    ⚠ ecosystem.config.js: app 'tj'"),
+                "{}",
+                s.to_text()
+            );
+        }
         golden(&format!("{name}.md"), &s.to_markdown());
         let payload = slack::payload(&s);
         assert_eq!(block_kit_violations(&payload), Vec::<String>::new(), "{name}");

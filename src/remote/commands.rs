@@ -451,7 +451,11 @@ pub fn deps_store(l: &Layout, id: ReleaseId, key: &str, lockfile_sha256: &str) -
         .line("T=\"$S/.$KEY.partial\"")
         .line("trap 'rm -rf \"$T\"' EXIT")
         .line("mkdir \"$T\"")
-        .line("if [ -d \"$R/node_modules\" ]; then cp -al \"$R/node_modules\" \"$T/node_modules\"; else mkdir \"$T/node_modules\"; fi")
+        // Keeping them is an optimisation: hard links that cannot be made (another filesystem
+        // mounted in between) leave the release as installed and say so.
+        .line("if [ -d \"$R/node_modules\" ]; then")
+        .line("  if ! cp -al \"$R/node_modules\" \"$T/node_modules\" 2>/dev/null; then echo 'not stored'; exit 0; fi")
+        .line("else mkdir \"$T/node_modules\"; fi")
         .line("printf '%s\\n' \"$ID\" > \"$T/SOURCE\"")
         .line("printf '%s\\n' \"$LOCKSUM\" > \"$T/LOCKFILE\"")
         .line(": > \"$T/COMPLETE\"")
