@@ -194,11 +194,7 @@ fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
 #[test]
 fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
     let sb = next_sandbox("runbook");
-    std::fs::write(
-        sb.build_dir.join("ecosystem.config.js"),
-        "module.exports = { apps: [{\n  name: process.env.TJ_APP_NAME || 'trading-journal',\n  script: 'npm',\n  args: 'start',\n  cwd: process.env.TJ_CURRENT,\n  exec_mode: 'cluster',\n  instances: 2,\n  env: { NODE_ENV: 'production', PORT: (() => { try { return require('fs').readFileSync(__dirname + '/.env', 'utf8').match(/^PORT=(\\d+)/m)[1]; } catch { return '3000'; } })() },\n}] };\n",
-    )
-    .unwrap();
+    write_runbook_ecosystem(&sb);
     let want = "ecosystem.config.js: app 'tj-runbook': script 'npm' in cluster mode";
     let fix = "script: 'node_modules/next/dist/bin/next', args: 'start'";
 
@@ -223,4 +219,49 @@ fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
     assert!(warnings.contains(want) && warnings.contains(fix), "{}", run.all());
     let md = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.md")).unwrap();
     assert!(md.contains("### Warnings") && md.contains(want), "{md}");
+
+    // What the warning is about: a code-only deploy with npm as the worker loses requests,
+    // which the availability probes (src/availability.rs) see from outside.
+    run.expect(0);
+    put_app(&sb, "v2");
+    write_runbook_ecosystem(&sb);
+    let report = probe_during(&sb, || sb.deploy(&sha(2)));
+    println!("runbook ecosystem file, code-only deploy: {report}");
+    assert!(report.probes > 20, "{report}");
+    assert!(report.failed > 0, "npm as the cluster worker drops requests: {report}");
+}
+
+/// Runs `f` (a tj-deploy run) while probing the app's health URL like a user would.
+fn probe_during<R>(sb: &Sandbox, f: impl FnOnce() -> R + Send) -> tj_deploy::availability::Report
+where
+    R: Send,
+{
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/api/health", sb.app_port);
+    std::thread::scope(|scope| {
+        rt.block_on(async {
+            let probe = tj_deploy::availability::Probe::start(&[url], &tj_deploy::availability::client().unwrap());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let run = scope.spawn(f);
+            while !run.is_finished() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = run.join();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            probe.stop().await
+        })
+    })
+}
+
+/// The runbook's own PM2 file: npm as the cluster worker (`next start` its child).
+fn write_runbook_ecosystem(sb: &Sandbox) {
+    std::fs::write(
+        sb.build_dir.join("ecosystem.config.js"),
+        "module.exports = { apps: [{\n  name: process.env.TJ_APP_NAME || 'trading-journal',\n  script: 'npm',\n  args: 'start',\n  cwd: process.env.TJ_CURRENT,\n  exec_mode: 'cluster',\n  instances: 2,\n  env: { NODE_ENV: 'production', PORT: (() => { try { return require('fs').readFileSync(__dirname + '/.env', 'utf8').match(/^PORT=(\\d+)/m)[1]; } catch { return '3000'; } })() },\n}] };\n",
+    )
+    .unwrap();
 }
