@@ -140,11 +140,13 @@ fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
     // A code-only change under load: node_modules is reused, no request fails.
     put_app(&sb, "v2");
     let l = load(&sb);
-    let t0 = Instant::now();
-    let run = sb.deploy(&v2);
-    let code_only = t0.elapsed();
+    let (probed, (run, code_only)) = probe_during(&sb, || {
+        let t0 = Instant::now();
+        (sb.deploy(&v2), t0.elapsed())
+    });
     run.expect(0);
     let stats = load_stats(l);
+    assert_eq!(probed.failed, 0, "the probes agree with the load: {probed}");
     let line = install_line(&run.stdout);
     assert!(
         line.contains(&format!("reused node_modules of {r1} (package-lock.json unchanged)")),
@@ -183,7 +185,7 @@ fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
 
     println!("code-only deploy and rollback summaries:\n{}", code_only_summary);
     println!(
-        "nextjs timings: first deploy {:.1}s, code-only deploy {:.1}s ({:.2}× the first), rollback {:.1}s; load: deploy {stats}, rollback {rstats}",
+        "nextjs timings: first deploy {:.1}s, code-only deploy {:.1}s ({:.2}× the first), rollback {:.1}s; load: deploy {stats}, rollback {rstats}; code-only deploy {probed}",
         first.as_secs_f64(),
         code_only.as_secs_f64(),
         code_only.as_secs_f64() / first.as_secs_f64(),
@@ -225,14 +227,14 @@ fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
     run.expect(0);
     put_app(&sb, "v2");
     write_runbook_ecosystem(&sb);
-    let report = probe_during(&sb, || sb.deploy(&sha(2)));
-    println!("runbook ecosystem file, code-only deploy: {report}");
+    let (report, run) = probe_during(&sb, || sb.deploy(&sha(2)));
+    println!("runbook ecosystem file, code-only deploy (exit {}): {report}", run.code);
     assert!(report.probes > 20, "{report}");
     assert!(report.failed > 0, "npm as the cluster worker drops requests: {report}");
 }
 
 /// Runs `f` (a tj-deploy run) while probing the app's health URL like a user would.
-fn probe_during<R>(sb: &Sandbox, f: impl FnOnce() -> R + Send) -> tj_deploy::availability::Report
+fn probe_during<R>(sb: &Sandbox, f: impl FnOnce() -> R + Send) -> (tj_deploy::availability::Report, R)
 where
     R: Send,
 {
@@ -250,9 +252,9 @@ where
             while !run.is_finished() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let _ = run.join();
+            let result = run.join().expect("the probed run");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            probe.stop().await
+            (probe.stop().await, result)
         })
     })
 }
