@@ -4,10 +4,13 @@
 
 pub mod actions;
 pub mod app;
+pub mod availability;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod deps;
 pub mod dotenv;
+pub mod ecosystem;
 pub mod error;
 pub mod github;
 pub mod health;

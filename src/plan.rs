@@ -186,13 +186,24 @@ impl Plan {
                 l.packages()
             ),
         );
+        let lint = env
+            .reload
+            .as_deref()
+            .and_then(crate::ecosystem::file_from_reload)
+            .map(|f| format!("; lint {f} with the host's node (warnings only)"))
+            .unwrap_or_default();
         p.push(
             Phase::Prepare,
             StepKind::Extract,
-            format!("→ {}/<id>/, link {}", l.releases(), env.linked_files.join(", ")),
+            format!("→ {}/<id>/, link {}{lint}", l.releases(), env.linked_files.join(", ")),
         );
         if let Some(c) = &env.install {
-            p.push(Phase::Prepare, StepKind::Install, c.clone());
+            let reuse = if env.reuse_dependencies {
+                " (or, same lockfile, node and command: the stored node_modules, hard-linked)"
+            } else {
+                ""
+            };
+            p.push(Phase::Prepare, StepKind::Install, format!("{c}{reuse}"));
         }
         if env.database_backup {
             p.push(

@@ -76,6 +76,32 @@ impl<'a> Steps<'a> {
         result
     }
 
+    /// Like [`Steps::run`] for a step whose result carries a note for the log and summary
+    /// (e.g. the install step's "reused node_modules of …").
+    pub async fn run_noted<R>(
+        &self,
+        host: &str,
+        name: &str,
+        detail: &str,
+        f: impl Future<Output = Result<(R, String)>>,
+    ) -> Result<R> {
+        let s = ui::step(&format!("{name} [{host}]"), detail);
+        let limit = self.timeouts.limit(name);
+        let result = match tokio::time::timeout(limit, self.cancel.guard(name, f)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::failed(format!(
+                "{name} on {host} exceeded its time limit of {}",
+                limit_text(limit)
+            ))),
+        };
+        let (seconds, ok, note) = match &result {
+            Ok((_, note)) => (s.done(note).as_secs_f64(), true, note.clone()),
+            Err(e) => (s.failed(&e.message).as_secs_f64(), false, e.message.clone()),
+        };
+        self.push(host, name, seconds, ok, note);
+        result.map(|(r, _)| r)
+    }
+
     /// Records a step that had nothing to do.
     pub fn skipped(&self, host: &str, name: &str, note: &str) {
         ui::info(&format!("✓ {name} [{host}] (skipped: {note})"));

@@ -93,6 +93,7 @@ fn base(status: Status, message: &str) -> Summary {
         changes_total: 3,
         migrations: vec!["20260115000000_add_notes".into()],
         migration_review: None,
+        warnings: Vec::new(),
         package: None,
     }
 }
@@ -113,6 +114,10 @@ fn cases() -> Vec<(&'static str, Summary)> {
         ok: false,
         note: "HTTP 503".into(),
     });
+    // The ecosystem lint's finding rides along in every summary (issue #12).
+    rolled.warnings.push(
+        "ecosystem.config.js: app 'tj': runs in fork mode: a reload is a restart (downtime); set exec_mode: 'cluster' and instances: 2".into(),
+    );
     let mut refused = base(
         Status::Refused,
         "gate required checks: failed: unit: failure; nothing was changed",
@@ -132,6 +137,13 @@ fn cases() -> Vec<(&'static str, Summary)> {
 #[test]
 fn golden_markdown_and_slack_payloads() {
     for (name, s) in cases() {
+        if !s.warnings.is_empty() {
+            assert!(
+                s.to_text().contains("  warnings:\n    ⚠ ecosystem.config.js: app 'tj'"),
+                "{}",
+                s.to_text()
+            );
+        }
         golden(&format!("{name}.md"), &s.to_markdown());
         let payload = slack::payload(&s);
         assert_eq!(block_kit_violations(&payload), Vec::<String>::new(), "{name}");

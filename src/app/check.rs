@@ -7,6 +7,7 @@ use crate::app::{self, build_package, preflight, refused_summary, resolve_sha};
 use crate::config::{Config, Invocation};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::remote::layout::Layout;
 use crate::report::Summary;
 use crate::signals::Cancel;
 
@@ -51,6 +52,8 @@ pub async fn command(config: &Config, inv: &Invocation) -> Result<()> {
             }
         }
     }
+    let mut warnings = Vec::new();
+    gates.push(ecosystem_gate(config, &mut warnings));
     let plan = Plan::deploy(config, Some(&sha)).render();
     let mut summary = refused_summary(
         config,
@@ -63,6 +66,7 @@ pub async fn command(config: &Config, inv: &Invocation) -> Result<()> {
         started_at,
     );
     summary.steps = steps;
+    summary.warnings = warnings;
     summary.migration_review = crate::github::pr::review(config, inv, github.client(), &sha).await;
     match &verdict {
         Ok(()) => {
@@ -98,5 +102,40 @@ fn check_notes(summary: &mut Summary, inv: &Invocation, github: &crate::github::
         summary
             .message
             .push_str(&format!("\n\n⚠️ {}.", crate::github::FORBIDDEN_CHECK));
+    }
+}
+
+/// The PM2 ecosystem lint in `check`: with this machine's `node` when there is one (the deploy
+/// runs it again on each host); its findings are warnings, never a failed check.
+fn ecosystem_gate(config: &Config, warnings: &mut Vec<String>) -> crate::github::gates::Gate {
+    use crate::ecosystem::{Local, lint_local};
+    let current = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone()).current();
+    let (ok, reason) = match lint_local(&config.package_dir, config.env.reload.as_deref(), &current) {
+        Local::NoFile => (
+            true,
+            "no ecosystem file in the reload command or the package".to_string(),
+        ),
+        Local::NoNode => (
+            true,
+            "not checked here: no node on this machine (the deploy checks it on each host)".to_string(),
+        ),
+        Local::Failed(why) => {
+            warnings.push(why.clone());
+            (true, format!("not checked: {why}"))
+        }
+        Local::Checked(w) if w.is_empty() => (true, "PM2 apps reload without downtime".to_string()),
+        Local::Checked(w) => {
+            let n = w.len();
+            for x in &w {
+                crate::ui::warn(x);
+            }
+            warnings.extend(w);
+            (true, format!("{n} warning(s): see Warnings"))
+        }
+    };
+    crate::github::gates::Gate {
+        name: "ecosystem".into(),
+        ok,
+        reason,
     }
 }

@@ -104,6 +104,7 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
         checks_timeout: k.dur("checks_timeout", &raw.checks_timeout, Duration::from_secs(600))?,
         checks_interval: k.dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
         parallel: k.count("parallel", raw.parallel, 1)?,
+        reuse_dependencies: raw.reuse_dependencies.unwrap_or(true),
         migrations_dir: values::relative_path(
             &k.key("migrations_dir"),
             raw.migrations_dir.as_deref().unwrap_or("prisma/migrations"),

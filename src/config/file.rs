@@ -60,6 +60,7 @@ pub struct RawEnv {
     pub destructive_migrations: Option<String>,
     /// Per-step time limits; merged key by key over `[defaults]` (see `config::timeouts`).
     pub timeouts: Option<BTreeMap<String, String>>,
+    pub reuse_dependencies: Option<bool>,
 }
 
 macro_rules! overlay {
@@ -102,7 +103,8 @@ impl RawEnv {
             database_host,
             migrations_dir,
             destructive_migrations,
-            timeouts
+            timeouts,
+            reuse_dependencies
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();

@@ -245,6 +245,9 @@ pub struct EnvConfig {
     pub destructive_migrations: crate::migrations::Policy,
     /// The time limit of each remote step (`timeouts`).
     pub timeouts: Timeouts,
+    /// Same lockfile, node and install command as stored dependencies: hard-link them instead
+    /// of running `install` (src/deps.rs).
+    pub reuse_dependencies: bool,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -342,6 +345,10 @@ health_url = "http://127.0.0.1:3000/api/health"
         assert_eq!(c.env.keep_backups, 10);
         assert_eq!(c.env.reload.as_deref(), Some(DEFAULT_RELOAD));
         assert_eq!(c.env.linked_files, vec![".env"]);
+        assert!(c.env.reuse_dependencies);
+        let off = GOOD.replace("[defaults]", "[defaults]\nreuse_dependencies = false");
+        let c = Config::from_text("t.toml", &off, Path::new("/x"), &env("staging")).unwrap();
+        assert!(!c.env.reuse_dependencies);
         assert_eq!(c.package_dir, Path::new("/x/."));
     }
 
@@ -364,6 +371,10 @@ health_url = "http://127.0.0.1:3000/api/health"
                 "health_timeout",
             ),
             (GOOD.replace("[defaults]", "[defaults]\nbogus = 1"), "bogus"),
+            (
+                GOOD.replace("[defaults]", "[defaults]\nreuse_dependencies = \"no\""),
+                "reuse_dependencies",
+            ),
         ];
         for (text, needle) in cases {
             let e = Config::from_text("t.toml", &text, Path::new("."), &env("staging")).unwrap_err();

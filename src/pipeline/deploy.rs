@@ -200,14 +200,51 @@ async fn prepare<T: Transport>(
                 ctx.steps
                     .run(&name, label, &l.release(id), h.exec(&script, Mode::Capture, label))
                     .await?;
+                lint(ctx, h, id, d.sha, warnings).await;
             }
-            StepKind::Install => {
-                hook(ctx, h, id, d.sha, label, &step.detail).await?;
-            }
+            StepKind::Install => install(ctx, h, id, d.sha).await?,
             other => return Err(Error::failed(format!("{} is not a prepare step", other.name()))),
         }
     }
     Ok(())
+}
+
+/// The PM2 ecosystem lint, with the host's node in the new release before anything users see
+/// changes: its findings are warnings in every summary, said once.
+async fn lint<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, id: ReleaseId, sha: &Sha, warnings: &RefCell<Vec<String>>) {
+    let env = HookEnv {
+        environment: ctx.env_name(),
+        release: id,
+        revision: sha.as_str(),
+    };
+    let reload = ctx.config.env.reload.as_deref();
+    for w in crate::ecosystem::lint_host(&h.t, &ctx.layout, reload, &env).await {
+        if !warnings.borrow().contains(&w) {
+            ui::warn(&w);
+            warnings.borrow_mut().push(w);
+        }
+    }
+}
+
+/// Dependencies: the stored node_modules of the same lockfile, node and command hard-linked
+/// in (`reuse_dependencies`), else `install`, stored for the next release.
+async fn install<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, id: ReleaseId, sha: &Sha) -> Result<()> {
+    let Some(cmd) = ctx.config.env.install.clone() else {
+        return Ok(());
+    };
+    let env = HookEnv {
+        environment: ctx.env_name(),
+        release: id,
+        revision: sha.as_str(),
+    };
+    let reuse = ctx.config.env.reuse_dependencies;
+    let run = async {
+        let o = crate::deps::install(&h.t, &ctx.layout, id, &cmd, &env, reuse).await?;
+        Ok(((), o.note()))
+    };
+    ctx.steps
+        .run_noted(&h.name(), StepKind::Install.name(), &cmd, run)
+        .await
 }
 
 async fn upload<T: Transport>(ctx: &Ctx<'_>, package: &Package, h: &HostRun<T>) -> Result<()> {
@@ -352,12 +389,8 @@ fn summary<T: Transport>(
         _ => previous.clone(),
     };
     let p = d.package;
-    let mut message = message;
-    let warnings = out.warnings.take();
-    if !warnings.is_empty() {
-        message.push_str(&format!(" Warnings: {}", warnings.join(" · ")));
-    }
     Summary {
+        warnings: out.warnings.take(),
         status,
         release,
         failed_release: matches!(status, Status::Failure | Status::RolledBack).then(|| out.id.to_string()),

@@ -23,16 +23,20 @@ pub async fn after_run<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], keep: 
         let (releases, backups) = state.prune_plan(env.keep_releases, env.keep_backups, keep);
         if releases.is_empty() && backups.is_empty() {
             ctx.steps.skipped(&name, StepKind::Prune.name(), "nothing to prune");
-            continue;
+        } else {
+            let detail = format!("{} release(s), {} backup(s)", releases.len(), backups.len());
+            let script = commands::remove(&ctx.layout, &releases, &backups);
+            let run = h.exec(&script, Mode::Capture, "prune");
+            if let Err(e) = ctx
+                .steps
+                .run_uncancelled(&name, StepKind::Prune.name(), &detail, run)
+                .await
+            {
+                ui::warn(&format!("{e} (pruning only; the run's result stands)"));
+            }
         }
-        let detail = format!("{} release(s), {} backup(s)", releases.len(), backups.len());
-        let script = commands::remove(&ctx.layout, &releases, &backups);
-        let run = h.exec(&script, Mode::Capture, "prune");
-        if let Err(e) = ctx
-            .steps
-            .run_uncancelled(&name, StepKind::Prune.name(), &detail, run)
-            .await
-        {
+        // Stored dependencies go once no release and no backup names them.
+        if let Err(e) = crate::deps::prune(&h.t, &ctx.layout).await {
             ui::warn(&format!("{e} (pruning only; the run's result stands)"));
         }
     }

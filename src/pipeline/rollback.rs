@@ -260,12 +260,14 @@ async fn restore_release<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, target: &T
             release: target.release,
             revision: &rev,
         };
-        let script = commands::hook(l, "install", cmd, &env);
-        let what = format!("install ({cmd})");
-        let installed = ctx
-            .steps
-            .run(&name, "install", cmd, h.exec(&script, Mode::Stream, &what))
-            .await;
+        // Reused from the stored node_modules of the same lockfile when there: a rollback, even
+        // to a pruned release, needs no package registry.
+        let reuse = ctx.config.env.reuse_dependencies;
+        let run = async {
+            let o = crate::deps::install(&h.t, l, target.release, cmd, &env, reuse).await?;
+            Ok(((), o.note()))
+        };
+        let installed = ctx.steps.run_noted(&name, "install", cmd, run).await;
         if installed.is_err() {
             // Never leave a complete-looking release without its dependencies.
             let _ = h

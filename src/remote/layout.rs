@@ -48,6 +48,10 @@ impl Layout {
     pub fn bad(&self, id: ReleaseId) -> String {
         format!("{}/{id}", self.bad_ledger())
     }
+    /// Installed dependencies, one directory per dependency key (src/deps.rs).
+    pub fn deps(&self) -> String {
+        format!("{}/deps", self.meta())
+    }
     pub fn log(&self) -> String {
         format!("{}/deployments.log", self.meta())
     }

@@ -9,6 +9,7 @@ impl Summary {
     pub fn to_markdown(&self) -> String {
         [
             self.md_head(),
+            self.md_warnings(),
             self.md_checklist(),
             self.md_changes(),
             self.md_migrations(),
@@ -56,6 +57,18 @@ impl Summary {
         md.push_str(&format!("| **Backup** | `{}` |\n", or_dash(&self.backup)));
         if let Some(url) = &self.run_url {
             md.push_str(&format!("| **Run** | {url} |\n"));
+        }
+        md
+    }
+
+    /// The warnings, when there are any.
+    fn md_warnings(&self) -> String {
+        let mut md = String::new();
+        if !self.warnings.is_empty() {
+            md.push_str("\n### Warnings\n\n");
+            for w in &self.warnings {
+                md.push_str(&format!("- ⚠️ {}\n", w.replace('|', "\\|").replace('\n', " ")));
+            }
         }
         md
     }

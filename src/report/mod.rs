@@ -86,6 +86,9 @@ pub struct Summary {
     pub changes_total: usize,
     /// Migrations the migrate step reported applying.
     pub migrations: Vec<String>,
+    /// Things that work but break a promise (the ecosystem lint, readable shared files):
+    /// shown in every summary.
+    pub warnings: Vec<String>,
     /// The pending migrations, their flagged statements and the gate's decision.
     pub migration_review: Option<crate::migrations::Review>,
 }

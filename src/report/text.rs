@@ -6,6 +6,7 @@ impl Summary {
     pub fn to_text(&self) -> String {
         [
             self.text_head(),
+            self.text_warnings(),
             self.text_gates(),
             self.text_steps(),
             self.text_review(),
@@ -39,6 +40,18 @@ impl Summary {
         }
         out.push_str(&format!("  by:        {}\n", self.actor));
         out.push_str(&format!("  duration:  {:.1}s\n", self.duration_seconds));
+        out
+    }
+
+    /// The warnings, one a line.
+    fn text_warnings(&self) -> String {
+        let mut out = String::new();
+        if !self.warnings.is_empty() {
+            out.push_str("  warnings:\n");
+            for w in &self.warnings {
+                out.push_str(&format!("    ⚠ {w}\n"));
+            }
+        }
         out
     }
 

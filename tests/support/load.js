@@ -3,6 +3,7 @@
 // Load generator for reload tests: node load.js <url> [concurrency=8] [seconds=10]
 // Every request uses a fresh connection (agent:false, Connection: close).
 // Any non-2xx status, connection error or timeout counts as a failure.
+// SIGTERM stops it early.
 // Prints {"requests":N,"failures":N,"errors":{...},"revisions":{rev:count}} and exits 0.
 // Only loopback targets are allowed.
 
@@ -92,7 +93,13 @@ async function worker() {
   }
 }
 
-Promise.all(Array.from({ length: concurrency }, worker)).then(() => {
+function finish() {
   process.stdout.write(`${JSON.stringify(stats)}\n`);
   process.exit(0);
-});
+}
+
+// SIGTERM ends the load early with the stats so far (requests in flight are not counted), so
+// a test can cover exactly the run it measures.
+process.on('SIGTERM', finish);
+
+Promise.all(Array.from({ length: concurrency }, worker)).then(finish);

@@ -9,12 +9,14 @@ use crate::remote::layout::Layout;
 
 mod backup;
 mod db;
+mod deps;
 mod lock;
 mod log;
 mod release;
 
 pub use backup::*;
 pub use db::*;
+pub use deps::*;
 pub use lock::*;
 pub use log::*;
 pub use release::*;

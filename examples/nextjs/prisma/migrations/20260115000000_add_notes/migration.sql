@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE trades ADD COLUMN IF NOT EXISTS notes TEXT;
