@@ -82,8 +82,8 @@ fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result
     match field("revision") {
         Some(rev) if !rev.eq_ignore_ascii_case(expect_revision) => Err(format!(
             "revision {} answered, expected {}",
-            &rev[..rev.len().min(12)],
-            &expect_revision[..expect_revision.len().min(12)]
+            crate::ui::prefix(&rev, 12),
+            crate::ui::prefix(expect_revision, 12)
         )),
         Some(_) => Ok(true),
         None => Ok(false),
@@ -120,7 +120,7 @@ pub async fn verify(
         };
         match verdict {
             Ok((status, with_revision)) => {
-                let short = &expect_revision[..expect_revision.len().min(7)];
+                let short = crate::ui::prefix(expect_revision, 7);
                 checks.push(CheckResult {
                     name: format!("GET {}", path_of(&url)),
                     status: Some(status),

@@ -52,7 +52,7 @@ impl LockOwner {
             s.push_str(&format!(", {} ago", age_text(age)));
         }
         if let Some(sha) = &self.sha {
-            s.push_str(&format!(", commit {}", &sha[..sha.len().min(7)]));
+            s.push_str(&format!(", commit {}", crate::ui::prefix(sha, 7)));
         }
         if let Some(url) = &self.run_url {
             s.push_str(&format!(", run {url}"));

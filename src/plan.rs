@@ -300,6 +300,11 @@ impl Plan {
         Self::activation(&mut p, config, "<the backup's commit>");
         p.push(
             Phase::Finish,
+            StepKind::Prune,
+            format!("keep {} releases, {} backups", env.keep_releases, env.keep_backups),
+        );
+        p.push(
+            Phase::Finish,
             StepKind::Unlock,
             format!("mark the left release BAD_RELEASE, log to {}", l.log()),
         );

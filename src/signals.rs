@@ -55,6 +55,15 @@ impl Cancel {
         self.flag.load(Ordering::SeqCst)
     }
 
+    /// Fails naming `step` when a signal came: checked before a step that is not cancelled
+    /// midway (a lock, a switch) starts, so none starts after the signal.
+    pub fn check(&self, step: &str) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(Error::failed(format!("{step}: cancelled by signal")));
+        }
+        Ok(())
+    }
+
     /// Runs `f` unless cancelled before or while it runs.
     pub async fn guard<T>(&self, step: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
         let cancelled = || Error::failed(format!("{step}: cancelled by signal"));

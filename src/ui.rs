@@ -157,6 +157,12 @@ pub fn remote_line(host: &str, line: &str) {
     }
 }
 
+/// The first `n` characters of `s` (a short commit, say), never splitting a character: commits
+/// and revisions come from hosts and manifests and need not be ASCII.
+pub fn prefix(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 60.0 {

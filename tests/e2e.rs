@@ -394,15 +394,7 @@ fn the_dry_run_plan_is_the_deploy_that_runs() {
             .unwrap(),
     );
     dry.expect(0);
-    let planned: Vec<String> = dry
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let (n, rest) = l.trim_start().split_once(". ")?;
-            n.parse::<u32>().ok()?;
-            Some(rest.get(..16).unwrap_or(rest).trim().to_string())
-        })
-        .collect();
+    let planned = plan_names(&dry.stdout);
     assert!(planned.len() >= 12, "{}", dry.stdout);
     let real = sb.deploy(&sha(1));
     real.expect(0);
@@ -413,6 +405,33 @@ fn the_dry_run_plan_is_the_deploy_that_runs() {
         dry.stdout,
         real.stderr
     );
+
+    // The same for a rollback: its dry run prints the plan the rollback pipeline runs.
+    sb.deploy(&sha(2)).expect(0);
+    let dry = support::Run::of(sb.cmd(&["rollback", "-e", "staging", "--dry-run"]).output().unwrap());
+    dry.expect(0);
+    let planned = plan_names(&dry.stdout);
+    let real = support::Run::of(sb.cmd(&["rollback", "-e", "staging"]).output().unwrap());
+    real.expect(0);
+    assert_eq!(
+        planned,
+        step_names(&real.stderr),
+        "plan vs run:\n{}\n---\n{}",
+        dry.stdout,
+        real.stderr
+    );
+}
+
+/// The step names of a printed plan (`  3. name             detail`), in order.
+fn plan_names(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (n, rest) = l.trim_start().split_once(". ")?;
+            n.parse::<u32>().ok()?;
+            Some(rest.get(..16).unwrap_or(rest).trim().to_string())
+        })
+        .collect()
 }
 
 /// Issue #14 item 11: when the health answer carries no revision, verification checks that

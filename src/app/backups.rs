@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::app::{self};
+use crate::app;
 use crate::backup::{self, Manifest};
 use crate::config::{Config, Invocation, ReleaseId};
 use crate::error::{Error, Result};
@@ -17,10 +17,15 @@ use crate::ui;
 /// How many backups `backups` shows.
 pub const LISTED: usize = 10;
 
-/// One line of the `backups` listing.
+/// One line of the `backups` listing: one backup id (one deploy or rollback), on every host
+/// that holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupEntry {
+    /// The first host holding it; `hosts` lists them all.
     pub host: String,
+    pub hosts: Vec<String>,
+    /// The host holding this backup's database dump (the database host), if any.
+    pub database_on: Option<String>,
     pub id: String,
     pub kind: String,
     pub created_at: String,
@@ -42,19 +47,43 @@ fn entries(host: &str, state: &HostState, manifests: &[(ReleaseId, Manifest)]) -
             let info = rel.and_then(|r| state.release(r));
             BackupEntry {
                 host: host.to_string(),
+                hosts: vec![host.to_string()],
+                database_on: m.file("db.dump").is_some().then(|| host.to_string()),
                 id: id.to_string(),
                 kind: m.kind.clone(),
                 created_at: m.created_at.clone(),
                 commit: m.commit.clone(),
                 release: m.release.clone(),
                 release_on_disk: info.is_some_and(|i| i.revision.is_some()),
-                release_bad: info.is_some_and(|i| i.bad),
+                // The ledger keeps a pruned release's mark.
+                release_bad: rel.is_some_and(|r| state.is_bad(r)),
                 current: rel.is_some() && rel == state.current,
                 size_bytes: m.size(),
                 database: m.file("db.dump").is_some(),
             }
         })
         .collect()
+}
+
+/// One entry per backup id across hosts, newest first, at most [`LISTED`]: a fleet's deploy is
+/// one backup with its app part on every host and its one database dump on the database host.
+fn merge(all: Vec<BackupEntry>) -> Vec<BackupEntry> {
+    let mut by_id: BTreeMap<String, BackupEntry> = BTreeMap::new();
+    for e in all {
+        match by_id.get_mut(&e.id) {
+            Some(m) => {
+                m.hosts.extend(e.hosts);
+                m.database_on = m.database_on.take().or(e.database_on);
+                m.database |= e.database;
+                m.release_bad |= e.release_bad;
+                m.release_on_disk &= e.release_on_disk;
+            }
+            None => {
+                by_id.insert(e.id.clone(), e);
+            }
+        }
+    }
+    by_id.into_values().rev().take(LISTED).collect()
 }
 
 fn human_size(n: u64) -> String {
@@ -86,12 +115,16 @@ pub fn render(entries: &[BackupEntry], markdown: bool) -> String {
                 e.kind.clone(),
                 e.commit
                     .as_deref()
-                    .map(|c| c[..c.len().min(7)].to_string())
+                    .map(|c| crate::ui::prefix(c, 7).to_string())
                     .unwrap_or_else(|| "—".into()),
                 e.release.clone().unwrap_or_else(|| "—".into()),
                 release_state(e).to_string(),
                 human_size(e.size_bytes),
-                if e.database { "yes".into() } else { "no".into() },
+                match &e.database_on {
+                    Some(h) if e.hosts.len() > 1 => format!("on {h}"),
+                    Some(_) => "yes".into(),
+                    None => "no".into(),
+                },
             ]
         })
         .collect();
@@ -156,6 +189,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     }
     fleet.close().await;
     result?;
+    let all = merge(all);
     if inv.json {
         println!(
             "{}",
@@ -164,7 +198,8 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     } else if all.is_empty() {
         println!("No backups in {} yet.", config.env.backup_dir);
     } else {
-        print!("{}", render(&all, false));
+        // Manifests are the hosts' words: fenced like any host output in Actions.
+        ui::print_foreign(render(&all, false).trim_end());
     }
     if let Some(path) = &inv.github.summary_file {
         let md = format!(

@@ -1,7 +1,7 @@
-//! Dry runs of the commands that change hosts besides `deploy` (whose plan lives in
-//! `deploy::plan`): `rollback --dry-run` reads each host (state and backup manifests, never a
-//! write) to show which backup and release the real run would pick and every step it would
-//! take. Nothing here writes to a host, locks included.
+//! Dry runs of the commands that change hosts besides `deploy`: `rollback --dry-run` reads each
+//! host (state and backup manifests, never a write) to show which backup and release the real
+//! run would pick, then prints the [`Plan`] the rollback pipeline runs. Nothing here writes to
+//! a host, locks included.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use crate::backup;
 use crate::config::{Config, Invocation, RollbackTarget};
 use crate::error::Result;
 use crate::pipeline::rollback::{Target, choose};
+use crate::plan::{Plan, RollbackPlan};
 use crate::remote::Transport;
 use crate::remote::layout::Layout;
 use crate::state::{self, HostState};
@@ -39,9 +40,7 @@ pub async fn rollback(config: &Config, inv: &Invocation, vars: &BTreeMap<String,
         match read.await {
             Ok((state, target)) => {
                 to = RollbackTarget::Id(target.backup);
-                for (i, line) in host_plan(config, inv, &l, t.name(), &state, &target).iter().enumerate() {
-                    crate::ui::print_foreign(&format!("{:>3}. {line}", i + 1));
-                }
+                crate::ui::print_foreign(&target_line(t.name(), &state, &target));
             }
             Err(e) => {
                 result = Err(e);
@@ -50,72 +49,45 @@ pub async fn rollback(config: &Config, inv: &Invocation, vars: &BTreeMap<String,
         }
     }
     fleet.close().await;
-    result
+    result?;
+    // The same plan value the rollback pipeline runs, step by step.
+    let to = match inv.to {
+        RollbackTarget::Latest => "latest".to_string(),
+        RollbackTarget::Id(id) => id.to_string(),
+    };
+    let plan = Plan::rollback(
+        config,
+        &RollbackPlan {
+            to: &to,
+            restore_database: inv.restore_database,
+        },
+    );
+    print!("{}", plan.render());
+    Ok(())
 }
 
-/// The steps a real rollback would take on one host.
-fn host_plan(
-    config: &Config,
-    inv: &Invocation,
-    l: &Layout,
-    host: &str,
-    state: &HostState,
-    target: &Target,
-) -> Vec<String> {
+/// What the rollback would pick on one host: the backup, its release, and whether the release
+/// is on disk or comes back from the backup's package.
+fn target_line(host: &str, state: &HostState, target: &Target) -> String {
     // From the host's manifest: only hex digits reach the terminal.
     let commit: String = match &target.commit {
         Some(c) => c.chars().filter(char::is_ascii_hexdigit).take(7).collect(),
         None => "unknown".into(),
     };
-    let mut plan = vec![format!(
-        "[{host}] target  backup {} → release {} (commit {commit}){}",
+    let on_disk = state.release(target.release).is_some_and(|r| r.revision.is_some());
+    format!(
+        "[{host}] backup {} → release {} (commit {commit}), {}{}",
         target.backup,
         target.release,
+        if on_disk {
+            "on disk"
+        } else {
+            "restored from the backup's package"
+        },
         if state.lock_held {
             "; a deploy lock is held now, so the real run would be refused"
         } else {
             ""
         }
-    )];
-    plan.push(format!("[{host}] lock    {}", l.lock()));
-    plan.push(format!(
-        "[{host}] backup  safety backup of the live release{} → {}/<new id>/",
-        if inv.restore_database { " and the database" } else { "" },
-        config.env.backup_dir
-    ));
-    if state.release(target.release).is_some_and(|r| r.revision.is_some()) {
-        plan.push(format!(
-            "[{host}] restore skipped: release {} is on disk",
-            target.release
-        ));
-    } else {
-        plan.push(format!(
-            "[{host}] restore {} from {}/app.tar.gz (sha256 checked)",
-            l.release(target.release),
-            l.backup(target.backup)
-        ));
-    }
-    plan.push(format!(
-        "[{host}] switch  {} → releases/{} (atomic rename)",
-        l.current(),
-        target.release
-    ));
-    if let Some(left) = state.current.filter(|c| *c != target.release) {
-        plan.push(format!("[{host}] mark    release {left} BAD_RELEASE"));
-    }
-    if inv.restore_database {
-        plan.push(format!(
-            "[{host}] restore database from {}/db.dump (data written since is lost)",
-            l.backup(target.backup)
-        ));
-    }
-    if let Some(cmd) = &config.env.reload {
-        plan.push(format!("[{host}] reload  {cmd}"));
-    }
-    plan.push(format!(
-        "[{host}] verify  {} healthy with revision {commit}",
-        config.env.health_url
-    ));
-    plan.push(format!("[{host}] unlock  and log to {}", l.log()));
-    plan
+    )
 }

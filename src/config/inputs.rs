@@ -168,10 +168,7 @@ pub struct PullRequest {
 impl PullRequest {
     /// `#7 feature → develop`, or `merge queue → main`.
     pub fn describe(&self) -> String {
-        let head = self
-            .head_ref
-            .as_deref()
-            .unwrap_or(&self.head_sha[..self.head_sha.len().min(7)]);
+        let head = self.head_ref.as_deref().unwrap_or(crate::ui::prefix(&self.head_sha, 7));
         match self.number {
             Some(n) => format!("#{n} {head} → {}", self.base_ref),
             None => format!("merge queue {head} → {}", self.base_ref),

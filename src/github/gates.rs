@@ -162,12 +162,12 @@ async fn head(gh: &Github, branch: &str, sha: &Sha) -> Result<Gate> {
         Some("ahead") => format!(
             "{} is {behind} commit(s) behind the head of {branch} ({}); deploy the head",
             sha.short(),
-            &head[..head.len().min(7)]
+            crate::ui::prefix(&head, 7)
         ),
         _ => format!(
             "{} is not the head of {branch} ({}); it is not up to date with the remote",
             sha.short(),
-            &head[..head.len().min(7)]
+            crate::ui::prefix(&head, 7)
         ),
     };
     Ok(gate("branch head", false, why))

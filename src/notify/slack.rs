@@ -60,7 +60,7 @@ pub fn payload(s: &Summary) -> Value {
     let short = s
         .commit
         .as_deref()
-        .map(|c| c[..c.len().min(7)].to_string())
+        .map(|c| crate::ui::prefix(c, 7).to_string())
         .unwrap_or_else(|| "—".into());
     let title = format!(
         "{} {} {}: {} → {}",
@@ -113,7 +113,7 @@ fn detail_sections(s: &Summary) -> Vec<Value> {
         let lines: Vec<String> = s
             .changes
             .iter()
-            .map(|c| format!("• `{}` {}", &c.sha[..c.sha.len().min(7)], esc(&c.subject)))
+            .map(|c| format!("• `{}` {}", crate::ui::prefix(&c.sha, 7), esc(&c.subject)))
             .collect();
         blocks.push(section(lines_within(
             "Changes",
@@ -158,7 +158,7 @@ fn detail_sections(s: &Summary) -> Vec<Value> {
 
 /// The optional start-of-run message (`slack-on-start`).
 pub fn start_payload(app: &str, env: &str, sha: &str, actor: &str, run_url: Option<&str>) -> Value {
-    let title = format!("🚀 deploying {app} {} → {env}", &sha[..sha.len().min(7)]);
+    let title = format!("🚀 deploying {app} {} → {env}", crate::ui::prefix(sha, 7));
     let mut text = format!("started by {}", esc(actor));
     if let Some(u) = run_url {
         text.push_str(&format!(" — <{u}|follow the run>"));

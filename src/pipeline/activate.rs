@@ -35,6 +35,9 @@ pub async fn activate<T: Transport>(
         Why::Undo => format!("current → releases/{release} (back)"),
         Why::Forward { .. } => format!("current → releases/{release}"),
     };
+    if why != Why::Undo {
+        ctx.steps.cancel().check("switch")?;
+    }
     // Not cancelled midway, like the lock: the switch is one rename.
     let switched = ctx
         .steps

@@ -47,6 +47,8 @@ struct Outcome {
     review: Option<crate::migrations::Review>,
     /// Said once in the summary: readable shared files, backups made private, copies.
     warnings: RefCell<Vec<String>>,
+    /// Undo removed the run's backups (nothing switched, no migration ran).
+    backup_dropped: bool,
 }
 
 /// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
@@ -77,9 +79,10 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
         changes: (Vec::new(), 0),
         review: None,
         warnings: RefCell::new(Vec::new()),
+        backup_dropped: false,
     };
     let result = phases(ctx, &d, &mut hosts, &mut out).await;
-    let (status, message, error) = conclude(ctx, &mut hosts, &out, result).await;
+    let (status, message, error) = conclude(ctx, &mut hosts, &mut out, result).await;
     let summary = summary(ctx, d, &hosts, out, status, message);
     finish(ctx, &hosts, &summary).await;
     (summary, error)
@@ -155,7 +158,7 @@ async fn changes<T: Transport>(d: &Deploy<'_>, hosts: &[HostRun<T>], out: &mut O
         Ok(c) => out.changes = c,
         Err(e) => ui::warn(&format!(
             "could not list the changes since {}: {e}",
-            &prev[..prev.len().min(7)]
+            crate::ui::prefix(&prev, 7)
         )),
     }
 }
@@ -279,7 +282,7 @@ async fn database<T: Transport>(ctx: &Ctx<'_>, d: &Deploy<'_>, h: &HostRun<T>, o
 async fn conclude<T: Transport>(
     ctx: &Ctx<'_>,
     hosts: &mut [HostRun<T>],
-    out: &Outcome,
+    out: &mut Outcome,
     result: Result<()>,
 ) -> (Status, String, Option<Error>) {
     let id = out.id;
@@ -293,9 +296,13 @@ async fn conclude<T: Transport>(
             );
             (Status::Success, message, None)
         }
-        Err(e) if e.kind == Kind::Refused || e.kind == Kind::Invalid => (Status::Refused, e.message.clone(), Some(e)),
+        // Refused means untouched: only while no host holds anything of this run.
+        Err(e) if matches!(e.kind, Kind::Refused | Kind::Invalid) && untouched(hosts) => {
+            (Status::Refused, e.message.clone(), Some(e))
+        }
         Err(e) => {
-            let undone = undo::deploy(ctx, hosts, id, &e, out.migrated).await;
+            out.backup_dropped = !out.migrated && !hosts.iter().any(|h| h.progress == Progress::Switched);
+            let undone = undo::deploy(ctx, hosts, id, &e, out.backup_dropped).await;
             let switched = hosts.iter().any(|h| h.progress == Progress::Switched);
             let status = if switched && undone.is_ok() {
                 Status::RolledBack
@@ -320,8 +327,13 @@ async fn conclude<T: Transport>(
     }
 }
 
+/// No host got further than its lock.
+pub(super) fn untouched<T>(hosts: &[HostRun<T>]) -> bool {
+    hosts.iter().all(|h| h.progress <= Progress::Locked)
+}
+
 fn short(sha: &Option<String>) -> &str {
-    sha.as_deref().map(|s| &s[..s.len().min(7)]).unwrap_or("—")
+    sha.as_deref().map(|s| crate::ui::prefix(s, 7)).unwrap_or("—")
 }
 
 fn summary<T: Transport>(
@@ -349,7 +361,7 @@ fn summary<T: Transport>(
         status,
         release,
         failed_release: matches!(status, Status::Failure | Status::RolledBack).then(|| out.id.to_string()),
-        backup: (status != Status::Refused).then(|| out.id.to_string()),
+        backup: (status != Status::Refused && !out.backup_dropped).then(|| out.id.to_string()),
         previous_release: previous,
         package: Some(format!(
             "{} sha256 {} ({} bytes, {} files)",

@@ -147,16 +147,27 @@ pub async fn lock_all<T: Transport>(ctx: &Ctx<'_>, hosts: &mut [HostRun<T>]) -> 
     let l = &ctx.layout;
     for h in hosts.iter_mut() {
         let name = h.name();
+        // A signal before a lock: take no more.
+        ctx.steps.cancel().check("lock")?;
         // Short and state-changing: a signal waits for it to finish (the next step sees the
         // cancellation), so a lock is never taken behind the cleanup's back.
-        ctx.steps
+        let acquired = ctx
+            .steps
             .run_uncancelled(
                 &name,
                 crate::plan::StepKind::Lock.name(),
                 &l.lock(),
                 crate::lock::acquire(&h.t, l, &ctx.owner, ctx.env_name()),
             )
-            .await?;
+            .await;
+        if let Err(e) = acquired {
+            // A step cut off (time limit) may have taken the lock after all: release it by our
+            // token, which leaves anyone else's alone.
+            if e.kind != crate::error::Kind::Refused {
+                let _ = crate::lock::release(&h.t, l, &ctx.owner.token).await;
+            }
+            return Err(e);
+        }
         h.progress = Progress::Locked;
     }
     Ok(())

@@ -55,11 +55,20 @@ pub async fn run<T: Transport>(
     let result = phases(ctx, &r, &mut hosts, &mut out, github).await;
     let (status, message, error) = conclude(ctx, &r, &mut hosts, &out, result).await;
     let target = hosts.first().and_then(|h| out.targets.get(&h.name())).cloned();
+    let before = hosts.first().and_then(|h| h.state.current).map(|c| c.to_string());
+    let target_release = target.as_ref().map(|t| t.release.to_string());
+    // The release output names what is live: the target, or what a failed rollback put back.
+    let (release, failed_release) = match status {
+        Status::Success => (target_release, None),
+        Status::Refused => (None, None),
+        _ => (before.clone(), target_release),
+    };
     let summary = Summary {
         status,
-        release: target.as_ref().map(|t| t.release.to_string()),
+        release,
+        failed_release,
         backup: (status != Status::Refused).then(|| out.safety.to_string()),
-        previous_release: hosts.first().and_then(|h| h.state.current).map(|c| c.to_string()),
+        previous_release: before,
         steps: ctx.steps.take(),
         checks: out.checks.take(),
         message,
@@ -70,6 +79,12 @@ pub async fn run<T: Transport>(
         target.as_ref().and_then(|t| t.commit.as_deref()),
         r.started.elapsed().as_secs_f64(),
     );
+    if status != Status::Refused {
+        let keep = (status == Status::Success)
+            .then(|| target.as_ref().map(|t| t.release))
+            .flatten();
+        super::prune::after_run(ctx, &hosts, keep).await;
+    }
     finish(ctx, &r, &hosts, &out, &summary).await;
     (summary, error)
 }
@@ -110,6 +125,8 @@ async fn inspect<T: Transport>(
 ) -> Result<()> {
     let l = &ctx.layout;
     let mut to = r.to;
+    let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
+    let db_host = hosts.get(db).map(|h| h.name());
     for h in hosts.iter_mut() {
         let name = h.name();
         let read = async {
@@ -121,6 +138,12 @@ async fn inspect<T: Transport>(
         let (state, manifests) = ctx.steps.run(&name, StepKind::Inspect.name(), "", read).await?;
         let target = choose(&name, to, &state, &manifests)?;
         to = RollbackTarget::Id(target.backup);
+        if r.restore_database && Some(&name) == db_host.as_ref() && target.manifest.file("db.dump").is_none() {
+            return Err(crate::error::Error::invalid(format!(
+                "restore-database: backup {} on {name} (the database host) holds no db.dump; nothing was changed",
+                target.backup
+            )));
+        }
         if let Some(newest) = state.newest_id() {
             while out.safety <= newest {
                 out.safety = out.safety.next();
@@ -129,7 +152,7 @@ async fn inspect<T: Transport>(
         let commit = target
             .commit
             .as_deref()
-            .map(|c| &c[..c.len().min(7)])
+            .map(|c| crate::ui::prefix(c, 7))
             .unwrap_or("unknown");
         ui::info(&format!(
             "{name}: rolling back to backup {} → release {} (commit {commit})",
@@ -179,6 +202,9 @@ async fn prepare<T: Transport>(
     let Some(target) = targets.get(&name) else {
         return Ok(());
     };
+    // The safety backup and a restored release are this run's: refusals after this point are
+    // failures (the host is no longer untouched).
+    h.progress = Progress::Prepared;
     for step in r.plan.phase(Phase::Prepare) {
         let label = step.kind.name();
         match step.kind {
@@ -298,7 +324,7 @@ async fn conclude<T: Transport>(
                 "release {} (commit {}) from backup {} is serving; the state before is saved in backup {safety}{}",
                 t.map(|t| t.release.to_string()).unwrap_or_default(),
                 t.and_then(|t| t.commit.as_deref())
-                    .map(|c| &c[..c.len().min(7)])
+                    .map(|c| crate::ui::prefix(c, 7))
                     .unwrap_or("unknown"),
                 t.map(|t| t.backup.to_string()).unwrap_or_default(),
                 if r.restore_database {
@@ -309,9 +335,15 @@ async fn conclude<T: Transport>(
             );
             (Status::Success, msg, None)
         }
-        Err(e) if matches!(e.kind, Kind::Refused | Kind::Invalid) => (Status::Refused, e.message.clone(), Some(e)),
+        Err(e) if matches!(e.kind, Kind::Refused | Kind::Invalid) && super::deploy::untouched(hosts) => {
+            (Status::Refused, e.message.clone(), Some(e))
+        }
         Err(e) if !hosts.iter().any(|h| h.progress == Progress::Switched) => {
-            let msg = format!("rollback failed before switching anything: {}", e.message);
+            let msg = format!(
+                "rollback failed before switching anything: {}.{}",
+                e.message,
+                database_note(ctx, r, hosts, safety)
+            );
             (Status::Failure, msg.clone(), Some(Error::failed(msg)))
         }
         Err(e) => {
@@ -326,11 +358,7 @@ async fn conclude<T: Transport>(
                 Ok(notes) => format!("Put back what was live before the rollback: {notes}"),
                 Err(why) => format!("Putting back what was live ALSO failed: {why}"),
             };
-            let db = if r.restore_database {
-                format!(" The database was restored; its state before is in backup {safety}.")
-            } else {
-                String::new()
-            };
+            let db = database_note(ctx, r, hosts, safety);
             let msg = format!(
                 "rollback failed: {}. {back}{db} The state before this rollback is saved in backup {safety} (`tj-deploy rollback -e {env_name} --to {safety}`).",
                 e.message
@@ -338,6 +366,19 @@ async fn conclude<T: Transport>(
             (Status::Failure, msg.clone(), Some(Error::failed(msg)))
         }
     }
+}
+
+/// Where the database stands after a failed rollback that was to restore it.
+fn database_note<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, hosts: &[HostRun<T>], safety: ReleaseId) -> String {
+    if !r.restore_database {
+        return String::new();
+    }
+    let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
+    let host = hosts.get(db).map(|h| h.name()).unwrap_or_default();
+    format!(
+        " The database may already hold the backup's data while the apps run the release they ran before: its state before this rollback is the dump in backup {safety} on {host}; put it back with `tj-deploy rollback -e {} --to {safety} --restore-database`.",
+        ctx.env_name()
+    )
 }
 
 /// Marks the release each host left as bad, after the rolled-back one verified.

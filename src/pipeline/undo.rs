@@ -13,18 +13,18 @@ use crate::remote::{Mode, Transport, commands};
 /// What undo did on one host: a note for the message, or why it could not.
 type HostUndo = std::result::Result<String, String>;
 
-/// Undoes a failed deploy of release `id`. `Ok` says what each host now serves; `Err` names
-/// the hosts where undo itself failed. When no host switched and no migration ran, the run's
-/// backups hold nothing that is not live and are removed too: the hosts end as they were.
+/// Undoes a failed deploy of release `id`. `Ok` says what each host now serves; `Err` says the
+/// same with the hosts where undo itself failed marked. `drop_backup`: the run's backups hold
+/// nothing that is not live (no host switched, no migration ran) and are removed too, so the
+/// hosts end as they were.
 pub async fn deploy<T: Transport>(
     ctx: &Ctx<'_>,
     hosts: &mut [HostRun<T>],
     id: ReleaseId,
     cause: &Error,
-    migrated: bool,
+    drop_backup: bool,
 ) -> std::result::Result<String, String> {
     let fleet = hosts.len() > 1;
-    let drop_backup = !migrated && !hosts.iter().any(|h| h.progress == Progress::Switched);
     let undo_one = |h| deploy_host(ctx, h, id, cause, fleet, drop_backup);
     let results = futures_util::future::join_all(hosts.iter_mut().map(undo_one)).await;
     collect(results)
@@ -99,26 +99,25 @@ pub async fn back_to_previous<T: Transport>(ctx: &Ctx<'_>, h: &mut HostRun<T>) -
         Ok(_) => Ok(format!(
             "{name}: rolled back, release {} (commit {}) is serving again",
             prev.id,
-            &rev[..rev.len().min(7)]
+            crate::ui::prefix(&rev, 7)
         )),
         Err(e) => Err(e.message),
     }
 }
 
 /// Joins per-host results: every note when all succeeded, else every failure.
+/// Joins per-host results: every host's note, the failed ones marked, so a message always says
+/// what each host is live on. `Err` when undo failed anywhere.
 pub fn collect(results: Vec<Option<HostUndo>>) -> std::result::Result<String, String> {
-    let (ok, failed): (Vec<HostUndo>, Vec<HostUndo>) = results.into_iter().flatten().partition(|r| r.is_ok());
-    if !failed.is_empty() {
-        return Err(failed
-            .into_iter()
-            .filter_map(|r| r.err())
-            .collect::<Vec<_>>()
-            .join("; "));
-    }
-    let notes: Vec<String> = ok.into_iter().filter_map(|r| r.ok()).collect();
-    if notes.is_empty() {
-        Ok("Nothing was changed on the hosts.".to_string())
-    } else {
-        Ok(notes.join("; ") + ".")
+    let results: Vec<HostUndo> = results.into_iter().flatten().collect();
+    let failed = results.iter().any(|r| r.is_err());
+    let notes: Vec<String> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| format!("FAILED: {e}")))
+        .collect();
+    match (failed, notes.is_empty()) {
+        (false, true) => Ok("Nothing was changed on the hosts.".to_string()),
+        (false, false) => Ok(notes.join("; ") + "."),
+        (true, _) => Err(notes.join("; ") + "."),
     }
 }

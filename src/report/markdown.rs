@@ -33,8 +33,8 @@ impl Summary {
         ));
         md.push_str(&format!("{}\n\n", self.message));
         let commit = match (&self.commit, &self.commit_url) {
-            (Some(c), Some(u)) => format!("[`{}`]({u})", &c[..c.len().min(7)]),
-            (Some(c), None) => format!("`{}`", &c[..c.len().min(7)]),
+            (Some(c), Some(u)) => format!("[`{}`]({u})", crate::ui::prefix(c, 7)),
+            (Some(c), None) => format!("`{}`", crate::ui::prefix(c, 7)),
             _ => "—".to_string(),
         };
         md.push_str("| | |\n|---|---|\n");
@@ -98,7 +98,7 @@ impl Summary {
             md.push_str("- none recorded (first deploy, same commit, or no GitHub token)\n");
         }
         for c in &self.changes {
-            md.push_str(&format!("- `{}` {}\n", &c.sha[..c.sha.len().min(7)], esc(&c.subject)));
+            md.push_str(&format!("- `{}` {}\n", crate::ui::prefix(&c.sha, 7), esc(&c.subject)));
         }
         if self.changes_total > self.changes.len() {
             md.push_str(&format!("- … and {} more\n", self.changes_total - self.changes.len()));

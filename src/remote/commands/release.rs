@@ -133,6 +133,9 @@ pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Scri
         s = s
             .var("R", &l.release(*id))
             .var("T", &Layout::release_link_target(*id))
+            .var("L", &l.bad(*id))
+            // A mark from before the ledger existed outlives the release in the ledger.
+            .line("if [ \"$cur\" != \"$T\" ] && [ -f \"$R/BAD_RELEASE\" ] && [ ! -e \"$L\" ]; then mkdir -p \"${L%/*}\"; cp \"$R/BAD_RELEASE\" \"$L\"; fi")
             .line("if [ \"$cur\" != \"$T\" ]; then rm -rf \"$R\"; fi");
     }
     for id in backups {
