@@ -226,4 +226,22 @@ mod tests {
             vec![id("20260101_000003"), id("20260101_000002"), id("20260101_000001")]
         );
     }
+
+    #[test]
+    fn prune_keeps_good_releases_and_the_newest_good_backup() {
+        // Releases 1, 2 good, 3 bad (ledger), 4 bad (BAD_RELEASE), 5 current; backups 5 and 6
+        // hold bad release 3, backup 2 holds good release 1.
+        let s = HostState::parse(
+            "current releases/20260101_000005\n\
+             release 20260101_000001 r1 0\nrelease 20260101_000002 r2 0\nrelease 20260101_000003 r3 0\n\
+             release 20260101_000004 r4 1\nrelease 20260101_000005 r5 0\nbad 20260101_000003\n\
+             backup 20260101_000002 20260101_000001\nbackup 20260101_000005 20260101_000003\n\
+             backup 20260101_000006 20260101_000003\n",
+        );
+        let (releases, backups) = s.prune_plan(2, 1, Some(id("20260101_000005")));
+        // Kept: 5 (current) and 2 (good); of the bad ones only the newest, 4.
+        assert_eq!(releases, vec![id("20260101_000003"), id("20260101_000001")]);
+        // Kept: 6 (newest) and 2 (the newest whose release is good).
+        assert_eq!(backups, vec![id("20260101_000005")]);
+    }
 }

@@ -1,10 +1,11 @@
 //! Issue #14, "What an independent review found": each item a test named after it that fails
-//! on the code before the fix. Items 5, 6, 7, 11 and 12 (the deploy/rollback pipeline) live
-//! with the pipeline's own tests. Tests on the local transport need no sshd; the rest use the
-//! sandbox (sshd, PostgreSQL, PM2) or the Prism-checked GitHub fake.
+//! on the code before the fix. Item 11 lives with the end-to-end tests (it needs PM2 workers).
+//! Tests on the local transport need no sshd; the rest use the sandbox (sshd, PostgreSQL, PM2)
+//! or the Prism-checked GitHub fake.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -56,13 +57,12 @@ impl Local {
         local
     }
 
+    /// Keys in `extra` replace the same keys of the base table (e.g. `reload`, `health_timeout`).
     fn write_config(&self, revision: &str, extra: &str) {
         let port = healthy(revision);
         let r = self.root.path().display();
-        std::fs::write(
-            &self.config,
-            format!(
-                r#"app = "trading-journal"
+        let base = format!(
+            r#"app = "trading-journal"
 [package]
 dir = "{r}/build"
 [environments.staging]
@@ -77,11 +77,18 @@ migrate = ""
 reload = ""
 database_backup = false
 linked_files = []
-{extra}
 "#
-            ),
-        )
-        .unwrap();
+        );
+        let overridden = |line: &str| {
+            line.split_once(" = ")
+                .is_some_and(|(key, _)| extra.lines().any(|l| l.starts_with(&format!("{key} = "))))
+        };
+        let kept: String = base
+            .lines()
+            .filter(|l| !overridden(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&self.config, format!("{kept}{extra}\n")).unwrap();
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -119,7 +126,77 @@ linked_files = []
     fn releases(&self) -> Vec<String> {
         support::releases_in(&self.deploy_dir())
     }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.cmd(args).output().unwrap())
+    }
+
+    /// The id of the release `current` points at.
+    fn current_id(&self) -> String {
+        let c = self.current().expect("current");
+        c.strip_prefix("releases/").unwrap_or(&c).to_string()
+    }
+
+    fn backups(&self) -> Vec<String> {
+        support::backups_in(&self.path("backups/app"))
+    }
+
+    /// The backup's manifest.json.
+    fn manifest(&self, backup: &str) -> serde_json::Value {
+        let p = self.path("backups/app").join(backup).join("manifest.json");
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    /// In the ledger `.tj-deploy/bad/`, or BAD_RELEASE in its directory.
+    fn marked_bad(&self, release: &str) -> (bool, bool) {
+        (
+            self.deploy_dir().join(".tj-deploy/bad").join(release).is_file(),
+            self.deploy_dir()
+                .join("releases")
+                .join(release)
+                .join("BAD_RELEASE")
+                .is_file(),
+        )
+    }
+
+    fn last_log(&self) -> serde_json::Value {
+        let log = std::fs::read_to_string(self.deploy_dir().join(".tj-deploy/deployments.log")).unwrap();
+        serde_json::from_str(log.lines().last().unwrap()).unwrap()
+    }
+
+    /// Runs with `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY` pointed at fresh files:
+    /// (run, outputs, job summary).
+    fn run_in_actions_files(&self, args: &[&str]) -> (Run, BTreeMap<String, String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, summary) = (dir.path().join("output"), dir.path().join("summary"));
+        let run = Run::of(
+            self.cmd(args)
+                .env("GITHUB_OUTPUT", &out)
+                .env("GITHUB_STEP_SUMMARY", &summary)
+                .output()
+                .unwrap(),
+        );
+        let outputs = parse_outputs(&std::fs::read_to_string(&out).unwrap_or_default());
+        (run, outputs, std::fs::read_to_string(&summary).unwrap_or_default())
+    }
 }
+
+/// `name<<DELIM` … `DELIM` blocks of a `$GITHUB_OUTPUT` file.
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
+            map.insert(name.to_string(), value.join("\n"));
+        }
+    }
+    map
+}
+
+/// Health checks that give up after 2 s (a failing verify must not cost 5 s per run), and an
+/// install with nothing to do.
+const FAST: &str = "health_timeout = \"2s\"\ninstall = \"true\"";
 
 fn pgrep(pattern: &str) -> String {
     String::from_utf8_lossy(&support::sh(&format!("pgrep -af {}", shell_quote(pattern))).stdout)
@@ -706,4 +783,220 @@ fn ctrl_c_while_gates_wait_stops_promptly() {
     let all = format!("{seen}{}", rest.join("\n"));
     assert!(all.contains("cancelled"), "{all}");
     assert!(!all.contains("connect ["), "nothing was touched: {all}");
+}
+
+/// Deploys A, then B (health answering B): the rollback `latest` would go back to A.
+fn a_then_b(local: &Local, a: &str, b: &str, extra: &str) -> (String, String) {
+    local.write_config(a, extra);
+    local.deploy(a).expect(0);
+    let ra = local.current_id();
+    local.write_config(b, extra);
+    local.deploy(b).expect(0);
+    (ra, local.current_id())
+}
+
+/// Item 5: a rollback whose verify fails (health still answers B while it goes back to A)
+/// puts B back, exits 1 and says so; B is not marked bad, the safety backup holds B, the lock
+/// is released and the log says failure.
+#[test]
+fn rollback_has_a_failure_path() {
+    let (a, b) = (sha(0x5a), sha(0x5b));
+    let local = Local::new(&a, FAST);
+    let (_, rb) = a_then_b(&local, &a, &b, FAST);
+    let before = local.backups();
+    let run = local.run(&["rollback", "-e", "staging"]);
+    run.expect(1);
+    let e = run.error_line();
+    assert!(e.contains("rollback failed"), "{e}");
+    assert!(e.contains("Put back what was live before the rollback"), "{e}");
+    assert!(e.contains(&rb), "names the release put back: {e}");
+    assert_eq!(local.current_id(), rb);
+    assert_eq!(local.marked_bad(&rb), (false, false), "the live release was marked bad");
+    let after = local.backups();
+    let safety: Vec<&String> = after.iter().filter(|b| !before.contains(b)).collect();
+    assert_eq!(safety.len(), 1, "one safety backup: {before:?} → {after:?}");
+    assert_eq!(local.manifest(safety[0])["release"], rb.as_str());
+    assert!(!local.deploy_dir().join(".tj-deploy/lock").exists());
+    assert_eq!(local.last_log()["status"], "failure", "{}", local.last_log());
+}
+
+/// Item 5, SIGTERM while the rollback's reload runs: B is put back (its reload is quick), exit
+/// 1 within seconds, no hook process left, B not marked bad.
+#[test]
+fn rollback_has_a_failure_path_on_sigterm() {
+    let (a, b) = (sha(0x5c), sha(0x5d));
+    let local = Local::new(&a, FAST);
+    let (_, rb) = a_then_b(&local, &a, &b, FAST);
+    let reload = format!("reload = 'if [ \"$TJ_REVISION\" = \"{a}\" ]; then sleep 29; fi'");
+    local.write_config(&b, &format!("{FAST}\n{reload}"));
+    let mut child = local
+        .cmd(&["rollback", "-e", "staging"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("▶ reload [") {
+            break;
+        }
+    }
+    assert!(seen.contains("▶ reload ["), "{seen}");
+    std::thread::sleep(Duration::from_millis(300));
+    support::sh_ok(&format!("kill -TERM {}", child.id()));
+    let t0 = Instant::now();
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let status = child.wait().unwrap();
+    let all = format!("{seen}{}", rest.join("\n"));
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}: {all}", t0.elapsed());
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert_eq!(local.current_id(), rb, "{all}");
+    assert_eq!(local.marked_bad(&rb), (false, false));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pgrep("sleep 29"), "", "the reload hook outlived the rollback");
+    assert!(!local.deploy_dir().join(".tj-deploy/lock").exists());
+}
+
+/// Item 6: B rolled back is in the ledger; with its directory pruned by hand, `latest`
+/// still never picks it (exit 3, nothing touched) and `backups` shows it bad.
+#[test]
+fn bad_releases_stay_bad_after_pruning() {
+    let (a, b) = (sha(0x6a), sha(0x6b));
+    let local = Local::new(&a, FAST);
+    let (ra, rb) = a_then_b(&local, &a, &b, FAST);
+    let before = local.backups();
+    local.write_config(&a, FAST);
+    local.run(&["rollback", "-e", "staging"]).expect(0);
+    assert_eq!(local.current_id(), ra);
+    assert!(local.marked_bad(&rb).0, "B is in the ledger");
+    let safety: Vec<String> = local.backups().into_iter().filter(|b| !before.contains(b)).collect();
+    assert_eq!(safety.len(), 1, "{safety:?}");
+    let s = safety[0].clone();
+    assert_eq!(local.manifest(&s)["release"], rb.as_str());
+
+    std::fs::remove_dir_all(local.deploy_dir().join("releases").join(&rb)).unwrap();
+    let (releases, backups) = (local.releases(), local.backups());
+    let run = local.run(&["rollback", "-e", "staging"]);
+    run.expect(3);
+    assert!(
+        run.error_line().contains("no backup holds a release"),
+        "{}",
+        run.error_line()
+    );
+    assert_eq!(local.releases(), releases);
+    assert_eq!(local.backups(), backups);
+    assert_eq!(local.current_id(), ra);
+
+    let run = local.run(&["backups", "-e", "staging", "--json"]);
+    run.expect(0);
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == s.as_str())
+        .unwrap_or_else(|| panic!("{s} not listed: {list}"))
+        .clone();
+    assert_eq!(entry["release_bad"], true, "{entry}");
+    let run = local.run(&["backups", "-e", "staging"]);
+    run.expect(0);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&s))
+        .unwrap_or_else(|| panic!("{s} not listed: {}", run.stdout));
+    assert!(row.contains("BAD_RELEASE"), "{row}");
+}
+
+/// Item 7: failed deploys prune too (keep_releases = 2, keep_backups = 2), bad releases
+/// never displace good ones, every failure stays in the ledger.
+#[test]
+fn retention_as_design_says() {
+    let extra = format!("{FAST}\nkeep_releases = 2\nkeep_backups = 2");
+    let a = sha(0x7a);
+    let local = Local::new(&a, &extra);
+    local.deploy(&a).expect(0);
+    let ra = local.current_id();
+    let mut bad = Vec::new();
+    for n in [0x7b, 0x7c, 0x7d] {
+        let run = local.deploy(&sha(n));
+        run.expect(1);
+        let releases = local.releases();
+        assert_eq!(releases.len(), 2, "{releases:?}\n{}", run.all());
+        assert_eq!(releases[0], ra);
+        bad.push(releases[1].clone());
+        assert!(local.backups().len() <= 2, "{:?}", local.backups());
+        assert_eq!(local.current_id(), ra);
+    }
+    for r in &bad {
+        assert!(local.marked_bad(r).0, "{r} not in the ledger");
+    }
+    let (e, f, g, h) = (sha(0x7e), sha(0x7f), sha(0x71), sha(0x72));
+    local.write_config(&e, &extra);
+    local.deploy(&e).expect(0);
+    local.write_config(&f, &extra);
+    local.deploy(&f).expect(0);
+    let rf = local.current_id();
+    local.deploy(&g).expect(1);
+    local.write_config(&h, &extra);
+    local.deploy(&h).expect(0);
+    let releases = local.releases();
+    assert!(releases.contains(&rf), "bad G took good F's place: {releases:?}");
+    assert!(local.backups().len() <= 2, "{:?}", local.backups());
+    // A rollback prunes too: its safety backup does not make three.
+    local.write_config(&f, &extra);
+    local.run(&["rollback", "-e", "staging"]).expect(0);
+    assert_eq!(local.current_id(), rf);
+    assert!(local.backups().len() <= 2, "{:?}", local.backups());
+}
+
+/// Item 12: outputs and summary name the live release and the failed one as such.
+#[test]
+fn outputs_tell_the_truth() {
+    let (a, b, c, d) = (sha(0x12a), sha(0x12b), sha(0x12c), sha(0x12d));
+    let local = Local::new(&a, FAST);
+    local.deploy(&a).expect(0);
+    let ra = local.current_id();
+
+    // B fails verify and is rolled back.
+    let (run, out, summary) = local.run_in_actions_files(&["deploy", "-e", "staging", "--sha", &b]);
+    run.expect(1);
+    let rb = local.releases().into_iter().find(|r| *r != ra).expect("B's release");
+    assert_eq!(out.get("status").map(String::as_str), Some("rolled-back"), "{out:?}");
+    assert_eq!(out.get("release"), Some(&ra), "{out:?}");
+    assert!(summary.contains(&format!("| **Release** | `{ra}` |")), "{summary}");
+    assert!(
+        summary.contains(&format!("| **Failed release** | `{rb}` (not live) |")),
+        "{summary}"
+    );
+    assert!(
+        run.stdout.contains(&format!("failed:    {rb} (not live)")),
+        "{}",
+        run.stdout
+    );
+
+    // C fails before switching: nothing changed, no backup of the run left.
+    local.write_config(&a, &FAST.replace("install = \"true\"", "install = \"false\""));
+    let backups = local.backups();
+    let (run, out, _) = local.run_in_actions_files(&["deploy", "-e", "staging", "--sha", &c]);
+    run.expect(1);
+    assert_eq!(out.get("status").map(String::as_str), Some("failure"), "{out:?}");
+    assert_eq!(out.get("release"), Some(&ra), "{out:?}");
+    assert_eq!(out.get("backup").map(String::as_str), Some(""), "{out:?}");
+    assert_eq!(local.backups(), backups, "the run's backup was dropped");
+
+    // A failed rollback: the release output is what is live after it.
+    local.write_config(&d, FAST);
+    local.deploy(&d).expect(0);
+    let rd = local.current_id();
+    let (run, out, summary) = local.run_in_actions_files(&["rollback", "-e", "staging"]);
+    run.expect(1);
+    assert_eq!(local.current_id(), rd);
+    assert_eq!(out.get("status").map(String::as_str), Some("failure"), "{out:?}");
+    assert_eq!(out.get("release"), Some(&rd), "{out:?}");
+    assert!(summary.contains(&format!("| **Release** | `{rd}` |")), "{summary}");
 }
