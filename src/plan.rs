@@ -170,6 +170,37 @@ impl Plan {
             format!("{} on every host, all or none", l.lock()),
         );
         p.push(Phase::Lock, StepKind::Inspect, "releases, current, backups, package");
+        Self::preparation(&mut p, config);
+        if env.database_backup {
+            p.push(
+                Phase::Database,
+                StepKind::DatabaseBackup,
+                format!(
+                    "pg_dump -Fc of DATABASE_URL (shared/.env) on {}, once",
+                    database_host(config)
+                ),
+            );
+        }
+        if let Some(c) = &env.migrate {
+            p.push(
+                Phase::Database,
+                StepKind::Migrate,
+                format!("{c} (on {}, once)", database_host(config)),
+            );
+        }
+        Self::activation(&mut p, config, &sha7);
+        p.push(
+            Phase::Finish,
+            StepKind::Prune,
+            format!("keep {} releases, {} backups", env.keep_releases, env.keep_backups),
+        );
+        p.push(Phase::Finish, StepKind::Unlock, format!("and log to {}", l.log()));
+        p
+    }
+
+    fn preparation(p: &mut Plan, config: &Config) {
+        let env = &config.env;
+        let l = layout(config);
         p.push(
             Phase::Prepare,
             StepKind::Backup,
@@ -205,31 +236,6 @@ impl Plan {
             };
             p.push(Phase::Prepare, StepKind::Install, format!("{c}{reuse}"));
         }
-        if env.database_backup {
-            p.push(
-                Phase::Database,
-                StepKind::DatabaseBackup,
-                format!(
-                    "pg_dump -Fc of DATABASE_URL (shared/.env) on {}, once",
-                    database_host(config)
-                ),
-            );
-        }
-        if let Some(c) = &env.migrate {
-            p.push(
-                Phase::Database,
-                StepKind::Migrate,
-                format!("{c} (on {}, once)", database_host(config)),
-            );
-        }
-        Self::activation(&mut p, config, &sha7);
-        p.push(
-            Phase::Finish,
-            StepKind::Prune,
-            format!("keep {} releases, {} backups", env.keep_releases, env.keep_backups),
-        );
-        p.push(Phase::Finish, StepKind::Unlock, format!("and log to {}", l.log()));
-        p
     }
 
     fn activation(p: &mut Plan, config: &Config, revision: &str) {

@@ -5,7 +5,9 @@
 
 pub mod activate;
 pub mod deploy;
+pub mod prepare;
 pub mod prune;
+pub mod restore;
 pub mod rollback;
 pub mod target;
 pub mod undo;

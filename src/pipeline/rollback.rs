@@ -16,9 +16,8 @@ use crate::error::{Error, Kind, Result};
 use crate::health::CheckResult;
 use crate::pipeline::activate::{Why, activate};
 pub use crate::pipeline::target::{Target, choose};
-use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, undo, unlock_all};
-use crate::plan::{Phase, Plan, StepKind};
-use crate::remote::commands::HookEnv;
+use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, restore, undo, unlock_all};
+use crate::plan::{Plan, StepKind};
 use crate::remote::{Mode, Transport, commands};
 use crate::report::{Status, Summary};
 use crate::ui;
@@ -101,9 +100,9 @@ async fn phases<T: Transport>(
     start_deployment(ctx, hosts, out, github).await;
     let parallel = ctx.config.env.parallel;
     let (safety, targets) = (out.safety, &out.targets);
-    each_host(hosts, parallel, |h| prepare(ctx, r, h, safety, targets)).await?;
+    each_host(hosts, parallel, |h| restore::prepare(ctx, r, h, safety, targets)).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
-    database(ctx, r, &hosts[db], out).await?;
+    restore::database(ctx, r, &hosts[db], out.safety, &out.targets).await?;
     let checks = &out.checks;
     in_batches(hosts, parallel, |h| async move {
         let Some(t) = targets.get(&h.name()) else { return Ok(()) };
@@ -188,124 +187,6 @@ async fn start_deployment<T: Transport>(
         description: &description,
     };
     github.start_deployment(ctx.inv, &request).await;
-}
-
-/// One host's prepare steps: the safety backup, then the release from the backup if pruned.
-async fn prepare<T: Transport>(
-    ctx: &Ctx<'_>,
-    r: &Rollback<'_>,
-    h: &mut HostRun<T>,
-    safety: ReleaseId,
-    targets: &BTreeMap<String, Target>,
-) -> Result<()> {
-    let (name, l) = (h.name(), &ctx.layout);
-    let Some(target) = targets.get(&name) else {
-        return Ok(());
-    };
-    // The safety backup and a restored release are this run's: refusals after this point are
-    // failures (the host is no longer untouched).
-    h.progress = Progress::Prepared;
-    for step in r.plan.phase(Phase::Prepare) {
-        let label = step.kind.name();
-        match step.kind {
-            StepKind::SafetyBackup => {
-                let req = backup::Request {
-                    id: safety,
-                    kind: "safety",
-                    environment: ctx.env_name(),
-                    live: h.previous().map(|p| (p.id, p.revision.clone())),
-                    database: false,
-                    deploying: target.commit.clone(),
-                    linked_files: &ctx.config.env.linked_files,
-                };
-                ctx.steps
-                    .run(&name, label, &l.backup(safety), backup::take_app(&h.t, l, &req))
-                    .await?;
-            }
-            StepKind::Restore => restore_release(ctx, h, target).await?,
-            other => {
-                return Err(Error::failed(format!(
-                    "{} is not a rollback prepare step",
-                    other.name()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Puts the backup's release back on disk from its verified package when it was pruned.
-async fn restore_release<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, target: &Target) -> Result<()> {
-    let (name, l) = (h.name(), &ctx.layout);
-    let label = StepKind::Restore.name();
-    if h.state.release(target.release).is_some_and(|r| r.revision.is_some()) {
-        ctx.steps
-            .skipped(&name, label, &format!("release {} is on disk", target.release));
-        return Ok(());
-    }
-    if h.state.release(target.release).is_some() {
-        // An unfinished directory under that name: replace it with the backup's copy.
-        let script = commands::remove(l, &[target.release], &[]);
-        h.exec(&script, Mode::Capture, "remove unfinished release").await?;
-    }
-    let lf = &ctx.config.env.linked_files;
-    let restore = backup::restore_release(&h.t, l, target.backup, &target.manifest, target.release, lf);
-    let install = ctx.steps.run(&name, label, &l.release(target.release), restore).await?;
-    // A package or a tree without node_modules: its dependencies come back as a deploy
-    // installs them.
-    if let (true, Some(cmd)) = (install, &ctx.config.env.install) {
-        let rev = target.commit.clone().unwrap_or_default();
-        let env = HookEnv {
-            environment: ctx.env_name(),
-            release: target.release,
-            revision: &rev,
-        };
-        // Reused from the stored node_modules of the same lockfile when there: a rollback, even
-        // to a pruned release, needs no package registry.
-        let reuse = ctx.config.env.reuse_dependencies;
-        let run = async {
-            let o = crate::deps::install(&h.t, l, target.release, cmd, &env, reuse).await?;
-            Ok(((), o.note()))
-        };
-        let installed = ctx.steps.run_noted(&name, "install", cmd, run).await;
-        if installed.is_err() {
-            // Never leave a complete-looking release without its dependencies.
-            let _ = h
-                .exec(&commands::remove(l, &[target.release], &[]), Mode::Capture, "remove")
-                .await;
-        }
-        installed?;
-    }
-    Ok(())
-}
-
-/// The database once, on the database host, before any switch: a safety dump of it as it is,
-/// then the backup's dump restored (announced: data written since is lost).
-async fn database<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, h: &HostRun<T>, out: &Outcome) -> Result<()> {
-    let (name, l) = (h.name(), &ctx.layout);
-    let Some(target) = out.targets.get(&name) else {
-        return Ok(());
-    };
-    for step in r.plan.phase(Phase::Database) {
-        let label = step.kind.name();
-        match step.kind {
-            StepKind::DatabaseBackup => {
-                let detail = format!("{}/db.dump", l.backup(out.safety));
-                let dump = backup::take_database(&h.t, l, out.safety, ctx.env_name());
-                ctx.steps.run(&name, label, &detail, dump).await?;
-            }
-            StepKind::RestoreDatabase => {
-                ui::warn(&format!(
-                    "{name}: restoring the database from backup {} (taken {}): data written since then will be lost",
-                    target.backup, target.manifest.created_at
-                ));
-                let restore = backup::restore_database(&h.t, l, target.backup, &target.manifest);
-                ctx.steps.run(&name, label, &l.backup(target.backup), restore).await?;
-            }
-            other => return Err(Error::failed(format!("{} is not a database step", other.name()))),
-        }
-    }
-    Ok(())
 }
 
 /// Marks what was left bad once the rollback verified, or puts every switched host back.
