@@ -35,9 +35,7 @@ const LIBPQ_KEYWORDS: &[&str] = &[
     "sslnegotiation",
     "requiressl",
     "sslcompression",
-    "sslcert",
     "sslkey",
-    "sslpassword",
     "sslcertmode",
     "sslrootcert",
     "sslcrl",
@@ -64,6 +62,11 @@ const PRISMA_ONLY: &[&str] = &[
     "statement_cache_size",
     "sslaccept",
     "sslidentity",
+    // Prisma's `sslcert` is the server's CA (relative to prisma/) and its `sslpassword` unlocks
+    // `sslidentity`: libpq reads the same names otherwise (a client certificate, a key's
+    // password on the command line), so they are Prisma's only.
+    "sslcert",
+    "sslpassword",
     "max_connection_lifetime",
     "max_idle_connection_lifetime",
 ];
@@ -123,7 +126,10 @@ fn hosts_and_ports(list: &str) -> Result<(Vec<String>, Vec<String>)> {
             }
         };
         if !port.is_empty() && !port.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(Error::invalid(format!("DATABASE_URL: port {port:?} is not a number")));
+            // Never quote the text: a password with an unencoded `/`, `#` or `@` lands here.
+            return Err(Error::invalid(
+                "DATABASE_URL: the port after the host's last ':' is not a number (is a password with /, # or @ percent-encoded, and the value quoted in .env?)",
+            ));
         }
         hosts.push(host);
         ports.push(port);

@@ -124,6 +124,8 @@ fn prisma_url_hostile_password_private_package_backups_and_restore() {
     let log = sb.root.join("pgwrap.log");
     wrap_pg_tool(&sb, "pg_dump", &log);
     wrap_pg_tool(&sb, "pg_restore", &log);
+    // The migrate step (the sample app's psql stand-in for Prisma) is held to the same rule.
+    wrap_pg_tool(&sb, "psql", &log);
 
     // First deploy: nothing live, the backup is the database only.
     let run = sb.deploy(&sha(1));

@@ -61,7 +61,25 @@ esac
 case "$SCHEMA" in
     ''|*[!A-Za-z0-9_]*) SCHEMA= ;;
 esac
-export DATABASE_URL
+
+# The password is never on psql's command line (ps shows it) nor in its environment: libpq
+# reads it from a private PGPASSFILE, removed on exit; the URL psql is given holds none.
+command -v node >/dev/null 2>&1 || { echo "migrate: node not found" >&2; exit 1; }
+work=$(mktemp -d)
+tmp="$work/migration.sql"
+trap 'rm -rf "$work"' EXIT INT TERM
+CONN=$(printf '%s' "$DATABASE_URL" | node -e '
+  const fs = require("fs");
+  const u = new URL(fs.readFileSync(0, "utf8").trim());
+  const pw = decodeURIComponent(u.password);
+  u.password = "";
+  const esc = (s) => s.replace(/\\/g, "\\\\").replace(/:/g, "\\:");
+  fs.writeFileSync(process.argv[1], "*:*:*:*:" + esc(pw) + "\n", { mode: 0o600 });
+  process.stdout.write(u.toString());
+' "$work/pgpass") || { echo "migrate: DATABASE_URL is not a URL" >&2; exit 1; }
+PGPASSFILE="$work/pgpass"
+export PGPASSFILE
+unset DATABASE_URL
 
 command -v psql >/dev/null 2>&1 || { echo "migrate: psql not found" >&2; exit 1; }
 
@@ -70,14 +88,12 @@ PSQL_OPTS="-v ON_ERROR_STOP=1 -X -q"
 PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning${SCHEMA:+ -c search_path=$SCHEMA}"
 export PGOPTIONS
 
-psql "$DATABASE_URL" $PSQL_OPTS -c \
+psql "$CONN" $PSQL_OPTS -c \
     "CREATE TABLE IF NOT EXISTS _tj_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())" \
     >/dev/null
 
-applied=$(psql "$DATABASE_URL" $PSQL_OPTS -At -c "SELECT name FROM _tj_migrations ORDER BY name")
+applied=$(psql "$CONN" $PSQL_OPTS -At -c "SELECT name FROM _tj_migrations ORDER BY name")
 
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT INT TERM
 
 count=0
 # Glob expansion is sorted (POSIX: collating order); names start with a timestamp.
@@ -94,7 +110,7 @@ for sql in prisma/migrations/*/migration.sql; do
         cat "$sql"
         printf '\n;\nINSERT INTO _tj_migrations (name) VALUES (%s);\n' "'$name'"
     } >"$tmp"
-    if ! psql "$DATABASE_URL" $PSQL_OPTS --single-transaction -f "$tmp" >/dev/null; then
+    if ! psql "$CONN" $PSQL_OPTS --single-transaction -f "$tmp" >/dev/null; then
         echo "migrate: migration $name failed" >&2
         exit 1
     fi

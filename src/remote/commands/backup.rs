@@ -19,7 +19,9 @@ pub const LOCKFILES: [&str; 4] = [
 pub(super) fn tighten_backups(s: Script) -> Script {
     s.line("n=0; for d in \"$B\"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]_[0-9][0-9][0-9][0-9][0-9][0-9] \"$B\"/.*.partial; do")
         .line("  [ -e \"$d\" ] || continue")
-        .line("  if [ -n \"$(find \"$d\" -perm /077 -print 2>/dev/null | head -n 1)\" ]; then chmod -R go-rwx \"$d\"; n=$((n+1)); fi")
+        // Only what the deploy user owns: a file another account put there is not ours to
+        // change (and a chmod of it would fail the run).
+        .line("  if [ -n \"$(find \"$d\" -user \"$(id -u)\" -perm /077 -print 2>/dev/null | head -n 1)\" ]; then find \"$d\" -user \"$(id -u)\" -perm /077 -exec chmod go-rwx {} + 2>/dev/null || true; n=$((n+1)); fi")
         .line("done")
         .line("t=0; if [ -O \"$B\" ] && [ -n \"$(find \"$B\" -maxdepth 0 -perm /077 2>/dev/null)\" ]; then chmod go-rwx \"$B\"; t=1; fi")
         .line("echo \"tightened $n $t\"")
@@ -103,7 +105,7 @@ pub fn read_manifests(l: &Layout) -> Script {
     with_dirs("backups", l)
         .line("if [ -d \"$B\" ]; then for b in \"$B\"/*; do")
         .line("  [ -f \"$b/manifest.json\" ] || continue")
-        .line("  printf 'manifest %s ' \"${b##*/}\"; head -c 65536 \"$b/manifest.json\" | tr -d '\\n'; echo")
+        .line("  printf 'manifest %s ' \"${b##*/}\"; head -c 4194304 \"$b/manifest.json\" | tr -d '\\n'; echo")
         .line("done; fi")
 }
 

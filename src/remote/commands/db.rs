@@ -33,7 +33,7 @@ pub fn backup_database(l: &Layout, id: ReleaseId, conn: &crate::pgconn::PgConn) 
         .line("P=$F; SUM=")
         .with_sum256()
         .line("printf 'file %s %s db.dump\\n' \"$(sum256 \"$F/db.dump\")\" \"$(wc -c < \"$F/db.dump\" | tr -d ' ')\"")
-        .line("if [ -f \"$F/manifest.json\" ]; then printf 'manifest '; head -c 65536 \"$F/manifest.json\" | tr -d '\\n'; echo; fi"))
+        .line("if [ -f \"$F/manifest.json\" ]; then printf 'manifest '; head -c 4194304 \"$F/manifest.json\" | tr -d '\\n'; echo; fi"))
 }
 
 /// Reads `shared/.env` (at most 1 MiB + 1 byte, so the caller can tell it was cut); exit 3

@@ -23,7 +23,7 @@ pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
         .line("fi")
         .line("if [ -d \"$B\" ]; then")
         .line(
-            "  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s %s\\n' \"${b##*/}\" \"$(head -c 65536 \"$b/manifest.json\" | tr -d '\\n' | sed -n 's/.*\"release\":\"\\([0-9_]*\\)\".*/\\1/p')\"; fi; done",
+            "  for b in \"$B\"/*; do if [ -f \"$b/manifest.json\" ]; then printf 'backup %s %s\\n' \"${b##*/}\" \"$(head -c 4194304 \"$b/manifest.json\" | tr -d '\\n' | sed -n 's/.*\"release\":\"\\([0-9_]*\\)\".*/\\1/p')\"; fi; done",
         )
         .line("fi")
         .var("BAD", &l.bad_ledger())
