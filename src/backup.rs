@@ -313,9 +313,10 @@ pub async fn take_database<T: Transport>(t: &T, l: &Layout, id: ReleaseId, envir
     // A manifest that is there but cannot be read is an error: replacing it would lose the
     // backup's app part.
     let existing = match out.stdout.lines().find_map(|l| l.strip_prefix("manifest ")) {
-        Some(j) => Some(serde_json::from_str::<Manifest>(j).map_err(|e| {
-            Error::failed(format!("{what}: backup {id} has an unreadable manifest.json ({e})"))
-        })?),
+        Some(j) => Some(
+            serde_json::from_str::<Manifest>(j)
+                .map_err(|e| Error::failed(format!("{what}: backup {id} has an unreadable manifest.json ({e})")))?,
+        ),
         None => None,
     };
     let mut manifest = existing.unwrap_or_else(|| Manifest {

@@ -94,6 +94,7 @@ fn base(status: Status, message: &str) -> Summary {
         migrations: vec!["20260115000000_add_notes".into()],
         migration_review: None,
         warnings: Vec::new(),
+        availability: None,
         package: None,
     }
 }

@@ -105,6 +105,7 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
         checks_interval: k.dur("checks_interval", &raw.checks_interval, Duration::from_secs(10))?,
         parallel: k.count("parallel", raw.parallel, 1)?,
         reuse_dependencies: raw.reuse_dependencies.unwrap_or(true),
+        availability_enforce: availability_enforce(&k, raw)?,
         migrations_dir: values::relative_path(
             &k.key("migrations_dir"),
             raw.migrations_dir.as_deref().unwrap_or("prisma/migrations"),
@@ -195,4 +196,16 @@ fn database_host(k: &Keys, raw: &RawEnv, hosts: &[HostSpec]) -> Result<usize> {
             names.join(", ")
         ))
     })
+}
+
+/// `availability = "warn" | "enforce"` (default warn).
+fn availability_enforce(k: &Keys, raw: &RawEnv) -> Result<bool> {
+    match raw.availability.as_deref() {
+        None | Some("warn") => Ok(false),
+        Some("enforce") => Ok(true),
+        Some(other) => Err(Error::invalid(format!(
+            "{}: {other:?} is not \"warn\" or \"enforce\"",
+            k.key("availability")
+        ))),
+    }
 }

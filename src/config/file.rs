@@ -61,6 +61,7 @@ pub struct RawEnv {
     /// Per-step time limits; merged key by key over `[defaults]` (see `config::timeouts`).
     pub timeouts: Option<BTreeMap<String, String>>,
     pub reuse_dependencies: Option<bool>,
+    pub availability: Option<String>,
 }
 
 macro_rules! overlay {
@@ -104,7 +105,8 @@ impl RawEnv {
             migrations_dir,
             destructive_migrations,
             timeouts,
-            reuse_dependencies
+            reuse_dependencies,
+            availability
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();

@@ -248,6 +248,8 @@ pub struct EnvConfig {
     /// Same lockfile, node and install command as stored dependencies: hard-link them instead
     /// of running `install` (src/deps.rs).
     pub reuse_dependencies: bool,
+    /// `availability = "enforce"`: a failed probe during switch..verify fails the run.
+    pub availability_enforce: bool,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";

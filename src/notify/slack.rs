@@ -109,6 +109,9 @@ pub fn payload(s: &Summary) -> Value {
 /// Changes, migrations, the migration review and the checks, each a section when present.
 fn detail_sections(s: &Summary) -> Vec<Value> {
     let mut blocks = Vec::new();
+    if let Some(a) = &s.availability {
+        blocks.push(section(esc(&a.to_string())));
+    }
     if !s.warnings.is_empty() {
         let lines: Vec<String> = s.warnings.iter().map(|w| format!("• ⚠️ {}", esc(w))).collect();
         blocks.push(section(lines_within("Warnings", &lines, 0)));

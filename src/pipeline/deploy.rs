@@ -14,7 +14,9 @@ use crate::error::{Error, Kind, Result};
 use crate::health::CheckResult;
 use crate::package::Package;
 use crate::pipeline::activate::{Why, activate};
-use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, prepare, prune, undo, unlock_all};
+use crate::pipeline::{
+    Ctx, HostRun, Progress, availability, each_host, in_batches, lock_all, prepare, prune, undo, unlock_all,
+};
 use crate::plan::{Phase, Plan, StepKind};
 use crate::remote::Transport;
 use crate::report::{Change, Status, Summary};
@@ -48,6 +50,7 @@ struct Outcome {
     warnings: RefCell<Vec<String>>,
     /// Undo removed the run's backups (nothing switched, no migration ran).
     backup_dropped: bool,
+    availability: Option<crate::availability::Report>,
 }
 
 /// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
@@ -79,6 +82,7 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
         review: None,
         warnings: RefCell::new(Vec::new()),
         backup_dropped: false,
+        availability: None,
     };
     let result = phases(ctx, &d, &mut hosts, &mut out).await;
     let (status, message, error) = conclude(ctx, &mut hosts, &mut out, result).await;
@@ -102,13 +106,17 @@ async fn phases<T: Transport>(
     let (id, warnings) = (out.id, &out.warnings);
     each_host(hosts, parallel, |h| prepare::prepare(ctx, d, h, id, warnings)).await?;
     database(ctx, d, &hosts[db], out).await?;
+    let probe = availability::watch(ctx, hosts)?;
     let checks = &out.checks;
-    in_batches(hosts, parallel, |h| async move {
+    let activated = in_batches(hosts, parallel, |h| async move {
         let v = activate(ctx, h, id, d.sha.as_str(), Why::Forward { complete: true }).await?;
         checks.borrow_mut().extend(v.checks);
         Ok(())
     })
-    .await
+    .await;
+    let (report, verdict) = availability::judge(ctx, probe, activated).await;
+    out.availability = Some(report);
+    verdict
 }
 
 /// Reads every host's state and picks a release id newer than anything on any of them.
@@ -263,6 +271,7 @@ fn summary<T: Transport>(
     let p = d.package;
     Summary {
         warnings: out.warnings.take(),
+        availability: out.availability,
         status,
         release,
         failed_release: matches!(status, Status::Failure | Status::RolledBack).then(|| out.id.to_string()),
@@ -306,6 +315,7 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Sum
                 "previous": h.previous().map(|p| p.id.to_string()),
                 "backup": summary.backup,
                 "destructive_migrations": destructive,
+                "availability": summary.availability,
             });
             let line = crate::journal::line(summary, id.as_deref().unwrap_or(""), h.t.name(), fields);
             crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;

@@ -4,6 +4,7 @@
 //! to each host is one [`Progress`] value, so undo is a `match`.
 
 pub mod activate;
+pub mod availability;
 pub mod deploy;
 pub mod prepare;
 pub mod prune;

@@ -16,7 +16,9 @@ use crate::error::{Error, Kind, Result};
 use crate::health::CheckResult;
 use crate::pipeline::activate::{Why, activate};
 pub use crate::pipeline::target::{Target, choose};
-use crate::pipeline::{Ctx, HostRun, Progress, each_host, in_batches, lock_all, restore, undo, unlock_all};
+use crate::pipeline::{
+    Ctx, HostRun, Progress, availability, each_host, in_batches, lock_all, restore, undo, unlock_all,
+};
 use crate::plan::{Plan, StepKind};
 use crate::remote::{Mode, Transport, commands};
 use crate::report::{Status, Summary};
@@ -33,6 +35,7 @@ pub struct Rollback<'a> {
 
 /// Everything the run decided and did.
 struct Outcome {
+    availability: Option<crate::availability::Report>,
     safety: ReleaseId,
     targets: BTreeMap<String, Target>,
     checks: RefCell<Vec<CheckResult>>,
@@ -47,6 +50,7 @@ pub async fn run<T: Transport>(
 ) -> (Summary, Option<Error>) {
     let mut hosts: Vec<HostRun<T>> = hosts.into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
     let mut out = Outcome {
+        availability: None,
         safety: ReleaseId::from_time(r.started_at),
         targets: BTreeMap::new(),
         checks: RefCell::new(Vec::new()),
@@ -63,6 +67,7 @@ pub async fn run<T: Transport>(
         _ => (before.clone(), target_release),
     };
     let summary = Summary {
+        availability: out.availability,
         status,
         release,
         failed_release,
@@ -103,15 +108,19 @@ async fn phases<T: Transport>(
     each_host(hosts, parallel, |h| restore::prepare(ctx, r, h, safety, targets)).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     restore::database(ctx, r, &hosts[db], out.safety, &out.targets).await?;
+    let probe = availability::watch(ctx, hosts)?;
     let checks = &out.checks;
-    in_batches(hosts, parallel, |h| async move {
+    let activated = in_batches(hosts, parallel, |h| async move {
         let Some(t) = targets.get(&h.name()) else { return Ok(()) };
         let revision = t.commit.clone().unwrap_or_default();
         let v = activate(ctx, h, t.release, &revision, Why::Forward { complete: false }).await?;
         checks.borrow_mut().extend(v.checks);
         Ok(())
     })
-    .await
+    .await;
+    let (report, verdict) = availability::judge(ctx, probe, activated).await;
+    out.availability = Some(report);
+    verdict
 }
 
 /// Reads every host and resolves the target on the first; every other host must hold the
@@ -304,6 +313,7 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, hosts: &[HostRun<
                 "backup": t.map(|t| t.backup.to_string()),
                 "safety_backup": out.safety.to_string(),
                 "restore_database": r.restore_database,
+                "availability": summary.availability,
             });
             let line = crate::journal::line(summary, &out.safety.to_string(), h.t.name(), fields);
             crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;

@@ -64,6 +64,9 @@ impl Summary {
     /// The warnings, when there are any.
     fn md_warnings(&self) -> String {
         let mut md = String::new();
+        if let Some(a) = &self.availability {
+            md.push_str(&format!("\n**{}** (every host's health URL, switch to verified)\n", a));
+        }
         if !self.warnings.is_empty() {
             md.push_str("\n### Warnings\n\n");
             for w in &self.warnings {

@@ -89,6 +89,8 @@ pub struct Summary {
     /// Things that work but break a promise (the ecosystem lint, readable shared files):
     /// shown in every summary.
     pub warnings: Vec<String>,
+    /// Probes of every host's health URL from just before the switch until verification ended.
+    pub availability: Option<crate::availability::Report>,
     /// The pending migrations, their flagged statements and the gate's decision.
     pub migration_review: Option<crate::migrations::Review>,
 }

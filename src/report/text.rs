@@ -46,6 +46,9 @@ impl Summary {
     /// The warnings, one a line.
     fn text_warnings(&self) -> String {
         let mut out = String::new();
+        if let Some(a) = &self.availability {
+            out.push_str(&format!("{a}\n"));
+        }
         if !self.warnings.is_empty() {
             out.push_str("  warnings:\n");
             for w in &self.warnings {
