@@ -289,8 +289,11 @@ fn an_existing_ecosystem_file_is_checked_and_left_alone() {
     );
     assert!(r.stdout.contains("kept       ecosystem.config.js"), "{}", r.stdout);
     assert!(
+        // The deploy's own lint where node exists, else the static reading.
         r.stderr
-            .contains("warning: ecosystem.config.js: script: 'npm' in cluster mode"),
+            .contains("ecosystem.config.js: app 'journal': script 'npm' in cluster mode")
+            || r.stderr
+                .contains("warning: ecosystem.config.js: script: 'npm' in cluster mode"),
         "{}",
         r.stderr
     );
@@ -357,6 +360,23 @@ fn did_you_mean_for_a_key_an_environment_and_a_command() {
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(
         all.contains("is not a command (did you mean rollback? one of: deploy"),
+        "{all}"
+    );
+
+    // A mistyped input is named, with the closest input, not silently dropped.
+    let mut c = Command::new(support::bin());
+    c.current_dir(d)
+        .env("GITHUB_ACTIONS", "true")
+        .env("INPUT_COMMAND", "rollbak")
+        .env("INPUT_ALLOW-DESTRUCTIVE-MIGRATION", "true")
+        .env("INPUT_ENVIRONMENT", "staging")
+        .env_remove("GITHUB_TOKEN");
+    let r = Run::of(c.output().unwrap());
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains(
+            "\"allow-destructive-migration\" is not an input of tj-deploy (did you mean allow-destructive-migrations?"
+        ),
         "{all}"
     );
 }

@@ -70,6 +70,17 @@ impl ActionInputs {
     /// Reads `INPUT_*` from `vars`. Only inputs we declare are read; others (a newer
     /// action.yml, a runner's own) are left alone rather than failing the run.
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self> {
+        // The runner passes every `with:` key; one we do not know is a typo (a gate or flag the
+        // user meant to set): say so, naming the closest input.
+        for name in vars.keys().filter_map(|k| k.strip_prefix("INPUT_")) {
+            let name = name.to_ascii_lowercase();
+            if !ACTION_INPUTS.contains(&name.as_str()) {
+                crate::ui::warn(&format!(
+                    "input {name:?} is not an input of tj-deploy ({}see action.yml); it is ignored",
+                    crate::suggest::hint(&name, ACTION_INPUTS)
+                ));
+            }
+        }
         let known: Vec<(String, String)> = vars
             .iter()
             .filter_map(|(k, v)| {

@@ -116,12 +116,23 @@ fn lint_existing(dir: &Path, rel: &str) {
         Ok(t) => t,
         Err(e) => return ui::warn(&format!("{rel}: cannot read it: {e}")),
     };
-    let warnings = ecosystem_warnings(&text);
-    if warnings.is_empty() {
-        println!("  {rel}: no warnings from the static check");
-    }
-    for w in warnings {
-        ui::warn(&format!("{rel}: {w}"));
+    // The deploy's own lint (the file evaluated with node, as PM2 would) where node exists;
+    // the static reading of the text where it does not.
+    let reload = format!("pm2 startOrReload {rel} --update-env");
+    // Where the environments' deploy_dir is not known yet: the lint names it so.
+    let current = "<deploy_dir>/current";
+    match crate::ecosystem::lint_local(dir, Some(&reload), current) {
+        crate::ecosystem::Local::Checked(w) if w.is_empty() => println!("  {rel}: the ecosystem lint found nothing"),
+        crate::ecosystem::Local::Checked(w) => w.iter().for_each(|w| ui::warn(w)),
+        _ => {
+            let warnings = ecosystem_warnings(&text);
+            if warnings.is_empty() {
+                println!("  {rel}: no warnings from the static check (no node here to evaluate it)");
+            }
+            for w in warnings {
+                ui::warn(&format!("{rel}: {w}"));
+            }
+        }
     }
 }
 
