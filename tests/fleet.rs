@@ -44,8 +44,10 @@ fn migrated_once(f: &Fleet, name: &str) -> bool {
 }
 
 /// The install hook of these tests: fails on a host whose `shared/FAIL_INSTALL` exists, and
-/// makes the release unhealthy on a host whose `shared/MAKE_UNHEALTHY` exists.
-const HOOKS: &str = r#"install = 'npm ci --omit=dev --no-audit --no-fund --offline && if [ -e "$TJ_DEPLOY_DIR/shared/FAIL_INSTALL" ]; then echo install-fails-on-this-host >&2; exit 1; fi && if [ -e "$TJ_DEPLOY_DIR/shared/MAKE_UNHEALTHY" ]; then touch UNHEALTHY; fi'"#;
+/// makes the release unhealthy on a host whose `shared/MAKE_UNHEALTHY` exists. It must run on
+/// every deploy, so stored dependencies are not reused.
+const HOOKS: &str = r#"reuse_dependencies = false
+install = 'npm ci --omit=dev --no-audit --no-fund --offline && if [ -e "$TJ_DEPLOY_DIR/shared/FAIL_INSTALL" ]; then echo install-fails-on-this-host >&2; exit 1; fi && if [ -e "$TJ_DEPLOY_DIR/shared/MAKE_UNHEALTHY" ]; then touch UNHEALTHY; fi'"#;
 
 fn touch(h: &Host, name: &str) {
     let p = h.deploy_dir().join("shared").join(name);
