@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use support::{Sandbox, sh_ok, sha};
@@ -113,8 +113,13 @@ fn rel_inode(d: &Path, release: &str) -> u64 {
         .ino()
 }
 
+/// The two tests run one after the other: each runs two Next.js workers, a load and probes,
+/// and on two cores the other test's Next.js startup would be the load that times probes out.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sb = next_sandbox("next");
     let (v1, v2) = (sha(1), sha(2));
 
@@ -195,6 +200,7 @@ fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
 
 #[test]
 fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sb = next_sandbox("runbook");
     write_runbook_ecosystem(&sb);
     let want = "ecosystem.config.js: app 'tj-runbook': script 'npm' in cluster mode";
