@@ -237,6 +237,14 @@ fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
     println!("runbook ecosystem file, code-only deploy (exit {}): {report}", run.code);
     assert!(report.probes > 20, "{report}");
     assert!(report.failed > 0, "npm as the cluster worker drops requests: {report}");
+    // And the deploy says so itself: its own availability line counts failed probes.
+    let own = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("availability: "))
+        .unwrap_or_else(|| panic!("no availability line in the summary:\n{}", run.stdout));
+    let failed: u64 = own.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(failed > 0, "the summary's own figure shows the drop: {own}");
 }
 
 /// Runs `f` (a tj-deploy run) while probing the app's health URL like a user would.
