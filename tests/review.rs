@@ -569,7 +569,8 @@ fn unlock_names_the_holder_continues_past_unreachable_hosts_and_logs() {
         &[unreachable.clone(), sb.sshd.host()],
         &sb.deploy_dir,
         &sb.backup_dir,
-        &format!("http://127.0.0.1:{}/api/health", sb.app_port),
+        // Two hosts: health_url names each host ({host}); unlock never requests it.
+        &format!("http://{{host}}:{}/api/health", sb.app_port),
         "connect_timeout = \"2s\"",
     );
     std::fs::write(&sb.config, text).unwrap();
