@@ -152,7 +152,8 @@ pub fn mask(secret: &str) {
 
 pub fn remote_line(host: &str, line: &str) {
     match style() {
-        Style::Actions => emit_actions(line, true),
+        // Hosts run side by side (`parallel`): every line says whose it is, in the log too.
+        Style::Actions => emit_actions(&format!("{host} │ {line}"), true),
         _ => emit(&format!("    {host} │ {line}")),
     }
 }

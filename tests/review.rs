@@ -388,8 +388,11 @@ fn remote_output_cannot_drive_the_runner() {
             "::stop-commands::HOSTSTOP",
             "::add-mask::HOSTERR",
         ] {
+            // Shown as text, after the host's name (hosts' lines say whose they are).
             assert!(
-                run.stdout.lines().any(|l| l.trim() == line),
+                run.stdout
+                    .lines()
+                    .any(|l| l.trim() == line || l.ends_with(&format!(" │ {line}"))),
                 "the host's line {line} is shown as text:\n{}",
                 run.stdout
             );
