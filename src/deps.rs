@@ -21,6 +21,8 @@ pub struct Probe {
     pub lockfile: Option<(String, String)>,
     /// `node --version` on the host (`none` without node).
     pub node: String,
+    /// sha256 of `prisma/schema.prisma`, whose client `install` generates into node_modules.
+    pub schema: Option<String>,
 }
 
 impl Probe {
@@ -28,6 +30,7 @@ impl Probe {
         let mut p = Probe {
             lockfile: None,
             node: "none".into(),
+            schema: None,
         };
         for line in stdout.lines() {
             let mut w = line.split_whitespace();
@@ -38,6 +41,7 @@ impl Probe {
                     p.lockfile = Some((name.to_string(), sum.to_string()));
                 }
                 (Some("node"), Some(v), None) => p.node = v.to_string(),
+                (Some("schema"), Some(sum), None) if sum.len() == 64 => p.schema = Some(sum.to_string()),
                 _ => {}
             }
         }
@@ -50,7 +54,8 @@ impl Probe {
 pub fn key(probe: &Probe, install: &str) -> Option<String> {
     let (name, sum) = probe.lockfile.as_ref()?;
     let mut h = Sha256::new();
-    for part in ["tj-deps-v1", name, sum, &probe.node, install] {
+    let schema = probe.schema.as_deref().unwrap_or("-");
+    for part in ["tj-deps-v1", name, sum, &probe.node, install, schema] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -70,7 +75,7 @@ impl Outcome {
     pub fn note(&self) -> String {
         match self {
             Outcome::Reused { from, lockfile } => format!(
-                "reused node_modules of {} ({lockfile} unchanged)",
+                "reused node_modules of {} (lockfile unchanged: {lockfile})",
                 from.as_deref().unwrap_or("an earlier release")
             ),
             Outcome::Installed { stored: true, why } => format!("installed ({why}); kept for the next release"),
@@ -112,7 +117,7 @@ pub async fn install<T: Transport>(
                     lockfile,
                 });
             }
-            "lockfile, node or install command changed"
+            "no stored node_modules for this lockfile, node, install command and Prisma schema"
         }
     };
     let script = commands::hook(l, "install", command, env);
@@ -178,7 +183,7 @@ mod tests {
         };
         assert_eq!(
             r.note(),
-            "reused node_modules of 20261127_101500 (package-lock.json unchanged)"
+            "reused node_modules of 20261127_101500 (lockfile unchanged: package-lock.json)"
         );
         assert!(
             Outcome::Installed {

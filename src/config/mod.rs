@@ -506,4 +506,22 @@ health_url = "http://127.0.0.1:3000/api/health"
         let ok = text.replace("http://127.0.0.1:3000", "http://{host}:3000");
         assert!(Config::from_text("t.toml", &ok, Path::new("."), &env("staging")).is_ok());
     }
+
+    #[test]
+    fn availability_is_warn_or_enforce() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "keep_releases = 3",
+                &format!("keep_releases = 3\navailability = \"{v}\""),
+            )
+        };
+        let c = Config::from_text("t.toml", &with("enforce"), Path::new("."), &env("staging")).unwrap();
+        assert!(c.env.availability_enforce);
+        let e = Config::from_text("t.toml", &with("strict"), Path::new("."), &env("staging")).unwrap_err();
+        assert!(
+            e.message.contains("availability") && e.message.contains("strict"),
+            "{}",
+            e.message
+        );
+    }
 }

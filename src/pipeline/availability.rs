@@ -19,9 +19,10 @@ pub fn watch<T>(ctx: &Ctx<'_>, hosts: &[HostRun<T>]) -> Result<Probe> {
     Ok(Probe::start(&urls, &client()?))
 }
 
-/// Stops the probes and decides: the activation's own result, or a failure when availability
-/// is enforced and a probe failed.
-pub async fn judge(ctx: &Ctx<'_>, probe: Probe, activated: Result<()>) -> (Report, Result<()>) {
+/// Stops the probes and decides: the activation's own result, or — for a deploy (`enforce`),
+/// when `availability = "enforce"` — a failure when a probe failed. A rollback only reports:
+/// undoing it would put back the release being rolled away from.
+pub async fn judge(ctx: &Ctx<'_>, probe: Probe, activated: Result<()>, deploy: bool) -> (Report, Result<()>) {
     let report = probe.stop().await;
     ui::info(&report.to_string());
     if report.failed == 0 {
@@ -31,7 +32,7 @@ pub async fn judge(ctx: &Ctx<'_>, probe: Probe, activated: Result<()>) -> (Repor
         "{report}: requests failed while the release changed (see the ecosystem warnings, if any)"
     ));
     match activated {
-        Ok(()) if ctx.config.env.availability_enforce => (
+        Ok(()) if deploy && ctx.config.env.availability_enforce => (
             report,
             Err(Error::failed(format!("{report} (availability = \"enforce\")"))),
         ),

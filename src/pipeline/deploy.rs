@@ -114,7 +114,7 @@ async fn phases<T: Transport>(
         Ok(())
     })
     .await;
-    let (report, verdict) = availability::judge(ctx, probe, activated).await;
+    let (report, verdict) = availability::judge(ctx, probe, activated, true).await;
     out.availability = Some(report);
     verdict
 }

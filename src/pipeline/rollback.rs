@@ -118,7 +118,7 @@ async fn phases<T: Transport>(
         Ok(())
     })
     .await;
-    let (report, verdict) = availability::judge(ctx, probe, activated).await;
+    let (report, verdict) = availability::judge(ctx, probe, activated, false).await;
     out.availability = Some(report);
     verdict
 }

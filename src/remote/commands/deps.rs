@@ -19,7 +19,10 @@ pub fn deps_probe(l: &Layout, id: ReleaseId) -> Script {
             "if [ -z \"$found\" ] && [ -f \"$F\" ]; then found=1; printf 'lockfile %s %s\\n' \"$F\" \"$(sum256 \"$F\")\"; fi",
         );
     }
-    s.line("v=$(node --version 2>/dev/null || true)")
+    // Prisma's client is generated into node_modules from the schema by `install`
+    // (postinstall): a changed schema must not reuse the old client.
+    s.line("if [ -f prisma/schema.prisma ]; then printf 'schema %s\\n' \"$(sum256 prisma/schema.prisma)\"; fi")
+        .line("v=$(node --version 2>/dev/null || true)")
         .line("printf 'node %s\\n' \"${v:-none}\"")
 }
 
