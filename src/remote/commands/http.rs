@@ -183,15 +183,15 @@ pub fn probe_loop(
     s.line("now() { date +%s%3N; }")
         .line("start=$(now)")
         .line("trap 'rm -f \"$STOP\"' EXIT")
-        .line("while :; do")
+        .line("# A subshell, so `wait` waits for the probes only, not for the watchdog.")
+        .line("( while :; do")
         .line("  sent=$(( $(now) - start ))")
         .line("  if [ -e \"$STOP\" ] || [ \"$sent\" -ge \"$MAX\" ]; then break; fi")
         .line(&format!(
             "  ( {once}; echo \"probe $sent $ok $(( $(now) - start - sent ))\" ) &"
         ))
         .line("  sleep \"$EVERY\"")
-        .line("done")
-        .line("wait")
+        .line("done; wait )")
         .line("echo \"probe-end $(( $(now) - start ))\"")
 }
 
@@ -277,8 +277,16 @@ mod tests {
 
     /// Each client's probe loop against a port nobody listens on: it runs until its maximum,
     /// every probe fails, and the lines parse; a stop file ends it early.
-    #[test]
-    fn probe_loops_run_bounded_and_stop_on_the_file() {
+    /// Through the local transport, behind the watchdog that holds stdin, as on a host.
+    async fn run(script: &Script) -> String {
+        use crate::remote::Transport;
+        let t = crate::remote::local::LocalTransport::new("local");
+        let ran = tokio::time::timeout(Duration::from_secs(10), t.run(script, crate::remote::Mode::Capture)).await;
+        ran.expect("the loop ends by itself").unwrap().stdout
+    }
+
+    #[tokio::test]
+    async fn probe_loops_run_bounded_and_stop_on_the_file() {
         let dir = tempfile::tempdir().unwrap();
         for tool in [HttpTool::Curl, HttpTool::Wget, HttpTool::Node] {
             let stop = dir.path().join(format!("{tool:?}.stop")).display().to_string();
@@ -291,7 +299,7 @@ mod tests {
                 Duration::from_millis(600),
                 &stop,
             );
-            let out = sh(&script);
+            let out = run(&script).await;
             let (samples, end) = crate::availability::parse_loop(&out);
             assert!((4..=10).contains(&samples.len()), "{tool:?}: {out}");
             assert!(samples.iter().all(|s| !s.ok), "{tool:?}: {out}");
@@ -306,7 +314,7 @@ mod tests {
                 Duration::from_secs(30),
                 &stop,
             );
-            let out = sh(&script);
+            let out = run(&script).await;
             assert!(t0.elapsed() < Duration::from_secs(5), "{tool:?}: {out}");
             assert!(!std::path::Path::new(&stop).exists(), "the loop removes its stop file");
         }
