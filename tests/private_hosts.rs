@@ -146,8 +146,11 @@ fn private_hosts_verify_smoke_probe_and_roll_back_over_ssh() {
             .collect();
         assert!(left.is_empty(), "{}: stop files left: {left:?}", h.spec());
     }
-    let (_, probes) = availability(&all);
-    assert!(probes >= 2, "{all}");
+    let (failed, probes) = availability(&all);
+    assert!(
+        probes >= 2 && failed > 0,
+        "the probes on the second host saw its 503s:\n{all}"
+    );
     assert!(
         !all.contains("(public)"),
         "no public check after a failed verification:\n{all}"
