@@ -154,6 +154,16 @@ async fn smoke_check<T: Transport>(
     }
 }
 
+/// The environment's URL for reports: `public_url`'s origin when set; otherwise the health
+/// URL's, unless that is requested on the hosts (their own address is nobody's way in).
+pub fn environment_url(env: &EnvConfig) -> Option<String> {
+    match &env.public_url {
+        Some(u) => crate::health::environment_url(u, &env.hosts),
+        None if env.health_from_host => None,
+        None => crate::health::environment_url(&env.health_url, &env.hosts),
+    }
+}
+
 /// `public_url` requested once from the runner (the balancer's path), by the health rules;
 /// `revision` when every host serves the same commit. A failure is a warning: every host
 /// already verified on its own, so what fails lies in front of them (balancer, DNS, TLS),

@@ -17,6 +17,10 @@ use crate::remote::commands::{self, HttpTool};
 use crate::remote::{Mode, Transport};
 use crate::ui;
 
+/// Activation waits this long after the loops were sent, so they run before the first switch
+/// (a channel on an open SSH connection starts within milliseconds).
+const START_LEAD: Duration = Duration::from_millis(250);
+
 /// How long host loops may take to end once told to stop, before their channels are closed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -115,6 +119,7 @@ async fn on_hosts<T: Transport>(
         }
     };
     let act = async {
+        tokio::time::sleep(START_LEAD).await;
         let r = activation.await;
         let stop = commands::probe_stop(stop_file);
         for t in ts {
