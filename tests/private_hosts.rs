@@ -84,7 +84,8 @@ fn availability(all: &str) -> (u64, u64) {
 ///    on the host itself (health with the revision, both smoke requests), measures availability
 ///    on the hosts and checks the public URL once.
 /// 2. v2, unhealthy on the second host: its verification on the host fails, so both hosts go
-///    back to v1, v2 is marked bad, and the availability figures are still reported.
+///    back to v1, v2 is marked bad, and the probes on the hosts saw the failing host's 503s.
+/// 3. v3, then `rollback`: back on v1, verified on the hosts, the public URL checked.
 #[test]
 fn private_hosts_verify_smoke_probe_and_roll_back_over_ssh() {
     let f = private_fleet("priv");
@@ -155,4 +156,23 @@ fn private_hosts_verify_smoke_probe_and_roll_back_over_ssh() {
         !all.contains("(public)"),
         "no public check after a failed verification:\n{all}"
     );
+
+    // 3. v3 healthy everywhere, then a rollback to v1: verified on the hosts as well.
+    std::fs::remove_file(&flag).expect("unflag");
+    f.set_app("3.0.0");
+    f.deploy(&sha(3)).expect(0);
+    let run = f.run(&["rollback", "-e", "staging"]);
+    run.expect(0);
+    let all = run.all();
+    assert_eq!(all.matches("GET /api/health (on the host)").count(), 2, "{all}");
+    assert!(all.contains("(public)"), "{all}");
+    availability(&all);
+    for h in &f.hosts {
+        let inside = health_inside(h);
+        assert!(
+            inside.ends_with(" 200") && inside.contains(&sha(1)),
+            "{}: {inside}",
+            h.spec()
+        );
+    }
 }
