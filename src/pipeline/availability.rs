@@ -51,15 +51,11 @@ impl Window {
             }
             return Ok(Window::Runner(Probe::start(&urls, &client()?)));
         }
-        let mut loops = Vec::new();
-        for h in hosts.iter_mut() {
-            let tool = match h.http_tool {
-                Some(t) => t,
-                None => crate::health_host::detect(&h.t).await?,
-            };
-            h.http_tool = Some(tool);
-            loops.push((tool, crate::health::url_for(&env.health_url, &h.spec)));
-        }
+        http_clients(ctx, hosts).await?;
+        let loops = hosts
+            .iter()
+            .filter_map(|h| Some((h.http_tool?, crate::health::url_for(&env.health_url, &h.spec))))
+            .collect();
         // Every host may take its reload and its verification, one after the other.
         let per_host = env.timeouts.limit("reload") + env.health_timeout + Duration::from_secs(30);
         Ok(Window::Hosts {
@@ -86,6 +82,19 @@ impl Window {
         };
         decide(ctx, report, activated)
     }
+}
+
+/// With `health_from = "host"`, each host's HTTP client, detected once per run and kept on
+/// its [`HostRun`]. Called right after inspecting the hosts, so a host without one fails the
+/// run before anything on it changed.
+pub async fn http_clients<T: Transport>(ctx: &Ctx<'_>, hosts: &mut [HostRun<T>]) -> Result<()> {
+    if !ctx.config.env.health_from_host {
+        return Ok(());
+    }
+    for h in hosts.iter_mut().filter(|h| h.http_tool.is_none()) {
+        h.http_tool = Some(crate::health_host::detect(&h.t).await?);
+    }
+    Ok(())
 }
 
 /// One probe loop per host, side by side with `activation`; once that ended, the stop file on

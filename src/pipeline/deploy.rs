@@ -99,6 +99,7 @@ async fn phases<T: Transport>(
 ) -> Result<()> {
     lock_all(ctx, hosts).await?;
     inspect(ctx, d, hosts, out).await?;
+    availability::http_clients(ctx, hosts).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     review_migrations(ctx, &hosts[db], out).await?;
     changes(d, hosts, out).await;

@@ -102,6 +102,7 @@ async fn phases<T: Transport>(
 ) -> Result<()> {
     lock_all(ctx, hosts).await?;
     inspect(ctx, r, hosts, out).await?;
+    availability::http_clients(ctx, hosts).await?;
     start_deployment(ctx, hosts, out, github).await;
     let parallel = ctx.config.env.parallel;
     let (safety, targets) = (out.safety, &out.targets);
