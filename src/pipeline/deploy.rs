@@ -125,7 +125,7 @@ async fn phases<T: Transport>(
         if !c.ok {
             out.warnings
                 .borrow_mut()
-                .push(format!("public_url {}: {}", c.name, c.note));
+                .push(format!("public_url: {}: {}", c.name, c.note));
         }
         out.checks.borrow_mut().push(c);
     }
