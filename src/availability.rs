@@ -130,6 +130,61 @@ impl Probe {
     }
 }
 
+/// One probe of a loop run on a host ([`crate::remote::commands::probe_loop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSample {
+    /// When it was sent, in ms since the loop started.
+    pub sent_ms: u64,
+    pub ok: bool,
+    pub latency_ms: u64,
+}
+
+/// A probe loop's output: its samples and, when it ended by itself, when (ms since its start).
+/// Lines it cannot read are skipped. The watch's synthetic probes can reuse this.
+pub fn parse_loop(text: &str) -> (Vec<HostSample>, Option<u64>) {
+    let mut samples = Vec::new();
+    let mut end = None;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["probe", sent, ok, latency] => {
+                if let (Ok(sent_ms), Ok(latency_ms)) = (sent.parse(), latency.parse()) {
+                    samples.push(HostSample {
+                        sent_ms,
+                        ok: *ok == "1",
+                        latency_ms,
+                    });
+                }
+            }
+            ["probe-end", ms] => end = ms.parse().ok(),
+            _ => {}
+        }
+    }
+    (samples, end)
+}
+
+/// One [`Report`] over several hosts' loops: counts add up, the longest gap is the longest of
+/// any host (each measured on its own clock, up to its own end, else `window`).
+pub fn report_of_loops(loops: &[(Vec<HostSample>, Option<u64>)], window: Duration) -> Report {
+    let mut total = Report::default();
+    for (samples, end) in loops {
+        let samples: Vec<Sample> = samples
+            .iter()
+            .map(|s| Sample {
+                url: 0,
+                sent: Duration::from_millis(s.sent_ms),
+                ok: s.ok,
+            })
+            .collect();
+        let stopped = end.map(Duration::from_millis).unwrap_or(window);
+        let r = report(&samples, 1, stopped);
+        total.probes += r.probes;
+        total.failed += r.failed;
+        total.longest_gap_ms = total.longest_gap_ms.max(r.longest_gap_ms);
+    }
+    total
+}
+
 /// The report from the samples: a gap runs from the start (or a success) to the next success
 /// (or the stop), per URL, by send time.
 fn report(samples: &[Sample], urls: usize, stopped: Duration) -> Report {
@@ -183,6 +238,25 @@ mod tests {
         assert_eq!(r.to_string(), "availability: 2 of 6 probes failed, longest gap 225 ms");
         let none = report(&[], 1, Duration::from_millis(500));
         assert_eq!(none.longest_gap_ms, 500, "never answered: the whole window");
+    }
+
+    #[test]
+    fn loops_on_hosts_add_up() {
+        let a = parse_loop("probe 0 1 3\nprobe 75 0 2000\nnoise\nprobe 150 1 4\nprobe-end 200\n");
+        assert_eq!(a.0.len(), 3);
+        assert_eq!(a.1, Some(200));
+        assert_eq!(
+            a.0[1],
+            HostSample {
+                sent_ms: 75,
+                ok: false,
+                latency_ms: 2000
+            }
+        );
+        let b = parse_loop("probe 10 1 1\n");
+        let r = report_of_loops(&[a, b], Duration::from_millis(900));
+        assert_eq!((r.probes, r.failed), (4, 1));
+        assert_eq!(r.longest_gap_ms, 890, "the second loop never ended: up to the window");
     }
 
     /// Real probes against a server that answers, then goes away, then comes back.

@@ -59,7 +59,7 @@ pub fn environment_url(template: &str, hosts: &[HostSpec]) -> Option<String> {
 
 /// What one health answer said, and whether it passes; `Ok(true)` when it carried the
 /// expected revision.
-fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<bool, String> {
+pub(crate) fn judge(status: u16, body: &[u8], expect_revision: &str) -> std::result::Result<bool, String> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let field = |k: &str| {
         json.as_ref()
@@ -164,7 +164,7 @@ pub async fn verify(
     })
 }
 
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     reqwest::Url::parse(url)
         .map(|u| u.path().to_string())
         .unwrap_or_else(|_| url.to_string())

@@ -257,8 +257,9 @@ impl Plan {
             Phase::Activate,
             StepKind::Verify,
             format!(
-                "{} healthy with revision {revision} within {}{}",
+                "{}{} healthy with revision {revision} within {}{}",
                 env.health_url,
+                if env.health_from_host { " (on each host)" } else { "" },
                 ui::format_duration(env.health_timeout),
                 if smoke.is_empty() {
                     String::new()

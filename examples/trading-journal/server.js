@@ -62,6 +62,8 @@ function loadDotEnv(file) {
 loadDotEnv(path.join(APP_DIR, '.env'));
 
 const PORT = Number.parseInt(process.env.PORT || '3000', 10);
+// HOST: listen on one address only (e.g. 127.0.0.1 behind a balancer or a reverse proxy).
+const HOST = process.env.HOST || '';
 // DATABASE_URL is read here only to show where it comes from; never log it.
 const DATABASE_CONFIGURED = Boolean(process.env.DATABASE_URL);
 
@@ -145,10 +147,12 @@ server.on('error', (err) => {
   process.exit(1);
 });
 
-server.listen(PORT, () => {
-  console.log(`trading-journal ${VERSION} (${readRevision() || 'no revision'}) listening on :${PORT}, pid ${process.pid}`);
+function listening() {
+  console.log(`trading-journal ${VERSION} (${readRevision() || 'no revision'}) listening on ${HOST}:${PORT}, pid ${process.pid}`);
   if (typeof process.send === 'function') process.send('ready');
-});
+}
+if (HOST) server.listen(PORT, HOST, listening);
+else server.listen(PORT, listening);
 
 // --- graceful shutdown -------------------------------------------------------
 

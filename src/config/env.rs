@@ -56,7 +56,8 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
     let k = Keys { origin, name };
     let hosts = hosts(&k, raw)?;
     let (deploy_dir, backup_dir) = dirs(&k, raw)?;
-    let health_url = health_url(&k, raw, hosts.len())?;
+    let health_from_host = health_from_host(&k, raw)?;
+    let health_url = health_url(&k, raw, hosts.len(), health_from_host)?;
     let smoke = raw
         .smoke
         .clone()
@@ -116,6 +117,8 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
             None => crate::migrations::Policy::Allow,
         },
         timeouts: Timeouts::parse(&k.key("timeouts"), raw.timeouts.as_ref(), health_timeout)?,
+        health_from_host,
+        public_url: public_url(&k, raw)?,
     })
 }
 
@@ -141,15 +144,16 @@ fn dirs(k: &Keys, raw: &RawEnv) -> Result<(RemotePath, RemotePath)> {
     Ok((deploy_dir, backup_dir))
 }
 
-/// One URL cannot verify each of several hosts: with more than one, it must hold `{host}`.
-fn health_url(k: &Keys, raw: &RawEnv, hosts: usize) -> Result<String> {
+/// One URL requested from the runner cannot verify each of several hosts: with more than one,
+/// it must hold `{host}`, or be requested on each host itself (`health_from = "host"`).
+fn health_url(k: &Keys, raw: &RawEnv, hosts: usize, from_host: bool) -> Result<String> {
     let url = values::http_url(
         &k.key("health_url"),
         raw.health_url.as_deref().ok_or_else(|| k.missing("health_url"))?,
     )?;
-    if hosts > 1 && !url.contains("{host}") {
+    if hosts > 1 && !url.contains("{host}") && !from_host {
         return Err(Error::invalid(format!(
-            "{}: one URL cannot verify each of {hosts} hosts: put {{host}} in it (e.g. http://{{host}}:3000/api/health)",
+            "{}: one URL requested from the runner cannot verify each of {hosts} hosts: put {{host}} in it (e.g. http://{{host}}:3000/api/health), or set health_from = \"host\" to request it on each host over SSH (e.g. http://127.0.0.1:3000/api/health)",
             k.key("health_url"),
         )));
     }
@@ -208,4 +212,31 @@ fn availability_enforce(k: &Keys, raw: &RawEnv) -> Result<bool> {
             k.key("availability")
         ))),
     }
+}
+
+/// `health_from = "runner" | "host"` (default runner).
+fn health_from_host(k: &Keys, raw: &RawEnv) -> Result<bool> {
+    match raw.health_from.as_deref() {
+        None | Some("runner") => Ok(false),
+        Some("host") => Ok(true),
+        Some(other) => Err(Error::invalid(format!(
+            "{}: {other:?} is not \"runner\" or \"host\"",
+            k.key("health_from")
+        ))),
+    }
+}
+
+/// `public_url`: one URL for the whole environment (the balancer), so no `{host}`.
+fn public_url(k: &Keys, raw: &RawEnv) -> Result<Option<String>> {
+    let Some(u) = raw.public_url.as_deref() else {
+        return Ok(None);
+    };
+    let url = values::http_url(&k.key("public_url"), u)?;
+    if url.contains("{host}") {
+        return Err(Error::invalid(format!(
+            "{}: one URL for the whole environment, checked once from the runner: no {{host}} in it",
+            k.key("public_url")
+        )));
+    }
+    Ok(Some(url))
 }

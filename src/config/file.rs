@@ -62,6 +62,8 @@ pub struct RawEnv {
     pub timeouts: Option<BTreeMap<String, String>>,
     pub reuse_dependencies: Option<bool>,
     pub availability: Option<String>,
+    pub health_from: Option<String>,
+    pub public_url: Option<String>,
 }
 
 macro_rules! overlay {
@@ -106,7 +108,9 @@ impl RawEnv {
             destructive_migrations,
             timeouts,
             reuse_dependencies,
-            availability
+            availability,
+            health_from,
+            public_url
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();

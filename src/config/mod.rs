@@ -250,6 +250,11 @@ pub struct EnvConfig {
     pub reuse_dependencies: bool,
     /// `availability = "enforce"`: a failed probe during switch..verify fails the run.
     pub availability_enforce: bool,
+    /// `health_from = "host"`: health, smoke and availability requests run on each host over
+    /// SSH (its app is not reachable from the runner).
+    pub health_from_host: bool,
+    /// Checked from the runner once every host verified (the balancer's path).
+    pub public_url: Option<String>,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -505,6 +510,26 @@ health_url = "http://127.0.0.1:3000/api/health"
         );
         let ok = text.replace("http://127.0.0.1:3000", "http://{host}:3000");
         assert!(Config::from_text("t.toml", &ok, Path::new("."), &env("staging")).is_ok());
+        assert!(e.message.contains("health_from = \"host\""), "{}", e.message);
+        let on_host = text.replace(
+            "health_url = \"http://127.0.0.1:3000/api/health\"",
+            "health_url = \"http://127.0.0.1:3000/api/health\"\nhealth_from = \"host\"\npublic_url = \"https://lb.example.com/api/health\"",
+        );
+        let c = Config::from_text("t.toml", &on_host, Path::new("."), &env("staging")).unwrap();
+        assert!(c.env.health_from_host);
+        assert_eq!(c.env.public_url.as_deref(), Some("https://lb.example.com/api/health"));
+        for (bad, key) in [
+            ("health_from = \"host\"", "health_from = \"balancer\""),
+            (
+                "public_url = \"https://lb.example.com/api/health\"",
+                "public_url = \"http://{host}/x\"",
+            ),
+        ] {
+            let e =
+                Config::from_text("t.toml", &on_host.replace(bad, key), Path::new("."), &env("staging")).unwrap_err();
+            let name = key.split(' ').next().unwrap_or_default();
+            assert!(e.message.contains(name), "{}", e.message);
+        }
     }
 
     #[test]

@@ -74,8 +74,12 @@ pub async fn activate<T: Transport>(
     }
     let url = health::url_for(&env.health_url, &h.spec);
     let reloads = env.reload.is_some();
+    let tool = http_tool(ctx, h).await?;
     let check = async {
-        let v = health::verify(ctx.http, env, &h.spec, revision).await?;
+        let v = match tool {
+            Some(tool) => crate::health_host::verify(&h.t, tool, env, &h.spec, revision).await?,
+            None => health::verify(ctx.http, env, &h.spec, revision).await?,
+        };
         if !v.revision_checked && reloads {
             workers_run(ctx, h, release).await?;
         }
@@ -89,6 +93,17 @@ pub async fn activate<T: Transport>(
         }
         Why::Forward { .. } => ctx.steps.run(&name, StepKind::Verify.name(), &url, check).await,
     }
+}
+
+/// With `health_from = "host"`, the host's HTTP client, detected once per run.
+async fn http_tool<T: Transport>(ctx: &Ctx<'_>, h: &mut HostRun<T>) -> Result<Option<commands::HttpTool>> {
+    if !ctx.config.env.health_from_host {
+        return Ok(None);
+    }
+    if h.http_tool.is_none() {
+        h.http_tool = Some(crate::health_host::detect(&h.t).await?);
+    }
+    Ok(h.http_tool)
 }
 
 /// When the health answer carries no revision, the old code could be the one answering: check

@@ -99,6 +99,7 @@ async fn phases<T: Transport>(
 ) -> Result<()> {
     lock_all(ctx, hosts).await?;
     inspect(ctx, d, hosts, out).await?;
+    availability::http_clients(ctx, hosts).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     review_migrations(ctx, &hosts[db], out).await?;
     changes(d, hosts, out).await;
@@ -106,16 +107,28 @@ async fn phases<T: Transport>(
     let (id, warnings) = (out.id, &out.warnings);
     each_host(hosts, parallel, |h| prepare::prepare(ctx, d, h, id, warnings)).await?;
     database(ctx, d, &hosts[db], out).await?;
-    let probe = availability::watch(ctx, hosts)?;
+    let window = availability::Window::open(ctx, hosts).await?;
+    let (ts, mut views) = availability::views(hosts);
     let checks = &out.checks;
-    let activated = in_batches(hosts, parallel, |h| async move {
+    let activated = in_batches(&mut views, parallel, |h| async move {
         let v = activate(ctx, h, id, d.sha.as_str(), Why::Forward { complete: true }).await?;
         checks.borrow_mut().extend(v.checks);
         Ok(())
-    })
-    .await;
-    let (report, verdict) = availability::judge(ctx, probe, activated, true).await;
+    });
+    let (report, verdict) = window.during(ctx, &ts, activated, true).await;
+    let progress = availability::progress(&views);
+    availability::settle(hosts, progress);
     out.availability = Some(report);
+    if verdict.is_ok()
+        && let Some(c) = crate::health_host::public_check(ctx.http, &ctx.config.env, Some(d.sha.as_str())).await
+    {
+        if !c.ok {
+            out.warnings
+                .borrow_mut()
+                .push(format!("public_url: {}: {}", c.name, c.note));
+        }
+        out.checks.borrow_mut().push(c);
+    }
     verdict
 }
 

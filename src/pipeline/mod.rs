@@ -43,6 +43,8 @@ pub struct HostRun<T> {
     pub t: T,
     pub state: HostState,
     pub progress: Progress,
+    /// The host's HTTP client for `health_from = "host"`, detected once per run.
+    pub http_tool: Option<crate::remote::commands::HttpTool>,
 }
 
 impl<T: Transport> HostRun<T> {
@@ -52,6 +54,7 @@ impl<T: Transport> HostRun<T> {
             t,
             state: HostState::default(),
             progress: Progress::Untouched,
+            http_tool: None,
         }
     }
     pub fn name(&self) -> String {

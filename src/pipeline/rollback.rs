@@ -102,24 +102,36 @@ async fn phases<T: Transport>(
 ) -> Result<()> {
     lock_all(ctx, hosts).await?;
     inspect(ctx, r, hosts, out).await?;
+    availability::http_clients(ctx, hosts).await?;
     start_deployment(ctx, hosts, out, github).await;
     let parallel = ctx.config.env.parallel;
     let (safety, targets) = (out.safety, &out.targets);
     each_host(hosts, parallel, |h| restore::prepare(ctx, r, h, safety, targets)).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     restore::database(ctx, r, &hosts[db], out.safety, &out.targets).await?;
-    let probe = availability::watch(ctx, hosts)?;
+    let window = availability::Window::open(ctx, hosts).await?;
+    let (ts, mut views) = availability::views(hosts);
     let checks = &out.checks;
-    let activated = in_batches(hosts, parallel, |h| async move {
+    let activated = in_batches(&mut views, parallel, |h| async move {
         let Some(t) = targets.get(&h.name()) else { return Ok(()) };
         let revision = t.commit.clone().unwrap_or_default();
         let v = activate(ctx, h, t.release, &revision, Why::Forward { complete: false }).await?;
         checks.borrow_mut().extend(v.checks);
         Ok(())
-    })
-    .await;
-    let (report, verdict) = availability::judge(ctx, probe, activated, false).await;
+    });
+    let (report, verdict) = window.during(ctx, &ts, activated, false).await;
+    let progress = availability::progress(&views);
+    availability::settle(hosts, progress);
     out.availability = Some(report);
+    let commits: std::collections::BTreeSet<_> = out.targets.values().map(|t| t.commit.clone()).collect();
+    let revision = (commits.len() == 1)
+        .then(|| commits.into_iter().next().flatten())
+        .flatten();
+    if verdict.is_ok()
+        && let Some(c) = crate::health_host::public_check(ctx.http, &ctx.config.env, revision.as_deref()).await
+    {
+        out.checks.borrow_mut().push(c);
+    }
     verdict
 }
 

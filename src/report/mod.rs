@@ -115,7 +115,7 @@ impl Summary {
             actor: inv.actor.clone(),
             run_url: inv.github.run_url(),
             started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            environment_url: crate::health::environment_url(&config.env.health_url, &config.env.hosts),
+            environment_url: crate::health_host::environment_url(&config.env),
             branch: config.env.branch.clone(),
             ..Default::default()
         }
