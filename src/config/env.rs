@@ -116,6 +116,12 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
             None => crate::migrations::Policy::Allow,
         },
         timeouts: Timeouts::parse(&k.key("timeouts"), raw.timeouts.as_ref(), health_timeout)?,
+        watch: super::watch::parse(
+            &k.key("watch"),
+            raw.watch.as_ref(),
+            &k.key("probe_rate"),
+            raw.probe_rate.as_deref(),
+        )?,
     })
 }
 

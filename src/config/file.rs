@@ -62,6 +62,9 @@ pub struct RawEnv {
     pub timeouts: Option<BTreeMap<String, String>>,
     pub reuse_dependencies: Option<bool>,
     pub availability: Option<String>,
+    /// The post-deploy watch; merged key by key over `[defaults.watch]` (see `config::watch`).
+    pub watch: Option<super::watch::RawWatch>,
+    pub probe_rate: Option<String>,
 }
 
 macro_rules! overlay {
@@ -106,12 +109,17 @@ impl RawEnv {
             destructive_migrations,
             timeouts,
             reuse_dependencies,
-            availability
+            availability,
+            watch,
+            probe_rate
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();
             t.extend(over.clone());
             merged.timeouts = Some(t);
+        }
+        if let (Some(base), Some(over)) = (&defaults.watch, &self.watch) {
+            merged.watch = Some(over.over(base));
         }
         merged
     }

@@ -7,6 +7,7 @@ pub mod file;
 pub mod inputs;
 pub mod timeouts;
 pub mod values;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub struct Flags {
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
     pub allow_destructive_migrations: bool,
+    /// `--watch DURATION`: the post-deploy watch's duration for this run (`0s` skips it).
+    pub watch: Option<String>,
 }
 
 /// Which backup a rollback restores.
@@ -91,6 +94,8 @@ pub struct Invocation {
     pub allow_destructive_migrations: bool,
     /// The pull request or merge-queue entry of a `pull_request(_target)` / `merge_group` run.
     pub pull_request: Option<PullRequest>,
+    /// `--watch DURATION` or the input `watch`: overrides the watch's `duration` for this run.
+    pub watch: Option<Duration>,
 }
 
 impl Invocation {
@@ -133,6 +138,10 @@ impl Invocation {
             "allow-destructive-migrations",
             inputs.allow_destructive_migrations,
         )?;
+        let watch = match flags.watch.or(inputs.watch) {
+            Some(w) => Some(watch::duration_or_zero("watch", &w)?),
+            None => None,
+        };
         let ssh = SshSecrets {
             key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
             key_file: flags.ssh_key_file,
@@ -171,6 +180,7 @@ impl Invocation {
             slack_on_start,
             allow_destructive_migrations,
             pull_request,
+            watch,
         })
     }
 }
@@ -250,6 +260,8 @@ pub struct EnvConfig {
     pub reuse_dependencies: bool,
     /// `availability = "enforce"`: a failed probe during switch..verify fails the run.
     pub availability_enforce: bool,
+    /// The post-deploy watch (`duration` zero: none) and `probe_rate`.
+    pub watch: watch::Watch,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
