@@ -31,3 +31,4 @@ pub mod state;
 pub mod steps;
 pub mod suggest;
 pub mod ui;
+pub mod watch;

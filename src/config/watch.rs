@@ -63,7 +63,7 @@ impl RawWatch {
 
 /// Warning / critical (/ immediate) thresholds of one metric, in its unit: a ratio (0–1) for
 /// rates and percentages, seconds for latency.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Levels {
     pub warning: f64,
     pub critical: f64,

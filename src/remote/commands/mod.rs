@@ -13,6 +13,7 @@ mod deps;
 mod lock;
 mod log;
 mod release;
+mod watch;
 
 pub use backup::*;
 pub use db::*;
@@ -20,6 +21,7 @@ pub use deps::*;
 pub use lock::*;
 pub use log::*;
 pub use release::*;
+pub use watch::*;
 
 /// A script to run with `sh -c`, and a short label for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
