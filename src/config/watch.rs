@@ -106,9 +106,12 @@ pub fn duration_or_zero(key: &str, s: &str) -> Result<Duration> {
 
 /// `"0.5%"` → 0.005 (a bare number is a percentage too).
 fn percent(key: &str, s: &str) -> Result<f64> {
-    let n: f64 = s.trim().trim_end_matches('%').trim().parse().map_err(|_| {
-        Error::invalid(format!("{key}: {s:?} is not a percentage (e.g. \"2%\")"))
-    })?;
+    let n: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid(format!("{key}: {s:?} is not a percentage (e.g. \"2%\")")))?;
     if !(0.0..=100.0).contains(&n) {
         return Err(Error::invalid(format!("{key}: {s:?} must be between 0% and 100%")));
     }
@@ -141,7 +144,8 @@ fn levels(
             )));
         }
         (Some(s), true) => Some(parse(&format!("{key}.immediate"), s)?),
-        (None, _) => default.immediate,
+        // A critical level set above the default immediate one raises it: no surprise error.
+        (None, _) => default.immediate.map(|i| i.max(critical)),
     };
     if warning > critical {
         return Err(Error::invalid(format!("{key}.warning: above {key}.critical")));
@@ -204,7 +208,10 @@ pub fn parse(key: &str, raw: Option<&RawWatch>, rate_key: &str, rate: Option<&st
     };
     let count = |name: &str, v: Option<i64>, d: i64, min: i64, max: i64| match v.unwrap_or(d) {
         n if (min..=max).contains(&n) => Ok(n),
-        n => Err(Error::invalid(format!("{}: {n} must be between {min} and {max}", k(name)))),
+        n => Err(Error::invalid(format!(
+            "{}: {n} must be between {min} and {max}",
+            k(name)
+        ))),
     };
     let pct = |w: f64, c: f64| Levels {
         warning: w / 100.0,
@@ -273,13 +280,15 @@ mod tests {
     #[test]
     fn keys_parse_and_merge_over_defaults() {
         let base = raw("duration = \"15m\"\nconsecutive = 3\n");
-        let env = raw("interval = \"2s\"\nerror_rate = { critical = \"10%\" }\np95 = { warning = \"200ms\", critical = \"400ms\" }\n");
+        let env = raw(
+            "interval = \"2s\"\nerror_rate = { critical = \"10%\" }\np95 = { warning = \"200ms\", critical = \"400ms\" }\n",
+        );
         let w = parse("w", Some(&env.over(&base)), "r", Some("10/s")).unwrap();
         assert_eq!(w.duration, Duration::from_secs(900));
         assert_eq!(w.interval, Duration::from_secs(2));
         assert_eq!(w.consecutive, 3);
         assert!((w.error_rate.critical - 0.1).abs() < 1e-12);
-        assert_eq!(w.error_rate.immediate, Some(0.05));
+        assert_eq!(w.error_rate.immediate, Some(0.1), "raised to the critical level");
         assert_eq!((w.p95.warning, w.p95.critical), (0.2, 0.4));
         assert_eq!(w.probe_rate, 10.0);
         let zero = parse("w", Some(&raw("duration = \"0s\"\n")), "r", None).unwrap();

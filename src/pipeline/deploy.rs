@@ -88,7 +88,11 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
     };
     let result = phases(ctx, &d, &mut hosts, &mut out).await;
     let (status, message, mut error) = conclude(ctx, &mut hosts, &mut out, result).await;
-    let message = match out.watch.as_ref().filter(|w| w.ending == crate::watch::Ending::CutShort) {
+    let message = match out
+        .watch
+        .as_ref()
+        .filter(|w| w.ending == crate::watch::Ending::CutShort)
+    {
         // DESIGN.md §7: the release stays, the status is success, the exit code is 1.
         Some(w) => {
             error = Some(Error::failed(w.headline()));

@@ -132,8 +132,14 @@ pub fn judge(w: &Watch, win: &Window, baseline: &BTreeMap<String, BTreeMap<i64, 
         let v = win.hosts.values().filter_map(|s| s.as_ref().ok().and_then(f));
         v.fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
     };
-    j.readings.push(reading("memory", Unit::Ratio, worst(|s| s.memory), w.memory));
-    let cpu = win.cpu.values().flatten().copied().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    j.readings
+        .push(reading("memory", Unit::Ratio, worst(|s| s.memory), w.memory));
+    let cpu = win
+        .cpu
+        .values()
+        .flatten()
+        .copied()
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     j.readings.push(reading("cpu", Unit::Ratio, cpu, w.cpu));
     j.readings.push(reading("disk", Unit::Ratio, worst(|s| s.disk), w.disk));
     for (name, r) in &win.prometheus {
@@ -158,8 +164,13 @@ fn probes(w: &Watch, win: &Window, j: &mut Judged) {
     let enough = sent > 0 && sent >= w.min_requests;
     let rate = enough.then(|| failed as f64 / sent as f64);
     j.readings.push(reading("error_rate", Unit::Ratio, rate, w.error_rate));
-    j.readings.push(reading("p95", Unit::Seconds, p95(&latencies).filter(|_| enough), w.p95));
-    if let Some(r) = j.readings.iter().find(|r| r.metric == "error_rate" && r.level == Level::Immediate) {
+    j.readings
+        .push(reading("p95", Unit::Seconds, p95(&latencies).filter(|_| enough), w.p95));
+    if let Some(r) = j
+        .readings
+        .iter()
+        .find(|r| r.metric == "error_rate" && r.level == Level::Immediate)
+    {
         let (v, l) = (r.value.unwrap_or(0.0), r.levels.immediate.unwrap_or(0.0));
         j.immediate.push(format!(
             "error_rate {} at or over immediate {} ({failed} of {sent} probes failed)",
@@ -169,7 +180,8 @@ fn probes(w: &Watch, win: &Window, j: &mut Judged) {
     }
     for (host, p) in &win.probes {
         if p.sent >= MIN_DOWN_PROBES && p.failed == p.sent {
-            j.immediate.push(format!("{host}: every probe failed ({} of {})", p.failed, p.sent));
+            j.immediate
+                .push(format!("{host}: every probe failed ({} of {})", p.failed, p.sent));
         }
     }
 }
@@ -181,7 +193,8 @@ fn pm2(host: &str, s: &HostSample, baseline: Option<&BTreeMap<i64, i64>>, j: &mu
     };
     for wk in workers {
         if wk.status == "errored" || wk.status == "stopped" {
-            j.immediate.push(format!("{host}: PM2 worker {} ({}) is {}", wk.name, wk.id, wk.status));
+            j.immediate
+                .push(format!("{host}: PM2 worker {} ({}) is {}", wk.name, wk.id, wk.status));
         } else if let Some(base) = baseline.and_then(|b| b.get(&wk.id)).filter(|b| wk.restarts > **b) {
             j.immediate.push(format!(
                 "{host}: PM2 worker {} ({}) restarted {} time(s) since the watch began",

@@ -81,12 +81,23 @@ fn immediate_reasons() {
     let w = cfg();
     let base = BTreeMap::from([("a".to_string(), BTreeMap::from([(0, 1)]))]);
     let j = judge(&w, &window(probes(20, 2, 5.0)), &base);
-    assert!(j.immediate[0].starts_with("error_rate 10 % at or over immediate 5 %"), "{:?}", j.immediate);
+    assert!(
+        j.immediate[0].starts_with("error_rate 10 % at or over immediate 5 %"),
+        "{:?}",
+        j.immediate
+    );
     let j = judge(&w, &window(probes(4, 4, 5.0)), &base);
-    assert!(j.immediate.iter().any(|m| m == "a: every probe failed (4 of 4)"), "{:?}", j.immediate);
+    assert!(
+        j.immediate.iter().any(|m| m == "a: every probe failed (4 of 4)"),
+        "{:?}",
+        j.immediate
+    );
     let mut win = window(probes(20, 0, 5.0));
     host(&mut win, Some(vec![worker("online", 1)]));
-    assert!(judge(&w, &win, &base).immediate.is_empty(), "the reload's own restart is the baseline");
+    assert!(
+        judge(&w, &win, &base).immediate.is_empty(),
+        "the reload's own restart is the baseline"
+    );
     host(&mut win, Some(vec![worker("online", 3)]));
     let j = judge(&w, &win, &base);
     assert!(j.immediate[0].contains("restarted 2 time(s)"), "{:?}", j.immediate);
@@ -101,12 +112,17 @@ fn no_data_and_few_requests_are_inconclusive_never_a_breach() {
     let base = BTreeMap::new();
     let mut win = window(probes(3, 2, 9000.0));
     win.prometheus.push(("prometheus error_rate", Ok(None)));
-    win.prometheus.push(("prometheus p95", Err("connection refused".into())));
+    win.prometheus
+        .push(("prometheus p95", Err("connection refused".into())));
     win.hosts.insert("a".into(), Err("ssh: timeout".into()));
     for _ in 0..5 {
         let j = judge(&w, &win, &base);
         assert!(j.immediate.is_empty(), "{:?}", j.immediate);
-        assert!(j.notes.iter().any(|n| n.contains("connection refused")), "{:?}", j.notes);
+        assert!(
+            j.notes.iter().any(|n| n.contains("connection refused")),
+            "{:?}",
+            j.notes
+        );
         assert_eq!(track(&mut tracks, &j, 2), None);
     }
     assert!(tracks.iter().all(|t| t.verdict == Level::Inconclusive), "{tracks:?}");

@@ -147,7 +147,12 @@ fn probes<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -> Resul
             (h.name(), probe::targets(&url, &env.smoke))
         })
         .collect();
-    Ok(probe::Probes::start(targets, &client, w.probe_rate, env.health_request_timeout))
+    Ok(probe::Probes::start(
+        targets,
+        &client,
+        w.probe_rate,
+        env.health_request_timeout,
+    ))
 }
 
 /// Sleeps until `at`; true when a signal came first.
@@ -175,14 +180,14 @@ async fn sample_all<T: Transport>(
     let limit = interval.max(Duration::from_secs(5));
     let script = &script;
     let runs = hosts.iter().map(|h| async move {
-            let out = tokio::time::timeout(limit, h.t.run(script, Mode::Capture)).await;
-            let s = match out {
-                Ok(Ok(o)) if o.success() => Ok(sample::parse(&o.stdout, ctx.layout.deploy_dir.as_str())),
-                Ok(Ok(o)) => Err(format!("exit {:?}: {}", o.code, ui::prefix(o.stderr.trim(), 200))),
-                Ok(Err(e)) => Err(e.message),
-                Err(_) => Err(format!("no answer within {}", ui::format_duration(limit))),
-            };
-            (h.name(), s)
+        let out = tokio::time::timeout(limit, h.t.run(script, Mode::Capture)).await;
+        let s = match out {
+            Ok(Ok(o)) if o.success() => Ok(sample::parse(&o.stdout, ctx.layout.deploy_dir.as_str())),
+            Ok(Ok(o)) => Err(format!("exit {:?}: {}", o.code, ui::prefix(o.stderr.trim(), 200))),
+            Ok(Err(e)) => Err(e.message),
+            Err(_) => Err(format!("no answer within {}", ui::format_duration(limit))),
+        };
+        (h.name(), s)
     });
     futures_util::future::join_all(runs).await
 }

@@ -26,7 +26,9 @@ pub fn targets(health_url: &str, smoke: &[SmokeCheck]) -> Vec<Target> {
         url: health_url.to_string(),
         status: None,
     }];
-    let Ok(base) = reqwest::Url::parse(health_url) else { return t };
+    let Ok(base) = reqwest::Url::parse(health_url) else {
+        return t;
+    };
     for s in smoke {
         if let (Ok(method), Ok(url)) = (reqwest::Method::from_bytes(s.method.as_bytes()), base.join(&s.path)) {
             t.push(Target {
@@ -81,7 +83,10 @@ impl Probes {
 
     /// What was answered since the last call, per host.
     pub fn window(&self) -> BTreeMap<String, HostProbes> {
-        self.results.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
+        self.results
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
     }
 
     pub fn stop(&self) {

@@ -21,8 +21,8 @@ pub async fn query(client: &reqwest::Client, base: &str, query: &str) -> Result<
         .map_err(|e| format!("{url}: {}", crate::health::describe_http_error(&e)))?;
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(|e| format!("{url}: HTTP {status}: {e}"))?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{url}: HTTP {status}, not a Prometheus answer ({e})"))?;
+    let body: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{url}: HTTP {status}, not a Prometheus answer ({e})"))?;
     value(&body)
 }
 
@@ -56,7 +56,10 @@ mod tests {
     use serde_json::json;
 
     fn vector(values: &[&str]) -> Value {
-        let result: Vec<Value> = values.iter().map(|v| json!({"metric": {}, "value": [1.0, v]})).collect();
+        let result: Vec<Value> = values
+            .iter()
+            .map(|v| json!({"metric": {}, "value": [1.0, v]}))
+            .collect();
         json!({"status": "success", "data": {"resultType": "vector", "result": result}})
     }
 

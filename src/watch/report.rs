@@ -25,7 +25,8 @@ pub(super) fn empty(w: &Watch) -> Report {
 
 /// Drops metrics that never had a source (no Prometheus, no host facts) from the report.
 pub(super) fn finish(r: &mut Report) {
-    r.metrics.retain(|t| t.inconclusive < t.samples || t.metric == "error_rate" || t.metric == "p95");
+    r.metrics
+        .retain(|t| t.inconclusive < t.samples || t.metric == "error_rate" || t.metric == "p95");
 }
 
 pub(super) fn note(r: &mut Report, n: &str) {
@@ -37,11 +38,25 @@ pub(super) fn note(r: &mut Report, n: &str) {
 
 /// The host's line replaced by its latest PM2 figures.
 pub(super) fn workers(lines: &[String], host: &str, s: &HostSample) -> Vec<String> {
-    let mut out: Vec<String> = lines.iter().filter(|l| !l.starts_with(&format!("{host}:"))).cloned().collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.starts_with(&format!("{host}:")))
+        .cloned()
+        .collect();
     if let Some(w) = &s.workers {
         let each: Vec<String> = w
             .iter()
-            .map(|w| format!("{}#{} {} {} MB {} % cpu, {} restarts", w.name, w.id, w.status, w.memory / 1_048_576, w.cpu, w.restarts))
+            .map(|w| {
+                format!(
+                    "{}#{} {} {} MB {} % cpu, {} restarts",
+                    w.name,
+                    w.id,
+                    w.status,
+                    w.memory / 1_048_576,
+                    w.cpu,
+                    w.restarts
+                )
+            })
             .collect();
         out.push(format!("{host}: {}", each.join("; ")));
     }
@@ -58,7 +73,11 @@ fn verdict(t: &Track) -> &'static str {
 }
 
 fn thresholds(t: &Track) -> String {
-    let mut s = format!("warning {}, critical {}", t.unit.show(t.levels.warning), t.unit.show(t.levels.critical));
+    let mut s = format!(
+        "warning {}, critical {}",
+        t.unit.show(t.levels.warning),
+        t.unit.show(t.levels.critical)
+    );
     if let Some(i) = t.levels.immediate {
         s.push_str(&format!(", immediate {}", t.unit.show(i)));
     }
@@ -119,7 +138,12 @@ impl Report {
                 t.inconclusive
             ));
         }
-        for l in self.warnings.iter().map(|w| format!("warning: {w}")).chain(self.notes.iter().map(|n| format!("no data: {n}"))) {
+        for l in self
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {w}"))
+            .chain(self.notes.iter().map(|n| format!("no data: {n}")))
+        {
             s.push_str(&format!("\n- {}", l.replace('|', "\\|").replace('\n', " ")));
         }
         s.push('\n');

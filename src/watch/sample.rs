@@ -41,7 +41,13 @@ pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
             text.push('\n');
         }
     }
-    let get = |n: &str| sections.iter().find(|(s, _)| *s == n).map(|(_, t)| t.as_str()).unwrap_or("");
+    let get = |n: &str| {
+        sections
+            .iter()
+            .find(|(s, _)| *s == n)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or("")
+    };
     HostSample {
         workers: workers(get("pm2"), deploy_dir),
         memory: memory(get("meminfo")),
@@ -51,8 +57,11 @@ pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
 }
 
 fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
-    let start = text.find('[')?;
-    let list: Vec<Value> = serde_json::from_str(text[start..].trim()).ok()?;
+    // Other output ("[PM2] Spawning PM2 daemon…") can come first: the list is the first `[`
+    // from which a JSON array parses.
+    let list: Vec<Value> = text.match_indices('[').find_map(|(i, _)| {
+        serde_json::Deserializer::from_str(&text[i..]).into_iter::<Vec<Value>>().next()?.ok()
+    })?;
     let all: Vec<(Worker, bool)> = list
         .iter()
         .map(|p| {
@@ -71,7 +80,12 @@ fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
         })
         .collect();
     let any_ours = all.iter().any(|(_, o)| *o);
-    Some(all.into_iter().filter(|(_, o)| *o || !any_ours).map(|(w, _)| w).collect())
+    Some(
+        all.into_iter()
+            .filter(|(_, o)| *o || !any_ours)
+            .map(|(w, _)| w)
+            .collect(),
+    )
 }
 
 fn memory(text: &str) -> Option<f64> {
@@ -137,7 +151,10 @@ cpu  100 0 100 700 100 0 0 0 0 0
         assert_eq!(s.disk, Some(0.6));
         let w = s.workers.unwrap();
         assert_eq!(w.len(), 1, "only the app started from deploy_dir: {w:?}");
-        assert_eq!((w[0].status.as_str(), w[0].restarts, w[0].memory), ("online", 2, 52428800));
+        assert_eq!(
+            (w[0].status.as_str(), w[0].restarts, w[0].memory),
+            ("online", 2, 52428800)
+        );
         // No worker from deploy_dir: every process counts.
         assert_eq!(parse(OUT, "/elsewhere").workers.unwrap().len(), 2);
     }
