@@ -87,11 +87,12 @@ pub struct Judged {
     pub notes: Vec<String>,
 }
 
+/// Over warning / over critical (the runbook's "error rate > 5 %"); at or over immediate.
 pub fn level(v: f64, l: &Levels) -> Level {
     match l.immediate {
         Some(i) if v >= i => Level::Immediate,
-        _ if v >= l.critical => Level::Critical,
-        _ if v >= l.warning => Level::Warning,
+        _ if v > l.critical => Level::Critical,
+        _ if v > l.warning => Level::Warning,
         _ => Level::Ok,
     }
 }
@@ -251,7 +252,7 @@ pub fn track(tracks: &mut Vec<Track>, j: &Judged, consecutive: u32) -> Option<St
         t.streak = if r.level >= Level::Critical { t.streak + 1 } else { 0 };
         if t.streak >= consecutive && breach.is_none() {
             breach = Some(format!(
-                "{} {} at or over critical {} in {} samples in a row",
+                "{} {} over critical {} in {} samples in a row",
                 r.metric,
                 r.unit.show(v),
                 r.unit.show(r.levels.critical),

@@ -228,7 +228,7 @@ fn judge(w: &Watch, win: &Window, st: &mut State) -> Option<String> {
     for r in j.readings.iter().filter(|r| r.level == Level::Warning) {
         if !st.report.warnings.iter().any(|x| x.starts_with(r.metric)) {
             let line = format!(
-                "{} {} at or over warning {}",
+                "{} {} over warning {}",
                 r.metric,
                 r.unit.show(r.value.unwrap_or(0.0)),
                 r.unit.show(r.levels.warning)

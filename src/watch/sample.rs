@@ -60,7 +60,10 @@ fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
     // Other output ("[PM2] Spawning PM2 daemon…") can come first: the list is the first `[`
     // from which a JSON array parses.
     let list: Vec<Value> = text.match_indices('[').find_map(|(i, _)| {
-        serde_json::Deserializer::from_str(&text[i..]).into_iter::<Vec<Value>>().next()?.ok()
+        serde_json::Deserializer::from_str(&text[i..])
+            .into_iter::<Vec<Value>>()
+            .next()?
+            .ok()
     })?;
     let all: Vec<(Worker, bool)> = list
         .iter()
