@@ -123,7 +123,6 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -
     };
     probes.stop();
     st.report.watched_seconds = started.elapsed().as_secs();
-    report::finish(&mut st.report);
     match breach {
         Some(b) => {
             st.report.ending = Ending::RolledBack(b.clone());
