@@ -87,7 +87,10 @@ fn a_good_release_passes_the_watch_and_failing_ones_are_rolled_back() {
     ] {
         assert!(out.contains(metric), "{metric}: {out}");
     }
-    assert!(out.contains(": tj-watch#0 online"), "per-worker figures reported: {out}");
+    assert!(
+        out.contains(": tj-watch#0 online"),
+        "per-worker figures reported: {out}"
+    );
     // --watch 0s skips it.
     let t = Instant::now();
     let run = support::Run::of(
@@ -198,7 +201,10 @@ fn prometheus_numbers_nan_and_a_stopped_server_never_roll_back() {
     let seen = running.seen.clone();
     let (code, rest) = running.finish();
     assert_eq!(code, Some(0), "{seen}\n{rest}");
-    assert!(rest.contains("prometheus error_rate: http://127.0.0.1:"), "stopped: {rest}");
+    assert!(
+        rest.contains("prometheus error_rate: http://127.0.0.1:"),
+        "stopped: {rest}"
+    );
     // The summary goes to stdout, which this harness does not read: the log line has it all.
     let w = &last_log(&sb)["watch"];
     assert_eq!(w["ending"], "passed", "{w}");
@@ -219,6 +225,9 @@ fn prometheus_numbers_nan_and_a_stopped_server_never_roll_back() {
     assert!(p["worst"].is_null(), "NaN with no traffic is no data: {p}");
     assert_eq!(p["verdict"], "inconclusive", "{p}");
     let notes = w["notes"].to_string();
-    assert!(notes.contains("prometheus error_rate: http://127.0.0.1:"), "reported: {notes}");
+    assert!(
+        notes.contains("prometheus error_rate: http://127.0.0.1:"),
+        "reported: {notes}"
+    );
     assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
 }

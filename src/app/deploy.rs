@@ -120,6 +120,7 @@ async fn run(
         started_at: start.utc,
         gates: s.gates,
         github: github.client(),
+        check: github.check_id(),
     };
     Ok(pipeline::deploy::run(&ctx, d, fleet.borrowed()).await)
 }

@@ -138,10 +138,6 @@ impl Invocation {
             "allow-destructive-migrations",
             inputs.allow_destructive_migrations,
         )?;
-        let watch = match flags.watch.or(inputs.watch) {
-            Some(w) => Some(watch::duration_or_zero("watch", &w)?),
-            None => None,
-        };
         let ssh = SshSecrets {
             key: inputs.ssh_key.or_else(|| var("TJ_SSH_KEY")).map(Secret::new),
             key_file: flags.ssh_key_file,
@@ -180,7 +176,7 @@ impl Invocation {
             slack_on_start,
             allow_destructive_migrations,
             pull_request,
-            watch,
+            watch: watch::override_duration(flags.watch.or(inputs.watch))?,
         })
     }
 }

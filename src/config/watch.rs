@@ -104,6 +104,11 @@ pub fn duration_or_zero(key: &str, s: &str) -> Result<Duration> {
     super::values::duration(key, t)
 }
 
+/// `--watch DURATION` or the input `watch`: the duration for this run (`0s`: no watch).
+pub fn override_duration(given: Option<String>) -> Result<Option<Duration>> {
+    given.map(|w| duration_or_zero("watch", &w)).transpose()
+}
+
 /// `"0.5%"` → 0.005 (a bare number is a percentage too).
 fn percent(key: &str, s: &str) -> Result<f64> {
     let n: f64 = s

@@ -33,6 +33,8 @@ pub struct Deploy<'a> {
     pub gates: Vec<crate::github::gates::Gate>,
     /// For the list of changes since the previous release.
     pub github: Option<&'a crate::github::Github>,
+    /// The check run, kept `in_progress` with a progress line during the watch.
+    pub check: Option<u64>,
 }
 
 /// What the run learned and did, for the summary and the log.
@@ -135,7 +137,7 @@ async fn phases<T: Transport>(
     let Some(w) = crate::watch::effective(&ctx.config.env, ctx.inv) else {
         return Ok(());
     };
-    let (report, verdict) = crate::watch::run(ctx, hosts, &w).await;
+    let (report, verdict) = crate::watch::run(ctx, hosts, &w, d.github.zip(d.check)).await;
     out.watch = Some(report);
     verdict
 }

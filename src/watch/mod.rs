@@ -57,7 +57,7 @@ struct State {
     report: Report,
     baseline: BTreeMap<String, BTreeMap<i64, i64>>,
     cpu: BTreeMap<String, Option<(u64, u64)>>,
-    last_progress: Instant,
+    last_progress: Option<Instant>,
 }
 
 /// The watch this run does: the environment's, with `--watch`/`watch` overriding its duration;
@@ -71,7 +71,13 @@ pub fn effective(env: &crate::config::EnvConfig, inv: &crate::config::Invocation
 }
 
 /// Watches the release for `w.duration`; an `Err` is a breach (roll back).
-pub async fn run<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -> (Report, Result<()>) {
+/// `check`: the GitHub check run to keep `in_progress` with a line of progress.
+pub async fn run<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &[HostRun<T>],
+    w: &Watch,
+    check: Option<(&crate::github::Github, u64)>,
+) -> (Report, Result<()>) {
     let started = Instant::now();
     ui::info(&format!(
         "watch: {} every {} ({} not judged), {} probe(s)/s per host",
@@ -84,8 +90,9 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -
         report: report::empty(w),
         baseline: BTreeMap::new(),
         cpu: BTreeMap::new(),
-        last_progress: started,
+        last_progress: None,
     };
+    progress(&mut st, Duration::ZERO, w.duration, check).await;
     let probes = match probes(ctx, hosts, w) {
         Ok(p) => p,
         Err(e) => return (st.report, Err(e)),
@@ -118,7 +125,7 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -
         if judged_at >= w.duration {
             break None;
         }
-        progress(&mut st, judged_at, w.duration);
+        progress(&mut st, judged_at, w.duration, check).await;
         next += w.interval;
     };
     probes.stop();
@@ -239,16 +246,29 @@ fn judge(w: &Watch, win: &Window, st: &mut State) -> Option<String> {
     decide::track(&mut st.report.metrics, &j, w.consecutive)
 }
 
-/// A progress line at most once a minute.
-fn progress(st: &mut State, at: Duration, total: Duration) {
-    if st.last_progress.elapsed() < Duration::from_secs(60) {
+/// A progress line (terminal and check run) at the start, then at most once a minute.
+async fn progress(st: &mut State, at: Duration, total: Duration, check: Option<(&crate::github::Github, u64)>) {
+    if st.last_progress.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
         return;
     }
-    st.last_progress = Instant::now();
-    ui::info(&format!(
-        "watch: {} of {}, {} sample(s), no breach",
+    st.last_progress = Some(Instant::now());
+    let line = format!(
+        "watching the release: {} of {}, {} sample(s) judged, no breach",
         ui::format_duration(at),
         ui::format_duration(total),
         st.report.samples
-    ));
+    );
+    if !at.is_zero() {
+        ui::info(&format!("watch: {line}"));
+    }
+    if let Some((gh, id)) = check {
+        let title = format!(
+            "watching the release ({} of {})",
+            ui::format_duration(at),
+            ui::format_duration(total)
+        );
+        if let Err(e) = crate::github::report::progress_check(gh, id, &title, &line).await {
+            report::note(&mut st.report, &format!("check run progress: {e}"));
+        }
+    }
 }

@@ -23,12 +23,6 @@ pub(super) fn empty(w: &Watch) -> Report {
     }
 }
 
-/// Drops metrics that never had a source (no Prometheus, no host facts) from the report.
-pub(super) fn finish(r: &mut Report) {
-    r.metrics
-        .retain(|t| t.inconclusive < t.samples || t.metric == "error_rate" || t.metric == "p95");
-}
-
 pub(super) fn note(r: &mut Report, n: &str) {
     if r.notes.len() < MAX_NOTES && !r.notes.iter().any(|x| x == n) {
         crate::ui::warn(&format!("watch: {n}"));
@@ -148,5 +142,69 @@ impl Report {
         }
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::decide::{self, Judged, Level, Reading, Unit};
+
+    fn report(ending: Ending) -> Report {
+        let w = crate::config::watch::parse("w", None, "r", None).unwrap();
+        let mut r = empty(&w);
+        let j = Judged {
+            readings: vec![
+                Reading {
+                    metric: "error_rate",
+                    unit: Unit::Ratio,
+                    value: Some(0.01),
+                    level: Level::Warning,
+                    levels: w.error_rate,
+                },
+                Reading {
+                    metric: "prometheus p95",
+                    unit: Unit::Seconds,
+                    value: None,
+                    level: Level::Inconclusive,
+                    levels: w.p95,
+                },
+            ],
+            ..Judged::default()
+        };
+        decide::track(&mut r.metrics, &j, 2);
+        r.samples = 1;
+        r.watched_seconds = 95;
+        r.planned_seconds = 900;
+        r.ending = ending;
+        note(&mut r, "prometheus p95: connection failed");
+        r
+    }
+
+    #[test]
+    fn every_metric_with_its_worst_value_thresholds_verdict_and_samples() {
+        let lines = report(Ending::Passed).lines();
+        assert_eq!(lines[0], "watch passed: 1m35s watched, 1 sample(s)");
+        assert_eq!(
+            lines[1],
+            "  error_rate: worst 1 % (warning 0.5 %, critical 2 %, immediate 5 %) — warning, 1 sample(s), 0 inconclusive"
+        );
+        assert!(
+            lines[2].starts_with("  prometheus p95: worst no data (warning 1000 ms, critical 2000 ms) — inconclusive")
+        );
+        assert_eq!(lines[3], "  no data: prometheus p95: connection failed");
+        let md = report(Ending::CutShort).markdown();
+        assert!(md.contains("watch cut short by a signal after 1m35s of 15m"), "{md}");
+        assert!(
+            md.contains(
+                "| error_rate | 1 % | warning 0.5 %, critical 2 %, immediate 5 % | warning | 1 (0 inconclusive) |"
+            ),
+            "{md}"
+        );
+        let text = report(Ending::RolledBack(
+            "p95 3000 ms over critical 2000 ms in 2 samples in a row".into(),
+        ))
+        .headline();
+        assert!(text.starts_with("watch breached after 1m35s (p95 3000 ms"), "{text}");
     }
 }
