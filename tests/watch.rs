@@ -91,7 +91,14 @@ fn a_good_release_passes_the_watch_and_failing_ones_are_rolled_back() {
         out.contains(": tj-watch#0 online"),
         "per-worker figures reported: {out}"
     );
-    // --watch 0s skips it.
+    // --watch 0s skips it; a bad duration is invalid input.
+    let run = support::Run::of(
+        sb.cmd(&["deploy", "-e", "staging", "--sha", &sha(1), "--watch", "soon"])
+            .output()
+            .unwrap(),
+    );
+    run.expect(2);
+    assert!(run.error_line().contains("watch"), "{}", run.stderr);
     let t = Instant::now();
     let run = support::Run::of(
         sb.cmd(&["deploy", "-e", "staging", "--sha", &sha(1), "--watch", "0s"])

@@ -301,6 +301,32 @@ mod tests {
     }
 
     #[test]
+    fn defaults_watch_merges_key_by_key_under_the_environments() {
+        let text = "[defaults]\nprobe_rate = \"4/s\"\n[defaults.watch]\nduration = \"5m\"\nconsecutive = 3\n\
+                    [environments.s.watch]\ninterval = \"5s\"\nconsecutive = 4\n[environments.t]\n";
+        let f = crate::config::file::parse("f", text).unwrap();
+        let s = f.environments["s"].over(&f.defaults);
+        let w = parse("w", s.watch.as_ref(), "r", s.probe_rate.as_deref()).unwrap();
+        assert_eq!(
+            (w.duration, w.interval, w.consecutive),
+            (Duration::from_secs(300), Duration::from_secs(5), 4)
+        );
+        assert_eq!(w.probe_rate, 4.0);
+        let t = f.environments["t"].over(&f.defaults);
+        let w = parse("w", t.watch.as_ref(), "r", None).unwrap();
+        assert_eq!(
+            (w.duration, w.interval, w.consecutive),
+            (Duration::from_secs(300), Duration::from_secs(10), 3)
+        );
+        let e = crate::config::file::parse("f", "[environments.s.watch]\nconsecutiv = 2\n").unwrap_err();
+        assert!(
+            e.message.contains("consecutiv") && e.message.contains("line 2"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = toml::from_str::<RawWatch>("duraton = \"1m\"\n").unwrap_err();
         assert!(e.to_string().contains("duraton"), "{e}");
