@@ -35,6 +35,9 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
             config.env.name
         );
         print!("{}", plan.render());
+        if let Some(w) = crate::watch::effective(&config.env, inv) {
+            println!("{}", crate::watch::plan_line(&w));
+        }
         return Ok(());
     }
     let cancel = Cancel::install();

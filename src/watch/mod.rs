@@ -71,6 +71,18 @@ pub fn effective(env: &crate::config::EnvConfig, inv: &crate::config::Invocation
 }
 
 /// Watches the release for `w.duration`; an `Err` is a breach (roll back).
+/// What a dry run says about the watch.
+pub fn plan_line(w: &Watch) -> String {
+    format!(
+        "Then the watch: {} (every {}, the first {} not judged), lock held; {} critical window(s) in a row, \
+         or a host down, a PM2 worker errored or restarting, or the error rate at or over immediate, roll back.",
+        ui::format_duration(w.duration),
+        ui::format_duration(w.interval),
+        ui::format_duration(w.initial_delay),
+        w.consecutive
+    )
+}
+
 /// `check`: the GitHub check run to keep `in_progress` with a line of progress.
 pub async fn run<T: Transport>(
     ctx: &Ctx<'_>,
