@@ -123,14 +123,23 @@ pub struct DeployArgs {
     /// Deploy migrations flagged as destructive where destructive_migrations = "confirm".
     #[arg(long)]
     pub allow_destructive_migrations: bool,
+    /// Watch the release for DURATION after it went live (overrides the environment's
+    /// watch.duration; 0s skips the watch).
+    #[arg(long, value_name = "DURATION")]
+    pub watch: Option<String>,
 }
 
 fn flags(cli: Cli) -> Flags {
     let mut f = Flags::default();
     let common = match cli.command {
         Some(Cmd::Deploy(a)) => {
-            (f.command, f.sha, f.dry_run, f.allow_destructive_migrations) =
-                (Some("deploy".into()), a.sha, a.dry_run, a.allow_destructive_migrations);
+            (f.command, f.sha, f.dry_run, f.allow_destructive_migrations, f.watch) = (
+                Some("deploy".into()),
+                a.sha,
+                a.dry_run,
+                a.allow_destructive_migrations,
+                a.watch,
+            );
             a.common
         }
         Some(Cmd::Rollback(a)) => {

@@ -170,7 +170,7 @@ pub(crate) fn path_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-fn describe_http_error(e: &reqwest::Error) -> String {
+pub fn describe_http_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -32,3 +32,4 @@ pub mod state;
 pub mod steps;
 pub mod suggest;
 pub mod ui;
+pub mod watch;

@@ -305,7 +305,12 @@ fn deploys_report_deployments_and_check_runs() {
     let g = github();
     let sb = Sandbox::new("gh");
     let (s1, s2) = (sha(1), sha(2));
-    sb.write_config("required_checks = [\"lint\"]\nchecks_interval = \"200ms\"");
+    // A short post-deploy watch: the check run stays in_progress with a progress line.
+    sb.write_config(
+        "required_checks = [\"lint\"]\nchecks_interval = \"200ms\"\n[environments.staging.watch]\n\
+         duration = \"2s\"\ninterval = \"1s\"\ninitial_delay = \"0s\"\nmin_requests = 1\n\
+         cpu = { warning = \"100%\", critical = \"100%\" }",
+    );
     g.setup(
         "o/app",
         json!({"branches": {"develop": [s1]}, "check_runs": [{"name": "lint", "head_sha": s1}]}),
@@ -337,6 +342,20 @@ fn deploys_report_deployments_and_check_runs() {
     assert_eq!(own.len(), 1, "one check run despite the 429");
     assert_eq!(own[0]["status"], "completed");
     assert_eq!(own[0]["conclusion"], "success");
+    let updates = own[0]["updates"].as_array().unwrap();
+    assert!(
+        updates.iter().any(|u| u["status"] == "in_progress"
+            && u["output"]["title"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("watching the release")),
+        "the watch's progress line: {updates:?}"
+    );
+    assert!(
+        own[0]["output_summary"].as_str().unwrap().contains("watch passed"),
+        "{}",
+        own[0]
+    );
     assert!(
         own[0]["output_summary"].as_str().unwrap().contains("deploy success"),
         "{}",

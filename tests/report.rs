@@ -95,6 +95,7 @@ fn base(status: Status, message: &str) -> Summary {
         migration_review: None,
         warnings: Vec::new(),
         availability: None,
+        watch: None,
         package: None,
     }
 }

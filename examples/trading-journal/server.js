@@ -91,6 +91,72 @@ const BROKERS = [
   { id: 'saxo', name: 'Saxo Bank', country: 'DK' },
 ];
 
+// --- fault modes (tests of tj-deploy's post-deploy watch) --------------------
+// A file in the release turns one on, like UNHEALTHY: CRASH_AFTER holds seconds after which
+// the worker crashes (and, restarted by PM2, crashes again); ERRORS_AFTER holds seconds after
+// which every request but /api/health and /metrics answers 500; SLOW_AFTER holds "seconds
+// delay_ms" after which every answer waits delay_ms (default 600).
+
+const STARTED = Date.now();
+
+function modeFile(name) {
+  try {
+    return fs.readFileSync(path.join(APP_DIR, name), 'utf8').trim().split(/\s+/).map(Number);
+  } catch (_) {
+    return null;
+  }
+}
+
+const CRASH_AFTER = modeFile('CRASH_AFTER');
+const ERRORS_AFTER = modeFile('ERRORS_AFTER');
+const SLOW_AFTER = modeFile('SLOW_AFTER');
+
+function after(mode) {
+  return mode !== null && Date.now() - STARTED >= (mode[0] || 0) * 1000;
+}
+
+if (CRASH_AFTER !== null) {
+  setTimeout(() => {
+    console.error(`pid ${process.pid}: CRASH_AFTER: crashing`);
+    process.exit(1);
+  }, (CRASH_AFTER[0] || 0) * 1000).unref();
+}
+
+// --- metrics (Prometheus text format) -----------------------------------------
+
+const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+const ROUTES = ['/api/health', '/api/me', '/api/brokers', 'other'];
+const requests = new Map(); // `${route}\0${status}` -> count
+const durations = new Map(ROUTES.map((r) => [r, { buckets: BUCKETS.map(() => 0), sum: 0, count: 0 }]));
+
+function observe(route, status, seconds) {
+  const r = ROUTES.includes(route) ? route : 'other';
+  const key = `${r}\0${status}`;
+  requests.set(key, (requests.get(key) || 0) + 1);
+  const d = durations.get(r);
+  BUCKETS.forEach((le, i) => {
+    if (seconds <= le) d.buckets[i] += 1;
+  });
+  d.sum += seconds;
+  d.count += 1;
+}
+
+function metricsText() {
+  const lines = ['# HELP http_requests_total HTTP requests answered.', '# TYPE http_requests_total counter'];
+  for (const [key, n] of requests) {
+    const [route, status] = key.split('\0');
+    lines.push(`http_requests_total{route="${route}",status="${status}"} ${n}`);
+  }
+  lines.push('# HELP http_request_duration_seconds Time to answer.', '# TYPE http_request_duration_seconds histogram');
+  for (const [route, d] of durations) {
+    BUCKETS.forEach((le, i) => lines.push(`http_request_duration_seconds_bucket{route="${route}",le="${le}"} ${d.buckets[i]}`));
+    lines.push(`http_request_duration_seconds_bucket{route="${route}",le="+Inf"} ${d.count}`);
+    lines.push(`http_request_duration_seconds_sum{route="${route}"} ${d.sum}`);
+    lines.push(`http_request_duration_seconds_count{route="${route}"} ${d.count}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 // --- HTTP --------------------------------------------------------------------
 
 let shuttingDown = false;
@@ -107,7 +173,24 @@ function sendJson(res, status, body) {
 
 function handle(req, res) {
   const url = new URL(req.url, 'http://localhost');
-  const route = `${req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
+  const pathname = url.pathname.replace(/\/+$/, '') || '/';
+  const route = `${req.method} ${pathname}`;
+  if (route === 'GET /metrics') {
+    res.setHeader('Content-Type', 'text/plain; version=0.0.4');
+    return res.end(metricsText());
+  }
+  const started = process.hrtime.bigint();
+  res.on('finish', () => observe(pathname, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+  if (after(ERRORS_AFTER) && pathname !== '/api/health') {
+    return sendJson(res, 500, { error: 'internal_error', mode: 'ERRORS_AFTER' });
+  }
+  if (after(SLOW_AFTER)) {
+    return setTimeout(() => answer(route, url, res), SLOW_AFTER[1] || 600);
+  }
+  return answer(route, url, res);
+}
+
+function answer(route, url, res) {
   switch (route) {
     case 'GET /api/health':
     case 'HEAD /api/health': {

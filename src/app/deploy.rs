@@ -35,6 +35,9 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
             config.env.name
         );
         print!("{}", plan.render());
+        if let Some(w) = crate::watch::effective(&config.env, inv) {
+            println!("{}", crate::watch::plan_line(&w));
+        }
         return Ok(());
     }
     let cancel = Cancel::install();
@@ -120,6 +123,7 @@ async fn run(
         started_at: start.utc,
         gates: s.gates,
         github: github.client(),
+        check: github.check_id(),
     };
     Ok(pipeline::deploy::run(&ctx, d, fleet.borrowed()).await)
 }

@@ -119,6 +119,12 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
         timeouts: Timeouts::parse(&k.key("timeouts"), raw.timeouts.as_ref(), health_timeout)?,
         health_from_host,
         public_url: public_url(&k, raw)?,
+        watch: super::watch::parse(
+            &k.key("watch"),
+            raw.watch.as_ref(),
+            &k.key("probe_rate"),
+            raw.probe_rate.as_deref(),
+        )?,
     })
 }
 

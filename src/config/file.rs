@@ -64,6 +64,9 @@ pub struct RawEnv {
     pub availability: Option<String>,
     pub health_from: Option<String>,
     pub public_url: Option<String>,
+    /// The post-deploy watch; merged key by key over `[defaults.watch]` (see `config::watch`).
+    pub watch: Option<super::watch::RawWatch>,
+    pub probe_rate: Option<String>,
 }
 
 macro_rules! overlay {
@@ -110,12 +113,17 @@ impl RawEnv {
             reuse_dependencies,
             availability,
             health_from,
-            public_url
+            public_url,
+            watch,
+            probe_rate
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();
             t.extend(over.clone());
             merged.timeouts = Some(t);
+        }
+        if let (Some(base), Some(over)) = (&defaults.watch, &self.watch) {
+            merged.watch = Some(over.over(base));
         }
         merged
     }

@@ -7,6 +7,7 @@ pub mod file;
 pub mod inputs;
 pub mod timeouts;
 pub mod values;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub struct Flags {
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
     pub allow_destructive_migrations: bool,
+    /// `--watch DURATION`: the post-deploy watch's duration for this run (`0s` skips it).
+    pub watch: Option<String>,
 }
 
 /// Which backup a rollback restores.
@@ -91,6 +94,8 @@ pub struct Invocation {
     pub allow_destructive_migrations: bool,
     /// The pull request or merge-queue entry of a `pull_request(_target)` / `merge_group` run.
     pub pull_request: Option<PullRequest>,
+    /// `--watch DURATION` or the input `watch`: overrides the watch's `duration` for this run.
+    pub watch: Option<Duration>,
 }
 
 impl Invocation {
@@ -171,6 +176,7 @@ impl Invocation {
             slack_on_start,
             allow_destructive_migrations,
             pull_request,
+            watch: watch::override_duration(flags.watch.or(inputs.watch))?,
         })
     }
 }
@@ -255,6 +261,8 @@ pub struct EnvConfig {
     pub health_from_host: bool,
     /// Checked from the runner once every host verified (the balancer's path).
     pub public_url: Option<String>,
+    /// The post-deploy watch (`duration` zero: none) and `probe_rate`.
+    pub watch: watch::Watch,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";

@@ -80,6 +80,11 @@ impl Reporter {
         self.gh.as_ref()
     }
 
+    /// The check run this run created, if any (the watch updates its progress line).
+    pub fn check_id(&self) -> Option<u64> {
+        self.check
+    }
+
     /// Creates our check run `in_progress`.
     pub async fn start_check(&mut self, inv: &Invocation, sha: &crate::config::Sha, env: &str) {
         let Some(gh) = &self.gh else { return };

@@ -154,6 +154,16 @@ pub fn annotation(f: &crate::migrations::Flag) -> Value {
     })
 }
 
+/// Keeps the check run `in_progress` with a line of progress (the post-deploy watch).
+pub async fn progress_check(gh: &Github, id: u64, title: &str, line: &str) -> Result<()> {
+    let path = gh.repo_path(&format!("/check-runs/{id}"));
+    let body = json!({
+        "status": "in_progress",
+        "output": {"title": truncate(title, 255), "summary": fit_summary(line)},
+    });
+    gh.patch(&path, &body).await.map(|_| ())
+}
+
 /// Completes the check run; annotations beyond the first 50 follow in further updates, which
 /// GitHub appends.
 pub async fn finish_check(

@@ -112,6 +112,13 @@ fn detail_sections(s: &Summary) -> Vec<Value> {
     if let Some(a) = &s.availability {
         blocks.push(section(esc(&a.to_string())));
     }
+    if let Some(w) = &s.watch {
+        blocks.push(section(lines_within(
+            "Watch",
+            &w.lines().iter().map(|l| esc(l.trim())).collect::<Vec<_>>(),
+            0,
+        )));
+    }
     if !s.warnings.is_empty() {
         let lines: Vec<String> = s.warnings.iter().map(|w| format!("• ⚠️ {}", esc(w))).collect();
         blocks.push(section(lines_within("Warnings", &lines, 0)));

@@ -33,6 +33,8 @@ pub struct Deploy<'a> {
     pub gates: Vec<crate::github::gates::Gate>,
     /// For the list of changes since the previous release.
     pub github: Option<&'a crate::github::Github>,
+    /// The check run, kept `in_progress` with a progress line during the watch.
+    pub check: Option<u64>,
 }
 
 /// What the run learned and did, for the summary and the log.
@@ -51,6 +53,7 @@ struct Outcome {
     /// Undo removed the run's backups (nothing switched, no migration ran).
     backup_dropped: bool,
     availability: Option<crate::availability::Report>,
+    watch: Option<crate::watch::Report>,
 }
 
 /// Migration names from the migrate step's output: Prisma's "Applying migration `x`" and the
@@ -83,9 +86,22 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
         warnings: RefCell::new(Vec::new()),
         backup_dropped: false,
         availability: None,
+        watch: None,
     };
     let result = phases(ctx, &d, &mut hosts, &mut out).await;
-    let (status, message, error) = conclude(ctx, &mut hosts, &mut out, result).await;
+    let (status, message, mut error) = conclude(ctx, &mut hosts, &mut out, result).await;
+    let message = match out
+        .watch
+        .as_ref()
+        .filter(|w| w.ending == crate::watch::Ending::CutShort)
+    {
+        // DESIGN.md §7: the release stays, the status is success, the exit code is 1.
+        Some(w) => {
+            error = Some(Error::failed(w.headline()));
+            format!("{message}; {}", w.headline())
+        }
+        None => message,
+    };
     let summary = summary(ctx, d, &hosts, out, status, message);
     finish(ctx, &hosts, &summary).await;
     (summary, error)
@@ -129,6 +145,13 @@ async fn phases<T: Transport>(
         }
         out.checks.borrow_mut().push(c);
     }
+    verdict?;
+    // The lock is held through the watch; a breach fails like any other step and rolls back.
+    let Some(w) = crate::watch::effective(&ctx.config.env, ctx.inv) else {
+        return Ok(());
+    };
+    let (report, verdict) = crate::watch::run(ctx, hosts, &w, d.github.zip(d.check)).await;
+    out.watch = Some(report);
     verdict
 }
 
@@ -285,6 +308,7 @@ fn summary<T: Transport>(
     Summary {
         warnings: out.warnings.take(),
         availability: out.availability,
+        watch: out.watch,
         status,
         release,
         failed_release: matches!(status, Status::Failure | Status::RolledBack).then(|| out.id.to_string()),
@@ -329,6 +353,7 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Sum
                 "backup": summary.backup,
                 "destructive_migrations": destructive,
                 "availability": summary.availability,
+                "watch": summary.watch,
             });
             let line = crate::journal::line(summary, id.as_deref().unwrap_or(""), h.t.name(), fields);
             crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;

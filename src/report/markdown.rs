@@ -67,6 +67,10 @@ impl Summary {
         if let Some(a) = &self.availability {
             md.push_str(&format!("\n**{}** (every host's health URL, switch to verified)\n", a));
         }
+        if let Some(w) = &self.watch {
+            md.push('\n');
+            md.push_str(&w.markdown());
+        }
         if !self.warnings.is_empty() {
             md.push_str("\n### Warnings\n\n");
             for w in &self.warnings {

@@ -93,6 +93,8 @@ pub struct Summary {
     pub availability: Option<crate::availability::Report>,
     /// The pending migrations, their flagged statements and the gate's decision.
     pub migration_review: Option<crate::migrations::Review>,
+    /// The post-deploy watch, when one ran.
+    pub watch: Option<crate::watch::Report>,
 }
 
 fn or_dash(s: &Option<String>) -> &str {

@@ -49,6 +49,9 @@ impl Summary {
         if let Some(a) = &self.availability {
             out.push_str(&format!("{a}\n"));
         }
+        for line in self.watch.iter().flat_map(|w| w.lines()) {
+            out.push_str(&format!("{line}\n"));
+        }
         if !self.warnings.is_empty() {
             out.push_str("  warnings:\n");
             for w in &self.warnings {

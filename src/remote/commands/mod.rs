@@ -14,6 +14,7 @@ mod http;
 mod lock;
 mod log;
 mod release;
+mod watch;
 
 pub use backup::*;
 pub use db::*;
@@ -22,6 +23,7 @@ pub use http::*;
 pub use lock::*;
 pub use log::*;
 pub use release::*;
+pub use watch::*;
 
 /// A script to run with `sh -c`, and a short label for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,37 @@
+//! The post-deploy watch's one command per host per interval: PM2's process list, the host's
+//! memory and CPU counters and the disk of `deploy_dir`, in sections parsed by `watch::sample`.
+
+use super::*;
+
+/// Marks the start of each section of [`sample`]'s output.
+pub const SECTION: &str = "@@tj-watch ";
+
+/// Prints `@@tj-watch meminfo|stat|df|pm2` sections. A missing source prints nothing in its
+/// section (reported as no data), so the command itself succeeds whenever the shell runs.
+pub fn watch_sample(l: &Layout) -> Script {
+    with_dirs("watch", l)
+        .line("echo '@@tj-watch meminfo'; cat /proc/meminfo 2>/dev/null || true")
+        .line("echo '@@tj-watch stat'; head -n 1 /proc/stat 2>/dev/null || true")
+        .line("echo '@@tj-watch df'; df -P -k \"$D\" 2>/dev/null | tail -n 1 || true")
+        .line("echo '@@tj-watch pm2'; pm2 jlist 2>/dev/null || echo 'pm2 jlist failed'")
+        .repeatable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    #[test]
+    fn quotes_the_deploy_dir_and_reads_every_source() {
+        let l = Layout::new(
+            RemotePath::parse("d", "/srv/my app").unwrap(),
+            RemotePath::parse("b", "/srv/backups").unwrap(),
+        );
+        let t = watch_sample(&l).text().to_string();
+        assert!(t.contains("D='/srv/my app'"), "{t}");
+        for s in ["meminfo", "stat", "df", "pm2 jlist"] {
+            assert!(t.contains(s), "{s}: {t}");
+        }
+    }
+}

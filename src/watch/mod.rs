@@ -1,0 +1,299 @@
+//! The post-deploy watch (issue #13): after every host verified, the release is watched for
+//! `duration` while the lock is held. Every `interval` (after `initial_delay`) one window is
+//! taken from every source — synthetic probes from the runner, one SSH command per host (PM2,
+//! memory, CPU, disk), Prometheus when configured — and judged by [`decide`]. A breach ends the
+//! watch with an error, which the deploy's own failure path turns into a rollback; SIGTERM ends
+//! it with the release kept (DESIGN.md §7).
+
+pub mod decide;
+pub mod probe;
+pub mod prometheus;
+mod report;
+pub mod sample;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::watch::Watch;
+use crate::error::{Error, Result};
+use crate::pipeline::{Ctx, HostRun};
+use crate::remote::{Mode, Transport, commands};
+use crate::ui;
+use decide::{Level, Track, Window};
+use sample::HostSample;
+
+/// How the watch ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ending {
+    Passed,
+    /// A breach: what was over which threshold.
+    RolledBack(String),
+    /// SIGTERM/SIGINT: the release stays.
+    CutShort,
+}
+
+/// What the watch saw, for every summary and the log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub planned_seconds: u64,
+    pub watched_seconds: u64,
+    /// Windows judged (after `initial_delay`).
+    pub samples: u32,
+    pub metrics: Vec<Track>,
+    /// Each metric's first warning, as said during the watch.
+    pub warnings: Vec<String>,
+    /// Sources that failed or gave no data (first occurrences, capped).
+    pub notes: Vec<String>,
+    /// The last PM2 figures per host (reported, not judged).
+    pub workers: Vec<String>,
+    pub ending: Ending,
+}
+
+/// What the loop carries from one window to the next.
+struct State {
+    report: Report,
+    baseline: BTreeMap<String, BTreeMap<i64, i64>>,
+    cpu: BTreeMap<String, Option<(u64, u64)>>,
+    last_progress: Option<Instant>,
+}
+
+/// The watch this run does: the environment's, with `--watch`/`watch` overriding its duration;
+/// `None` when the duration is zero (no watch work at all).
+pub fn effective(env: &crate::config::EnvConfig, inv: &crate::config::Invocation) -> Option<Watch> {
+    let mut w = env.watch.clone();
+    if let Some(d) = inv.watch {
+        w.duration = d;
+    }
+    (!w.duration.is_zero()).then_some(w)
+}
+
+/// Watches the release for `w.duration`; an `Err` is a breach (roll back).
+/// What a dry run says about the watch.
+pub fn plan_line(w: &Watch) -> String {
+    format!(
+        "Then the watch: {} (every {}, the first {} not judged), lock held; {} critical window(s) in a row, \
+         or a host down, a PM2 worker errored or restarting, or the error rate at or over immediate, roll back.",
+        ui::format_duration(w.duration),
+        ui::format_duration(w.interval),
+        ui::format_duration(w.initial_delay),
+        w.consecutive
+    )
+}
+
+/// `check`: the GitHub check run to keep `in_progress` with a line of progress.
+pub async fn run<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &[HostRun<T>],
+    w: &Watch,
+    check: Option<(&crate::github::Github, u64)>,
+) -> (Report, Result<()>) {
+    let started = Instant::now();
+    ui::info(&format!(
+        "watch: {} every {} ({} not judged), {} probe(s)/s per host",
+        ui::format_duration(w.duration),
+        ui::format_duration(w.interval),
+        ui::format_duration(w.initial_delay),
+        w.probe_rate
+    ));
+    let mut st = State {
+        report: report::empty(w),
+        baseline: BTreeMap::new(),
+        cpu: BTreeMap::new(),
+        last_progress: None,
+    };
+    progress(&mut st, Duration::ZERO, w.duration, check).await;
+    let probes = match probes(ctx, hosts, w) {
+        Ok(p) => p,
+        Err(e) => return (st.report, Err(e)),
+    };
+    let http = ctx.http;
+    for (host, s) in sample_all(ctx, hosts, w.interval).await {
+        if let Ok(s) = s {
+            let restarts = s.workers.iter().flatten().map(|wk| (wk.id, wk.restarts)).collect();
+            st.baseline.insert(host.clone(), restarts);
+            st.cpu.insert(host, s.cpu_ticks);
+        }
+    }
+    let mut next = started + w.interval;
+    let breach = loop {
+        if cancelled_before(next).await {
+            st.report.ending = Ending::CutShort;
+            break None;
+        }
+        let mut win = Window {
+            probes: probes.window(),
+            ..Window::default()
+        };
+        gather(ctx, hosts, w, http, &mut win, &mut st).await;
+        let judged_at = started.elapsed();
+        if judged_at >= w.initial_delay {
+            if let Some(b) = judge(w, &win, &mut st) {
+                break Some(b);
+            }
+        }
+        if judged_at >= w.duration {
+            break None;
+        }
+        progress(&mut st, judged_at, w.duration, check).await;
+        next += w.interval;
+    };
+    probes.stop();
+    st.report.watched_seconds = started.elapsed().as_secs();
+    match breach {
+        Some(b) => {
+            st.report.ending = Ending::RolledBack(b.clone());
+            (st.report, Err(Error::failed(format!("watch: {b}"))))
+        }
+        None => (st.report, Ok(())),
+    }
+}
+
+fn probes<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -> Result<probe::Probes> {
+    let env = &ctx.config.env;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("tj-deploy/", env!("CARGO_PKG_VERSION"), " watch"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::failed(format!("http client: {e}")))?;
+    if env.health_from_host {
+        // The runner cannot reach the hosts' apps: no synthetic probes from here (too few
+        // requests is inconclusive, never a breach); PM2, host and Prometheus still judge.
+        crate::ui::info(
+            "watch: no synthetic probes from the runner (health_from = \"host\"): PM2, host and Prometheus sources only",
+        );
+        return Ok(probe::Probes::start(
+            Vec::new(),
+            &client,
+            w.probe_rate,
+            env.health_request_timeout,
+        ));
+    }
+    let targets = hosts
+        .iter()
+        .map(|h| {
+            let url = crate::health::url_for(&env.health_url, &h.spec);
+            (h.name(), probe::targets(&url, &env.smoke))
+        })
+        .collect();
+    Ok(probe::Probes::start(
+        targets,
+        &client,
+        w.probe_rate,
+        env.health_request_timeout,
+    ))
+}
+
+/// Sleeps until `at`; true when a signal came first.
+async fn cancelled_before(at: Instant) -> bool {
+    let cancel = crate::signals::Cancel::installed();
+    loop {
+        if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= at {
+            return false;
+        }
+        tokio::time::sleep((at - now).min(Duration::from_millis(200))).await;
+    }
+}
+
+/// One SSH command per host, side by side, each bounded by the interval (at least 5 s).
+async fn sample_all<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &[HostRun<T>],
+    interval: Duration,
+) -> Vec<(String, std::result::Result<HostSample, String>)> {
+    let script = commands::watch_sample(&ctx.layout);
+    let limit = interval.max(Duration::from_secs(5));
+    let script = &script;
+    let runs = hosts.iter().map(|h| async move {
+        let out = tokio::time::timeout(limit, h.t.run(script, Mode::Capture)).await;
+        let s = match out {
+            Ok(Ok(o)) if o.success() => Ok(sample::parse(&o.stdout, ctx.layout.deploy_dir.as_str())),
+            Ok(Ok(o)) => Err(format!("exit {:?}: {}", o.code, ui::prefix(o.stderr.trim(), 200))),
+            Ok(Err(e)) => Err(e.message),
+            Err(_) => Err(format!("no answer within {}", ui::format_duration(limit))),
+        };
+        (h.name(), s)
+    });
+    futures_util::future::join_all(runs).await
+}
+
+/// Fills the window's host and Prometheus facts; keeps each host's CPU counters.
+async fn gather<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &[HostRun<T>],
+    w: &Watch,
+    http: &reqwest::Client,
+    win: &mut Window,
+    st: &mut State,
+) {
+    for (host, s) in sample_all(ctx, hosts, w.interval).await {
+        if let Ok(s) = &s {
+            let before = st.cpu.insert(host.clone(), s.cpu_ticks).flatten();
+            win.cpu.insert(host.clone(), sample::cpu_busy(before, s.cpu_ticks));
+            st.report.workers = report::workers(&st.report.workers, &host, s);
+        }
+        win.hosts.insert(host, s);
+    }
+    if let Some(p) = &w.prometheus {
+        for (name, q) in [("prometheus error_rate", &p.error_rate), ("prometheus p95", &p.p95)] {
+            if let Some(q) = q {
+                win.prometheus.push((name, prometheus::query(http, &p.url, q).await));
+            }
+        }
+    }
+}
+
+/// Judges one window into the report; returns the breach, if any.
+fn judge(w: &Watch, win: &Window, st: &mut State) -> Option<String> {
+    let j = decide::judge(w, win, &st.baseline);
+    st.report.samples += 1;
+    for n in &j.notes {
+        report::note(&mut st.report, n);
+    }
+    for r in j.readings.iter().filter(|r| r.level == Level::Warning) {
+        if !st.report.warnings.iter().any(|x| x.starts_with(r.metric)) {
+            let line = format!(
+                "{} {} over warning {}",
+                r.metric,
+                r.unit.show(r.value.unwrap_or(0.0)),
+                r.unit.show(r.levels.warning)
+            );
+            ui::warn(&format!("watch: {line}"));
+            st.report.warnings.push(line);
+        }
+    }
+    decide::track(&mut st.report.metrics, &j, w.consecutive)
+}
+
+/// A progress line (terminal and check run) at the start, then at most once a minute.
+async fn progress(st: &mut State, at: Duration, total: Duration, check: Option<(&crate::github::Github, u64)>) {
+    if st.last_progress.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    st.last_progress = Some(Instant::now());
+    let line = format!(
+        "watching the release: {} of {}, {} sample(s) judged, no breach",
+        ui::format_duration(at),
+        ui::format_duration(total),
+        st.report.samples
+    );
+    if !at.is_zero() {
+        ui::info(&format!("watch: {line}"));
+    }
+    if let Some((gh, id)) = check {
+        let title = format!(
+            "watching the release ({} of {})",
+            ui::format_duration(at),
+            ui::format_duration(total)
+        );
+        if let Err(e) = crate::github::report::progress_check(gh, id, &title, &line).await {
+            report::note(&mut st.report, &format!("check run progress: {e}"));
+        }
+    }
+}
