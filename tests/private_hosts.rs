@@ -175,4 +175,31 @@ fn private_hosts_verify_smoke_probe_and_roll_back_over_ssh() {
             h.spec()
         );
     }
+
+    // 4. A watch on private hosts probes from each host: a release that turns slow 5 s after
+    //    it started is rolled back by the p95 the hosts measured.
+    f.set_app("4.0.0");
+    std::fs::write(f.build_dir.join("SLOW_AFTER"), "5 600").expect("mode file");
+    let mut text = std::fs::read_to_string(&f.config).expect("config");
+    text.push_str(
+        "probe_rate = \"5/s\"\n[environments.staging.watch]\nduration = \"16s\"\ninterval = \"2s\"\n\
+         initial_delay = \"2s\"\nconsecutive = 2\nmin_requests = 4\n\
+         p95 = { warning = \"200ms\", critical = \"400ms\" }\n\
+         cpu = { warning = \"100%\", critical = \"100%\" }\nmemory = { warning = \"100%\", critical = \"100%\" }\n\
+         disk = { warning = \"100%\", critical = \"100%\" }\n",
+    );
+    std::fs::write(&f.config, text).expect("write config");
+    let run = f.deploy(&sha(4));
+    run.expect(1);
+    let line = run.error_line();
+    assert!(
+        line.contains("watch: ") && line.contains("p95"),
+        "{line}\n{}",
+        run.all()
+    );
+    assert!(run.all().contains("probes run on each host"), "{}", run.all());
+    for h in &f.hosts {
+        let inside = health_inside(h);
+        assert!(inside.contains(&sha(1)), "{}: v1 serves again: {inside}", h.spec());
+    }
 }

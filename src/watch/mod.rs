@@ -159,11 +159,9 @@ fn probes<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch) -> Resul
         .build()
         .map_err(|e| Error::failed(format!("http client: {e}")))?;
     if env.health_from_host {
-        // The runner cannot reach the hosts' apps: no synthetic probes from here (too few
-        // requests is inconclusive, never a breach); PM2, host and Prometheus still judge.
-        crate::ui::info(
-            "watch: no synthetic probes from the runner (health_from = \"host\"): PM2, host and Prometheus sources only",
-        );
+        // The runner cannot reach the hosts' apps: no probes from here; each window's probes
+        // run on the hosts instead (`host_probes`).
+        crate::ui::info("watch: probes run on each host (health_from = \"host\"; health_url only)");
         return Ok(probe::Probes::start(
             Vec::new(),
             &client,
@@ -232,7 +230,13 @@ async fn gather<T: Transport>(
     win: &mut Window,
     st: &mut State,
 ) {
-    for (host, s) in sample_all(ctx, hosts, w.interval).await {
+    // Private hosts (health_from = "host"): the window's probes run on each host, side by side
+    // with the sample, over most of the interval.
+    let (samples, on_hosts) = tokio::join!(sample_all(ctx, hosts, w.interval), host_probes(ctx, hosts, w));
+    if ctx.config.env.health_from_host {
+        win.probes = on_hosts;
+    }
+    for (host, s) in samples {
         if let Ok(s) = &s {
             let before = st.cpu.insert(host.clone(), s.cpu_ticks).flatten();
             win.cpu.insert(host.clone(), sample::cpu_busy(before, s.cpu_ticks));
@@ -247,6 +251,45 @@ async fn gather<T: Transport>(
             }
         }
     }
+}
+
+/// With `health_from = "host"`: `health_url` probed on every host at `probe_rate` for most of
+/// one interval (one SSH command per host, bounded; see `commands::probe_loop`). Empty otherwise.
+async fn host_probes<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &[HostRun<T>],
+    w: &Watch,
+) -> BTreeMap<String, decide::HostProbes> {
+    let env = &ctx.config.env;
+    if !env.health_from_host {
+        return BTreeMap::new();
+    }
+    let every = Duration::from_secs_f64(1.0 / w.probe_rate.max(0.01));
+    let span = w.interval.mul_f64(0.8);
+    // A stop file nobody writes: the loop ends by its own bound.
+    let never = format!("{}/watch-probes-{}.never", ctx.layout.meta(), ctx.owner.token);
+    let runs = hosts.iter().filter_map(|h| {
+        let tool = h.http_tool?;
+        let url = crate::health::url_for(&env.health_url, &h.spec);
+        let script = commands::probe_loop(tool, &url, every, env.health_request_timeout, span, &never);
+        Some(async move { (h.name(), h.t.run(&script, Mode::Capture).await) })
+    });
+    let mut out = BTreeMap::new();
+    for (name, run) in futures_util::future::join_all(runs).await {
+        match run {
+            Ok(o) => {
+                let (samples, _) = crate::availability::parse_loop(&o.stdout);
+                let probes = decide::HostProbes {
+                    sent: samples.len() as u64,
+                    failed: samples.iter().filter(|s| !s.ok).count() as u64,
+                    latencies: samples.iter().map(|s| s.latency_ms as f64 / 1000.0).collect(),
+                };
+                out.insert(name, probes);
+            }
+            Err(e) => ui::warn(&format!("{name}: watch probes on the host: {e}")),
+        }
+    }
+    out
 }
 
 /// Judges one window into the report; returns the breach, if any.
