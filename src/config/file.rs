@@ -62,6 +62,8 @@ pub struct RawEnv {
     pub timeouts: Option<BTreeMap<String, String>>,
     pub reuse_dependencies: Option<bool>,
     pub availability: Option<String>,
+    pub drain: Option<bool>,
+    pub drain_timeout: Option<String>,
 }
 
 macro_rules! overlay {
@@ -106,7 +108,9 @@ impl RawEnv {
             destructive_migrations,
             timeouts,
             reuse_dependencies,
-            availability
+            availability,
+            drain,
+            drain_timeout
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();

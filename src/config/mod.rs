@@ -250,6 +250,10 @@ pub struct EnvConfig {
     pub reuse_dependencies: bool,
     /// `availability = "enforce"`: a failed probe during switch..verify fails the run.
     pub availability_enforce: bool,
+    /// `drain`: ship the keep-alive drain preload and wire it into the workers (src/drain/).
+    pub drain: bool,
+    /// `drain_timeout`: the most a stopping worker waits for its connections to close.
+    pub drain_timeout: Duration,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";

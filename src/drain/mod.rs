@@ -1,0 +1,64 @@
+//! The keep-alive drain (issue #19, DESIGN.md §7 "Drain"): the Node preload tj-deploy ships to
+//! `<deploy_dir>/.tj-deploy/drain.js`, the wrapper that hands it to the app's PM2 workers
+//! without the app or its ecosystem file mentioning it, and how to tell a worker runs it.
+//!
+//! Why a wrapper and not `NODE_OPTIONS`: PM2 forks cluster workers with its daemon's
+//! environment and copies the app's environment in only once Node runs, after preloads;
+//! `--update-env` therefore never reaches Node's own option parsing (measured: the same
+//! failures with and without). `node_args`, which PM2 updates on every `startOrReload`, does.
+
+/// The preload itself.
+pub const DRAIN_JS: &str = include_str!("drain.js");
+
+/// The ecosystem wrapper, written beside `drain.js` as `drain.config.js`.
+pub const WRAP_JS: &str = include_str!("wrap.config.js");
+
+/// Whether PM2's `node_args` of a worker (`pm2 jlist`: `pm2_env.node_args`) preload the drain.
+pub fn in_node_args<S: AsRef<str>>(node_args: &[S]) -> bool {
+    node_args.iter().any(|a| is_drain_path(a.as_ref()))
+}
+
+/// Whether a process runs the drain, from its `/proc/<pid>/environ` (`NODE_OPTIONS`, set where
+/// the reload names no ecosystem file) or `/proc/<pid>/cmdline` (node's own arguments before
+/// PM2 renames the process): both are NUL-separated.
+pub fn in_proc(environ_or_cmdline: &[u8]) -> bool {
+    environ_or_cmdline.split(|b| *b == 0).any(|field| {
+        let f = String::from_utf8_lossy(field);
+        match f.strip_prefix("NODE_OPTIONS=") {
+            Some(opts) => opts.split_whitespace().any(|w| is_drain_path(w.trim_matches('"'))),
+            None => is_drain_path(&f),
+        }
+    })
+}
+
+fn is_drain_path(s: &str) -> bool {
+    // Also `--require=<path>`.
+    s.ends_with("/.tj-deploy/drain.js")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_whether_a_worker_runs_the_drain() {
+        assert!(in_node_args(&["--max-old-space-size=512", "--require", "/srv/a b/.tj-deploy/drain.js"]));
+        assert!(!in_node_args::<&str>(&[]));
+        assert!(!in_node_args(&["--require", "/srv/app/current/tracing.js"]));
+        assert!(in_proc(b"PATH=/usr/bin\0NODE_OPTIONS=--max-old-space-size=512 --require \"/srv/a b/.tj-deploy/drain.js\"\0"));
+        assert!(in_proc(b"node\0--require\0/srv/app/.tj-deploy/drain.js\0server.js\0"));
+        assert!(!in_proc(b"PATH=/usr/bin\0NODE_OPTIONS=--enable-source-maps\0"));
+        assert!(!in_proc(b"node /srv/app/current/server.js"));
+    }
+
+    #[test]
+    fn the_preload_parses() {
+        for (name, text) in [("drain.js", DRAIN_JS), ("wrap.config.js", WRAP_JS)] {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join(name);
+            std::fs::write(&f, text).unwrap();
+            let out = std::process::Command::new("node").arg("--check").arg(&f).output().unwrap();
+            assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
