@@ -302,7 +302,11 @@ mod tests {
     #[test]
     fn the_kill_timeout_warning_follows_drain_timeout() {
         let w = |kill: Option<i64>, ms: u64| kill_warning(kill, Duration::from_millis(ms));
-        assert!(w(Some(3000), 3000).unwrap().contains("kill_timeout 3000 ms is not above drain_timeout 3000 ms"));
+        assert!(
+            w(Some(3000), 3000)
+                .unwrap()
+                .contains("kill_timeout 3000 ms is not above drain_timeout 3000 ms")
+        );
         assert_eq!(w(Some(3001), 3000), None);
         assert_eq!(w(None, 1500), None, "PM2's default 1600 ms covers the default drain");
         assert!(w(None, 2000).unwrap().contains("PM2's default of 1600 ms"));
@@ -361,8 +365,14 @@ mod tests {
         assert!(w[0].contains("app 'web': script 'npm' in cluster mode"), "{w:?}");
         assert!(w[1].contains("app 'worker': runs in fork mode"), "{w:?}");
         assert!(w[2].contains("app 'worker': cwd '"), "{w:?}");
-        assert_eq!(lint_local(dir.path(), Some("pm2 reload all"), CUR, DRAIN_TIMEOUT), Local::NoFile);
+        assert_eq!(
+            lint_local(dir.path(), Some("pm2 reload all"), CUR, DRAIN_TIMEOUT),
+            Local::NoFile
+        );
         std::fs::write(dir.path().join("ecosystem.config.js"), "module.exports = {{;\n").unwrap();
-        assert!(matches!(lint_local(dir.path(), reload, CUR, DRAIN_TIMEOUT), Local::Failed(_)));
+        assert!(matches!(
+            lint_local(dir.path(), reload, CUR, DRAIN_TIMEOUT),
+            Local::Failed(_)
+        ));
     }
 }

@@ -39,7 +39,10 @@ impl Nginx {
             ),
         )
         .unwrap();
-        sh_ok(&format!("/usr/sbin/nginx -p {d} -e {d}/logs/error.log -c {}", conf.display()));
+        sh_ok(&format!(
+            "/usr/sbin/nginx -p {d} -e {d}/logs/error.log -c {}",
+            conf.display()
+        ));
         support::wait_for_addr("127.0.0.1", port, "nginx", &dir.join("logs/error.log"));
         Nginx { port, conf }
     }
@@ -95,7 +98,12 @@ fn stats(l: Load) -> Vec<(&'static str, serde_json::Value)> {
 fn show(what: &str, s: &[(&str, serde_json::Value)]) -> String {
     let rows: Vec<String> = s
         .iter()
-        .map(|(n, v)| format!("  {what}: {n}: {} failed of {} {}", v["failures"], v["requests"], v["errors"]))
+        .map(|(n, v)| {
+            format!(
+                "  {what}: {n}: {} failed of {} {}",
+                v["failures"], v["requests"], v["errors"]
+            )
+        })
         .collect();
     rows.join("\n")
 }
@@ -106,9 +114,17 @@ fn failures(s: &[(&str, serde_json::Value)]) -> u64 {
 
 fn assert_served(what: &str, s: &[(&str, serde_json::Value)]) {
     for (n, v) in s {
-        assert!(v["requests"].as_u64().unwrap_or(0) > 50, "{what}: {n}: load too small: {v}");
+        assert!(
+            v["requests"].as_u64().unwrap_or(0) > 50,
+            "{what}: {n}: load too small: {v}"
+        );
     }
-    assert_eq!(failures(s), 0, "{what}: requests failed with the drain:\n{}", show(what, s));
+    assert_eq!(
+        failures(s),
+        0,
+        "{what}: requests failed with the drain:\n{}",
+        show(what, s)
+    );
 }
 
 /// examples/plain into the build dir; `note` makes each call a code-only change.
@@ -169,6 +185,83 @@ fn plain_app_keeps_every_request_with_the_drain_and_loses_some_without() {
     assert_eq!(sb.revision().as_deref(), Some(sha(3).as_str()), "{}", run.stdout);
     println!(
         "plain app, drain = true:\n{}\n{}",
+        show("deploy", &deploy),
+        show("rollback", &rollback)
+    );
+    assert_served("deploy", &deploy);
+    assert_served("rollback", &rollback);
+}
+
+/// examples/nextjs, built once (scripts/build-nextjs), into the build dir without node_modules
+/// and Next's build cache; `note` makes each call a code-only change.
+fn put_next(sb: &Sandbox, note: &str) {
+    let src = support::repo().join("examples/nextjs");
+    if !src.join(".next/BUILD_ID").is_file() {
+        let out = sh(&format!("bash {}/scripts/build-nextjs 2>&1", support::repo().display()));
+        assert!(
+            out.status.success(),
+            "scripts/build-nextjs failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&sb.build_dir);
+    std::fs::create_dir_all(&sb.build_dir).unwrap();
+    sh_ok(&format!(
+        "tar -C {} --exclude=./node_modules --exclude=./.next/cache -cf - . | tar -C {} -xf -",
+        src.display(),
+        sb.build_dir.display()
+    ));
+    std::fs::write(sb.build_dir.join("public/release.txt"), format!("{note}\n")).unwrap();
+}
+
+fn next_config(sb: &Sandbox, drain: bool) {
+    sb.write_config(&format!(
+        "install = \"npm ci --omit=dev --no-audit --no-fund --prefer-offline\"\n\
+         health_timeout = \"60s\"\nsmoke = [\"GET /api/health 200\", \"POST /api/trades 400\"]\ndrain = {drain}"
+    ));
+    let text = std::fs::read_to_string(&sb.config).unwrap().replacen(
+        "[defaults]",
+        "exclude = [\".git\", \"node_modules\", \".next/cache\"]\n\n[defaults]",
+        1,
+    );
+    std::fs::write(&sb.config, text).unwrap();
+}
+
+#[test]
+fn nextjs_keeps_every_request_with_the_drain() {
+    let sb = Sandbox::new("nextka");
+    put_next(&sb, "v1");
+    next_config(&sb, false);
+    sb.deploy(&sha(1)).expect(0);
+    let nginx = Nginx::start(&sb.root.join("nginx"), sb.app_port);
+
+    put_next(&sb, "v2");
+    let l = load(sb.app_port, &nginx);
+    let run = sb.deploy(&sha(2));
+    let before = stats(l);
+    run.expect(0);
+    println!("nextjs, drain = false, deploy:\n{}", show("deploy", &before));
+
+    next_config(&sb, true);
+    put_next(&sb, "v3");
+    sb.deploy(&sha(3)).expect(0);
+    put_next(&sb, "v4");
+    let l = load(sb.app_port, &nginx);
+    let run = sb.deploy(&sha(4));
+    let deploy = stats(l);
+    run.expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(4).as_str()));
+    let l = load(sb.app_port, &nginx);
+    let run = support::Run::of(
+        sb.cmd(&["rollback", "-e", "staging", "--to", "latest"])
+            .output()
+            .expect("run tj-deploy"),
+    );
+    let rollback = stats(l);
+    run.expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(3).as_str()), "{}", run.stdout);
+    println!(
+        "nextjs, drain = true:\n{}\n{}",
         show("deploy", &deploy),
         show("rollback", &rollback)
     );

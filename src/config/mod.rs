@@ -359,6 +359,26 @@ health_url = "http://127.0.0.1:3000/api/health"
     }
 
     #[test]
+    fn drain_is_on_by_default_and_its_timeout_is_checked() {
+        let c = Config::from_text("t.toml", GOOD, Path::new("/x"), &env("staging")).unwrap();
+        assert!(c.env.drain);
+        assert_eq!(c.env.drain_timeout, Duration::from_millis(1500));
+        let text = GOOD.replace("[defaults]", "[defaults]\ndrain = false\ndrain_timeout = \"4s\"");
+        let c = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap();
+        assert!(!c.env.drain);
+        assert_eq!(c.env.drain_timeout, Duration::from_secs(4));
+        for bad in ["0s", "11m", "soon"] {
+            let text = GOOD.replace("[defaults]", &format!("[defaults]\ndrain_timeout = \"{bad}\""));
+            let e = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap_err();
+            assert!(
+                e.message.contains("environments.staging.drain_timeout"),
+                "{bad}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (GOOD.replace("keep_releases = 3", "keep_releases = 0"), "keep_releases"),

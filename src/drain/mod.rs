@@ -42,10 +42,16 @@ mod tests {
 
     #[test]
     fn tells_whether_a_worker_runs_the_drain() {
-        assert!(in_node_args(&["--max-old-space-size=512", "--require", "/srv/a b/.tj-deploy/drain.js"]));
+        assert!(in_node_args(&[
+            "--max-old-space-size=512",
+            "--require",
+            "/srv/a b/.tj-deploy/drain.js"
+        ]));
         assert!(!in_node_args::<&str>(&[]));
         assert!(!in_node_args(&["--require", "/srv/app/current/tracing.js"]));
-        assert!(in_proc(b"PATH=/usr/bin\0NODE_OPTIONS=--max-old-space-size=512 --require \"/srv/a b/.tj-deploy/drain.js\"\0"));
+        assert!(in_proc(
+            b"PATH=/usr/bin\0NODE_OPTIONS=--max-old-space-size=512 --require \"/srv/a b/.tj-deploy/drain.js\"\0"
+        ));
         assert!(in_proc(b"node\0--require\0/srv/app/.tj-deploy/drain.js\0server.js\0"));
         assert!(!in_proc(b"PATH=/usr/bin\0NODE_OPTIONS=--enable-source-maps\0"));
         assert!(!in_proc(b"node /srv/app/current/server.js"));
@@ -57,7 +63,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let f = dir.path().join(name);
             std::fs::write(&f, text).unwrap();
-            let out = std::process::Command::new("node").arg("--check").arg(&f).output().unwrap();
+            let out = std::process::Command::new("node")
+                .arg("--check")
+                .arg(&f)
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         }
     }

@@ -118,13 +118,25 @@ mod tests {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let apps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let drain = format!("{}/.tj-deploy/drain.js", d.display());
-        assert_eq!(apps[0]["node_args"], serde_json::json!(["--max-old-space-size=64", "--require", drain]));
-        assert_eq!(apps[0]["env"], serde_json::json!({"X": "1", "TJ_DRAIN_TIMEOUT_MS": "2500"}));
+        assert_eq!(
+            apps[0]["node_args"],
+            serde_json::json!(["--max-old-space-size=64", "--require", drain])
+        );
+        assert_eq!(
+            apps[0]["env"],
+            serde_json::json!({"X": "1", "TJ_DRAIN_TIMEOUT_MS": "2500"})
+        );
         assert!(apps[1].get("node_args").is_none(), "not a Node app: {apps}");
         assert_eq!(std::fs::read_to_string(&drain).unwrap().trim_end(), DRAIN_JS.trim_end());
     }
 
     fn sh(c: &str) {
-        assert!(std::process::Command::new("sh").args(["-c", c]).status().unwrap().success());
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", c])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 }
