@@ -268,3 +268,20 @@ fn nextjs_keeps_every_request_with_the_drain() {
     assert_served("deploy", &deploy);
     assert_served("rollback", &rollback);
 }
+
+/// The sample app keeps its own shutdown handling (`Connection: close` once stopping, then
+/// `cluster.worker.disconnect()`); with the drain on top, nothing may fail either.
+#[test]
+fn the_sample_app_with_its_own_handling_keeps_every_request_with_the_drain() {
+    let sb = Sandbox::new("sampleka");
+    sb.deploy(&sha(1)).expect(0);
+    let nginx = Nginx::start(&sb.root.join("nginx"), sb.app_port);
+    sb.set_app("2.0.0", false);
+    let l = load(sb.app_port, &nginx);
+    let run = sb.deploy(&sha(2));
+    let deploy = stats(l);
+    run.expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
+    println!("sample app, drain = true:\n{}", show("deploy", &deploy));
+    assert_served("deploy", &deploy);
+}

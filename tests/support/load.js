@@ -98,9 +98,15 @@ function once() {
   });
 }
 
+// LOAD_PAUSE_MS=N: each client waits a random 0..N ms between requests, so keep-alive
+// connections sit idle at times, as real clients' do (how the drain closes idle ones matters).
+const pause = Math.max(0, Number(process.env.LOAD_PAUSE_MS) || 0);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 async function worker() {
   while (Date.now() < deadline) {
     await once();
+    if (pause) await sleep(Math.random() * pause);
   }
 }
 
