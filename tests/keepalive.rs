@@ -138,6 +138,14 @@ fn put_plain(sb: &Sandbox, note: &str) {
     std::fs::write(sb.build_dir.join("note.txt"), note).unwrap();
 }
 
+fn rollback(sb: &Sandbox) -> support::Run {
+    support::Run::of(
+        sb.cmd(&["rollback", "-e", "staging", "--to", "latest"])
+            .output()
+            .expect("run tj-deploy"),
+    )
+}
+
 fn plain_config(sb: &Sandbox, drain: bool) {
     sb.write_config(&format!(
         "install = \"\"\nmigrate = \"\"\nsmoke = [\"POST /api/trades 400\"]\ndrain = {drain}"
@@ -158,7 +166,15 @@ fn plain_app_keeps_every_request_with_the_drain_and_loses_some_without() {
     let run = sb.deploy(&sha(2));
     let before = stats(l);
     run.expect(0);
-    println!("plain app, drain = false, deploy:\n{}", show("deploy", &before));
+    let l = load(sb.app_port, &nginx);
+    let run = rollback(&sb);
+    let before_rollback = stats(l);
+    run.expect(0);
+    println!(
+        "plain app, drain = false:\n{}\n{}",
+        show("deploy", &before),
+        show("rollback", &before_rollback)
+    );
 
     // With it: the deploy that turns it on replaces workers that lack it; the next ones count.
     plain_config(&sb, true);
@@ -175,11 +191,7 @@ fn plain_app_keeps_every_request_with_the_drain_and_loses_some_without() {
     run.expect(0);
     assert_eq!(sb.revision().as_deref(), Some(sha(4).as_str()));
     let l = load(sb.app_port, &nginx);
-    let run = support::Run::of(
-        sb.cmd(&["rollback", "-e", "staging", "--to", "latest"])
-            .output()
-            .expect("run tj-deploy"),
-    );
+    let run = rollback(&sb);
     let rollback = stats(l);
     run.expect(0);
     assert_eq!(sb.revision().as_deref(), Some(sha(3).as_str()), "{}", run.stdout);
@@ -252,11 +264,7 @@ fn nextjs_keeps_every_request_with_the_drain() {
     run.expect(0);
     assert_eq!(sb.revision().as_deref(), Some(sha(4).as_str()));
     let l = load(sb.app_port, &nginx);
-    let run = support::Run::of(
-        sb.cmd(&["rollback", "-e", "staging", "--to", "latest"])
-            .output()
-            .expect("run tj-deploy"),
-    );
+    let run = rollback(&sb);
     let rollback = stats(l);
     run.expect(0);
     assert_eq!(sb.revision().as_deref(), Some(sha(3).as_str()), "{}", run.stdout);

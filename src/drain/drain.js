@@ -25,6 +25,7 @@
   let armed = false;
   let ticker = null;
   let deadline = 0;
+  let started = 0;
   let signalOwned = false;
   let exitAsked = null;
   const realExit = process.exit.bind(process);
@@ -93,7 +94,12 @@
   }
 
   function finish(why) {
+    const open = sockets.size;
     if (why === 'timeout') for (const s of sockets) s.destroy();
+    if (why === 'timeout' || process.env.TJ_DRAIN_DEBUG) {
+      const took = Date.now() - started;
+      process.stderr.write(`tj-deploy drain: ${why} after ${took} ms, ${open} connection(s) open${why === 'timeout' ? ' closed' : ''}\n`);
+    }
     if (ticker) clearInterval(ticker);
     ticker = null;
     if (exitAsked !== null) realExit(exitAsked);
@@ -106,6 +112,7 @@
     draining = true;
     IDLE = idleMs();
     const TIMEOUT = timeoutMs();
+    started = Date.now();
     deadline = Date.now() + TIMEOUT;
     // Whoever else listens decides how the process ends; with nobody, the default action of
     // the signal (exit) happens once drained.
