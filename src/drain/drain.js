@@ -30,6 +30,18 @@
   let exitAsked = null;
   const realExit = process.exit.bind(process);
 
+  // TJ_DRAIN_DEBUG=<absolute file>: lines appended there (PM2 may lose stderr at exit).
+  function say(line) {
+    const text = `tj-deploy drain: pid ${process.pid}: ${line}\n`;
+    const to = process.env.TJ_DRAIN_DEBUG || '';
+    try {
+      if (to.startsWith('/')) require('fs').appendFileSync(to, text);
+      else process.stderr.write(text);
+    } catch {
+      // Logging never stops the drain.
+    }
+  }
+
   const closing = (s) => draining || (s[K] && s[K].server[K] === 'closing');
 
   function track(server, socket) {
@@ -80,7 +92,10 @@
     const now = Date.now();
     for (const s of sockets) {
       const st = s[K];
-      if (closing(s) && st.active === 0 && now - st.last >= IDLE) s.destroy();
+      if (closing(s) && st.active === 0 && now - st.last >= IDLE) {
+        if (process.env.TJ_DRAIN_DEBUG) say(`idle ${now - st.last} ms: closed`);
+        s.destroy();
+      }
     }
     check();
   }
@@ -97,8 +112,7 @@
     const open = sockets.size;
     if (why === 'timeout') for (const s of sockets) s.destroy();
     if (why === 'timeout' || process.env.TJ_DRAIN_DEBUG) {
-      const took = Date.now() - started;
-      process.stderr.write(`tj-deploy drain: ${why} after ${took} ms, ${open} connection(s) open${why === 'timeout' ? ' closed' : ''}\n`);
+      say(`${why} after ${Date.now() - started} ms, ${open} connection(s) open${why === 'timeout' ? ' closed' : ''}`);
     }
     if (ticker) clearInterval(ticker);
     ticker = null;
@@ -120,6 +134,7 @@
       ? process.listenerCount('message') > 1
       : process.listenerCount(signal) > 1;
     for (const s of servers) if (stopAccepting(s) && s.listening) net.Server.prototype.close.call(s);
+    if (process.env.TJ_DRAIN_DEBUG) say(`${signal}: ${sockets.size} connection(s) open`);
     const t = setTimeout(() => finish('timeout'), TIMEOUT);
     t.unref();
     tick();

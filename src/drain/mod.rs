@@ -3,9 +3,10 @@
 //! without the app or its ecosystem file mentioning it, and how to tell a worker runs it.
 //!
 //! Why a wrapper and not `NODE_OPTIONS`: PM2 forks cluster workers with its daemon's
-//! environment and copies the app's environment in only once Node runs, after preloads;
-//! `--update-env` therefore never reaches Node's own option parsing (measured: the same
-//! failures with and without). `node_args`, which PM2 updates on every `startOrReload`, does.
+//! environment and copies the app's environment in only once Node runs, after preloads, so
+//! `NODE_OPTIONS` never reaches Node's own option parsing (measured: the same failures with and
+//! without), and a reload does not pass its own environment to the workers anyway.
+//! `node_args` and `env` of the ecosystem file, which PM2 updates on every `startOrReload`, do.
 
 /// The preload itself.
 pub const DRAIN_JS: &str = include_str!("drain.js");

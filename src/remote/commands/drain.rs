@@ -1,8 +1,10 @@
 //! The reload with the keep-alive drain wired in (src/drain/): writes the preload and the
 //! ecosystem wrapper to `<deploy_dir>/.tj-deploy/`, then runs the configured reload command
 //! on the wrapper instead of the app's ecosystem file, so PM2 preloads the drain into every
-//! new worker. A reload command that names no ecosystem file gets the preload through
-//! `NODE_OPTIONS` instead (it reaches fork-mode workers and a PM2 daemon this command starts).
+//! new worker and hands them `drain_timeout` in the app's `env` (PM2 does not pass the reload's
+//! own environment to reloaded workers, `--update-env` or not: measured). A reload command that
+//! names no ecosystem file (`pm2 reload all`) gets the preload through `NODE_OPTIONS` instead,
+//! which reaches only the workers PM2 starts from this environment (a first start, fork mode).
 
 use std::time::Duration;
 
