@@ -58,6 +58,65 @@ mod tests {
         assert!(!in_proc(b"node /srv/app/current/server.js"));
     }
 
+    /// A client on a keep-alive connection, an app given by `app_js` under the preload
+    /// (`TJ_DRAIN_TIMEOUT_MS` 800): prints the `Connection` header before the signal and of a
+    /// request 100 ms into the drain (none with `idle`), then the exit code and its delay.
+    const CLIENT_JS: &str = r#"
+const { spawn } = require('child_process');
+const http = require('http');
+const [drain, app, idle] = process.argv.slice(1);
+const child = spawn(process.execPath, ['--require', drain, '-e', app],
+  { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, TJ_DRAIN_TIMEOUT_MS: '800' } });
+child.on('message', async (port) => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () => new Promise((res, rej) => http.get({ port, agent }, (r) => {
+    r.resume(); r.on('end', () => res(r.headers.connection)); }).on('error', rej));
+  console.log('before', await get());
+  const t0 = Date.now();
+  child.on('exit', (code) => console.log('exit', code, Date.now() - t0 >= 700 ? 'at timeout' : 'drained'));
+  child.kill('SIGINT');
+  await new Promise((r) => setTimeout(r, 100));
+  if (idle !== 'idle') console.log('during', await get());
+});
+"#;
+
+    fn run_drain(app: &str, idle: bool) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("drain.js");
+        std::fs::write(&f, DRAIN_JS).unwrap();
+        let out = std::process::Command::new("node")
+            .args(["-e", CLIENT_JS])
+            .arg(&f)
+            .arg(app)
+            .arg(if idle { "idle" } else { "busy" })
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    const LISTEN: &str = ".listen(0, '127.0.0.1', function () { process.send(this.address().port); });";
+
+    #[test]
+    fn a_stopping_worker_says_connection_close_and_exits_once_drained() {
+        let plain = format!("require('http').createServer((q, s) => s.end('ok')){LISTEN}");
+        assert_eq!(
+            run_drain(&plain, false),
+            "before keep-alive\nduring close\nexit 0 drained\n"
+        );
+        // An idle connection nobody uses again holds the drain until drain_timeout.
+        assert_eq!(run_drain(&plain, true), "before keep-alive\nexit 0 at timeout\n");
+        // Next.js-like: its own handler closes the server and exits at once; the exit waits.
+        let next = format!(
+            "const srv = require('http').createServer((q, s) => s.end('ok')){LISTEN} \
+             process.on('SIGINT', () => srv.close(() => process.exit(3)));"
+        );
+        assert_eq!(
+            run_drain(&next, false),
+            "before keep-alive\nduring close\nexit 3 drained\n"
+        );
+    }
+
     #[test]
     fn the_preload_parses() {
         for (name, text) in [("drain.js", DRAIN_JS), ("wrap.config.js", WRAP_JS)] {

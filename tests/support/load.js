@@ -91,7 +91,9 @@ function once() {
     req.on('error', (e) => {
       if (settled) return;
       stats.requests += 1;
-      fail(`${post ? 'POST ' : ''}${e.code || e.message}`);
+      // A keep-alive request that failed on a connection it reused, or on a fresh one.
+      const fresh = keepAlive && !req.reusedSocket ? ' (new connection)' : '';
+      fail(`${post ? 'POST ' : ''}${e.code || e.message}${fresh}`);
       done();
     });
     req.end(post ? TRADE : undefined);
