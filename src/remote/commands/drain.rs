@@ -34,9 +34,11 @@ pub fn reload_drained(l: &Layout, command: &str, env: &HookEnv, timeout: Duratio
         .line("export TJ_DRAIN_TIMEOUT_MS");
     let s = match &file {
         Some(f) => s.var("TJ_DRAIN_ECOSYSTEM", f).line("export TJ_DRAIN_ECOSYSTEM"),
-        None => s
-            .line("NODE_OPTIONS=\"${NODE_OPTIONS:+$NODE_OPTIONS }--require \\\"$M/drain.js\\\"\"")
-            .line("export NODE_OPTIONS"),
+        // NODE_OPTIONS quotes with `"`: a path holding one (or `\`) would break every node.
+        None => s.line(
+            "case \"$M\" in *'\"'*|*'\\'*) echo 'drain: not wired (deploy_dir holds a quote or backslash)' >&2 ;; \
+             *) NODE_OPTIONS=\"${NODE_OPTIONS:+$NODE_OPTIONS }--require \\\"$M/drain.js\\\"\"; export NODE_OPTIONS ;; esac",
+        ),
     };
     s.line("cd \"$TJ_CURRENT\"").line("exec sh -ec \"$CMD\"")
 }
@@ -130,6 +132,49 @@ mod tests {
         );
         assert!(apps[1].get("node_args").is_none(), "not a Node app: {apps}");
         assert_eq!(std::fs::read_to_string(&drain).unwrap().trim_end(), DRAIN_JS.trim_end());
+    }
+
+    #[test]
+    fn without_an_ecosystem_file_node_options_carry_the_preload() {
+        let run = |d: &str| {
+            let s = reload_drained(
+                &layout(d),
+                "printf '%s' \"$NODE_OPTIONS\"",
+                &env(),
+                Duration::from_secs(1),
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let text = s.text().replace(d, &format!("{}{d}", dir.path().display()));
+            std::fs::create_dir_all(format!("{}{d}/current", dir.path().display())).unwrap();
+            let out = std::process::Command::new("sh")
+                .args(["-c", &text])
+                .env("NODE_OPTIONS", "--enable-source-maps")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            (
+                dir.path().display().to_string(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (root, opts) = run("/srv/a b");
+        assert_eq!(
+            opts,
+            format!("--enable-source-maps --require \"{root}/srv/a b/.tj-deploy/drain.js\"")
+        );
+        assert_eq!(
+            run("/srv/a\"b").1,
+            "--enable-source-maps",
+            "not wired rather than broken"
+        );
+    }
+
+    fn env() -> HookEnv<'static> {
+        HookEnv {
+            environment: "staging",
+            release: ReleaseId::parse("id", "20260118_143000").unwrap(),
+            revision: "abc",
+        }
     }
 
     fn sh(c: &str) {
