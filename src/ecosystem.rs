@@ -123,14 +123,8 @@ pub fn warnings(file: &str, current: &str, apps: &[App], drain: Duration) -> Vec
             )),
             Some(_) => {}
         }
-        if let Some(kill) = number(&a.kill_timeout)
-            && kill <= drain.as_millis() as i64
-        {
-            warn(format!(
-                "kill_timeout {kill} ms is not above drain_timeout {} ms: PM2 kills workers before they drain; set kill_timeout to at least {} ms",
-                drain.as_millis(),
-                drain.as_millis() + 1000
-            ));
+        if let Some(w) = kill_warning(number(&a.kill_timeout), drain) {
+            warn(w);
         }
         if truthy(&a.wait_ready) && is_next {
             warn("wait_ready with next start: Next.js never sends 'ready', so every worker waits out listen_timeout and PM2 then reports success whatever happened; remove wait_ready".into());
@@ -139,9 +133,34 @@ pub fn warnings(file: &str, current: &str, apps: &[App], drain: Duration) -> Vec
     out
 }
 
+/// PM2's `kill_timeout` when an app sets none.
+const PM2_KILL_TIMEOUT_MS: i64 = 1600;
+
+/// PM2 SIGKILLs a worker `kill_timeout` after asking it to stop: at or below `drain_timeout`,
+/// the drain is cut short.
+fn kill_warning(kill: Option<i64>, drain: Duration) -> Option<String> {
+    let d = drain.as_millis() as i64;
+    let fix = format!("set kill_timeout to at least {} ms", d + 1000);
+    match kill {
+        Some(k) if k <= d => Some(format!(
+            "kill_timeout {k} ms is not above drain_timeout {d} ms: PM2 kills workers before they drain; {fix}"
+        )),
+        None if PM2_KILL_TIMEOUT_MS <= d => Some(format!(
+            "no kill_timeout: PM2's default of {PM2_KILL_TIMEOUT_MS} ms is not above drain_timeout {d} ms, so PM2 kills workers before they drain; {fix}"
+        )),
+        _ => None,
+    }
+}
+
 /// Lints the ecosystem file in the new release on the host. Returns the warnings (one saying
 /// why, when the file could not be evaluated there); never an error.
-pub async fn lint_host<T: Transport>(t: &T, l: &Layout, reload: Option<&str>, env: &HookEnv<'_>) -> Vec<String> {
+pub async fn lint_host<T: Transport>(
+    t: &T,
+    l: &Layout,
+    reload: Option<&str>,
+    env: &HookEnv<'_>,
+    drain: Duration,
+) -> Vec<String> {
     let Some(file) = reload.and_then(file_from_reload) else {
         return Vec::new();
     };
@@ -165,7 +184,7 @@ pub async fn lint_host<T: Transport>(t: &T, l: &Layout, reload: Option<&str>, en
         )];
     }
     match parse(&out.stdout) {
-        Ok(apps) => warnings(&file, &l.current(), &apps, DRAIN_TIMEOUT),
+        Ok(apps) => warnings(&file, &l.current(), &apps, drain),
         Err(e) => vec![format!("{file}: not checked on {name}: {e}")],
     }
 }
@@ -183,7 +202,7 @@ pub enum Local {
 
 /// Lints the ecosystem file of the package dir with the local `node`, TJ_CURRENT set to
 /// `current` as the deploy would.
-pub fn lint_local(package_dir: &Path, reload: Option<&str>, current: &str) -> Local {
+pub fn lint_local(package_dir: &Path, reload: Option<&str>, current: &str, drain: Duration) -> Local {
     let Some(file) = reload.and_then(file_from_reload) else {
         return Local::NoFile;
     };
@@ -204,7 +223,7 @@ pub fn lint_local(package_dir: &Path, reload: Option<&str>, current: &str) -> Lo
             String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").trim()
         )),
         Ok(o) => match parse(&String::from_utf8_lossy(&o.stdout)) {
-            Ok(apps) => Local::Checked(warnings(&file, current, &apps, DRAIN_TIMEOUT)),
+            Ok(apps) => Local::Checked(warnings(&file, current, &apps, drain)),
             Err(e) => Local::Failed(format!("{file}: {e}")),
         },
     }
@@ -281,6 +300,20 @@ mod tests {
     }
 
     #[test]
+    fn the_kill_timeout_warning_follows_drain_timeout() {
+        let w = |kill: Option<i64>, ms: u64| kill_warning(kill, Duration::from_millis(ms));
+        assert!(
+            w(Some(3000), 3000)
+                .unwrap()
+                .contains("kill_timeout 3000 ms is not above drain_timeout 3000 ms")
+        );
+        assert_eq!(w(Some(3001), 3000), None);
+        assert_eq!(w(None, 1500), None, "PM2's default 1600 ms covers the default drain");
+        assert!(w(None, 2000).unwrap().contains("PM2's default of 1600 ms"));
+        assert!(w(None, 2000).unwrap().contains("at least 3000 ms"));
+    }
+
+    #[test]
     fn kill_timeout_and_wait_ready_with_next() {
         let w = lint(
             r#"{"name":"a","script":"server.js","exec_mode":"cluster","instances":2,"cwd":"/srv/app/current","kill_timeout":1500}"#,
@@ -325,15 +358,21 @@ mod tests {
         )
         .unwrap();
         let reload = Some("pm2 startOrReload ecosystem.config.js --update-env");
-        let Local::Checked(w) = lint_local(dir.path(), reload, CUR) else {
+        let Local::Checked(w) = lint_local(dir.path(), reload, CUR, DRAIN_TIMEOUT) else {
             panic!("node must be installed for this test");
         };
         assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].contains("app 'web': script 'npm' in cluster mode"), "{w:?}");
         assert!(w[1].contains("app 'worker': runs in fork mode"), "{w:?}");
         assert!(w[2].contains("app 'worker': cwd '"), "{w:?}");
-        assert_eq!(lint_local(dir.path(), Some("pm2 reload all"), CUR), Local::NoFile);
+        assert_eq!(
+            lint_local(dir.path(), Some("pm2 reload all"), CUR, DRAIN_TIMEOUT),
+            Local::NoFile
+        );
         std::fs::write(dir.path().join("ecosystem.config.js"), "module.exports = {{;\n").unwrap();
-        assert!(matches!(lint_local(dir.path(), reload, CUR), Local::Failed(_)));
+        assert!(matches!(
+            lint_local(dir.path(), reload, CUR, DRAIN_TIMEOUT),
+            Local::Failed(_)
+        ));
     }
 }

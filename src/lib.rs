@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod deps;
 pub mod dotenv;
+pub mod drain;
 pub mod ecosystem;
 pub mod error;
 pub mod github;

@@ -171,6 +171,26 @@ function sendJson(res, status, body) {
   res.end(payload);
 }
 
+// Echoes a JSON trade: the POST a deploy must not drop (a proxy does not retry it).
+function saveTrade(req, res) {
+  const chunks = [];
+  let size = 0;
+  req.on('data', (c) => {
+    size += c.length;
+    if (size <= 65536) chunks.push(c);
+  });
+  req.on('end', () => {
+    let trade;
+    try {
+      trade = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      return sendJson(res, 400, { error: 'body must be JSON' });
+    }
+    if (size > 65536 || !trade || typeof trade !== 'object') return sendJson(res, 422, { error: 'need a JSON object' });
+    return sendJson(res, 201, { trade, revision: readRevision() });
+  });
+}
+
 function handle(req, res) {
   const url = new URL(req.url, 'http://localhost');
   const pathname = url.pathname.replace(/\/+$/, '') || '/';
@@ -209,6 +229,8 @@ function answer(route, url, res) {
       return sendJson(res, 401, { error: 'unauthorized' });
     case 'GET /api/brokers':
       return sendJson(res, 200, BROKERS);
+    case 'POST /api/trades':
+      return saveTrade(req, res);
     default:
       return sendJson(res, 404, { error: 'not_found', path: url.pathname });
   }

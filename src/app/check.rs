@@ -110,7 +110,12 @@ fn check_notes(summary: &mut Summary, inv: &Invocation, github: &crate::github::
 fn ecosystem_gate(config: &Config, warnings: &mut Vec<String>) -> crate::github::gates::Gate {
     use crate::ecosystem::{Local, lint_local};
     let current = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone()).current();
-    let (ok, reason) = match lint_local(&config.package_dir, config.env.reload.as_deref(), &current) {
+    let (ok, reason) = match lint_local(
+        &config.package_dir,
+        config.env.reload.as_deref(),
+        &current,
+        config.env.drain_timeout,
+    ) {
         Local::NoFile => (
             true,
             "no ecosystem file in the reload command or the package".to_string(),

@@ -125,6 +125,8 @@ pub(super) fn validate(origin: &str, name: &EnvName, raw: &RawEnv, base: &Path) 
             &k.key("probe_rate"),
             raw.probe_rate.as_deref(),
         )?,
+        drain: raw.drain.unwrap_or(true),
+        drain_timeout: drain_timeout(&k, raw)?,
     })
 }
 
@@ -245,4 +247,17 @@ fn public_url(k: &Keys, raw: &RawEnv) -> Result<Option<String>> {
         )));
     }
     Ok(Some(url))
+}
+
+/// `drain_timeout` (default 1500ms, inside PM2's default kill_timeout of 1600 ms): between
+/// 1 ms and 10 minutes, as a ceiling that a reload only waits for when clients hold on.
+fn drain_timeout(k: &Keys, raw: &RawEnv) -> Result<Duration> {
+    let d = k.dur("drain_timeout", &raw.drain_timeout, crate::ecosystem::DRAIN_TIMEOUT)?;
+    if d.is_zero() || d > Duration::from_secs(600) {
+        return Err(Error::invalid(format!(
+            "{}: must be between 1ms and 10m",
+            k.key("drain_timeout")
+        )));
+    }
+    Ok(d)
 }

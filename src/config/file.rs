@@ -67,6 +67,8 @@ pub struct RawEnv {
     /// The post-deploy watch; merged key by key over `[defaults.watch]` (see `config::watch`).
     pub watch: Option<super::watch::RawWatch>,
     pub probe_rate: Option<String>,
+    pub drain: Option<bool>,
+    pub drain_timeout: Option<String>,
 }
 
 macro_rules! overlay {
@@ -115,7 +117,9 @@ impl RawEnv {
             health_from,
             public_url,
             watch,
-            probe_rate
+            probe_rate,
+            drain,
+            drain_timeout
         );
         if let (Some(base), Some(over)) = (&defaults.timeouts, &self.timeouts) {
             let mut t = base.clone();

@@ -263,6 +263,10 @@ pub struct EnvConfig {
     pub public_url: Option<String>,
     /// The post-deploy watch (`duration` zero: none) and `probe_rate`.
     pub watch: watch::Watch,
+    /// `drain`: ship the keep-alive drain preload and wire it into the workers (src/drain/).
+    pub drain: bool,
+    /// `drain_timeout`: the most a stopping worker waits for its connections to close.
+    pub drain_timeout: Duration,
 }
 
 pub const DEFAULT_INSTALL: &str = "npm ci --omit=dev";
@@ -365,6 +369,26 @@ health_url = "http://127.0.0.1:3000/api/health"
         let c = Config::from_text("t.toml", &off, Path::new("/x"), &env("staging")).unwrap();
         assert!(!c.env.reuse_dependencies);
         assert_eq!(c.package_dir, Path::new("/x/."));
+    }
+
+    #[test]
+    fn drain_is_on_by_default_and_its_timeout_is_checked() {
+        let c = Config::from_text("t.toml", GOOD, Path::new("/x"), &env("staging")).unwrap();
+        assert!(c.env.drain);
+        assert_eq!(c.env.drain_timeout, Duration::from_millis(1500));
+        let text = GOOD.replace("[defaults]", "[defaults]\ndrain = false\ndrain_timeout = \"4s\"");
+        let c = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap();
+        assert!(!c.env.drain);
+        assert_eq!(c.env.drain_timeout, Duration::from_secs(4));
+        for bad in ["0s", "11m", "soon"] {
+            let text = GOOD.replace("[defaults]", &format!("[defaults]\ndrain_timeout = \"{bad}\""));
+            let e = Config::from_text("t.toml", &text, Path::new("/x"), &env("staging")).unwrap_err();
+            assert!(
+                e.message.contains("environments.staging.drain_timeout"),
+                "{bad}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

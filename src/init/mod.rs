@@ -121,7 +121,7 @@ fn lint_existing(dir: &Path, rel: &str) {
     let reload = format!("pm2 startOrReload {rel} --update-env");
     // Where the environments' deploy_dir is not known yet: the lint names it so.
     let current = "<deploy_dir>/current";
-    match crate::ecosystem::lint_local(dir, Some(&reload), current) {
+    match crate::ecosystem::lint_local(dir, Some(&reload), current, crate::ecosystem::DRAIN_TIMEOUT) {
         crate::ecosystem::Local::Checked(w) if w.is_empty() => println!("  {rel}: the ecosystem lint found nothing"),
         crate::ecosystem::Local::Checked(w) => w.iter().for_each(|w| ui::warn(w)),
         _ => {

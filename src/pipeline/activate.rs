@@ -60,7 +60,10 @@ pub async fn activate<T: Transport>(
             release,
             revision,
         };
-        let script = commands::reload(l, cmd, &hook_env);
+        let script = match env.drain {
+            true => commands::reload_drained(l, cmd, &hook_env, env.drain_timeout),
+            false => commands::reload(l, cmd, &hook_env),
+        };
         let what = format!("reload ({cmd})");
         let run = h.exec(&script, Mode::Stream, &what);
         match why {

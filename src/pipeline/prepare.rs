@@ -69,7 +69,7 @@ async fn lint<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, id: ReleaseId, sha: &
         revision: sha.as_str(),
     };
     let reload = ctx.config.env.reload.as_deref();
-    for w in crate::ecosystem::lint_host(&h.t, &ctx.layout, reload, &env).await {
+    for w in crate::ecosystem::lint_host(&h.t, &ctx.layout, reload, &env, ctx.config.env.drain_timeout).await {
         if !warnings.borrow().contains(&w) {
             ui::warn(&w);
             warnings.borrow_mut().push(w);

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 'use strict';
-// Load generator for reload tests: node load.js <url> [concurrency=8] [seconds=10]
-// Every request uses a fresh connection (agent:false, Connection: close).
+// Load generator for reload tests: node load.js <url> [concurrency=8] [seconds=10] [post_path]
+// Without post_path every request uses a fresh connection (agent:false, Connection: close).
+// With post_path (issue #19) the clients keep their connections open (http.Agent keepAlive,
+// one socket per client) and send half GETs of <url>, half JSON POSTs of a trade to post_path.
 // Any non-2xx status, connection error or timeout counts as a failure.
 // SIGTERM stops it early.
 // Prints {"requests":N,"failures":N,"errors":{...},"revisions":{rev:count}} and exits 0.
@@ -9,7 +11,7 @@
 
 const http = require('http');
 
-const [, , target, concArg, durArg] = process.argv;
+const [, , target, concArg, durArg, postPath] = process.argv;
 if (!target) {
   console.error('usage: node load.js <url> [concurrency] [duration_seconds]');
   process.exit(2);
@@ -22,6 +24,10 @@ if (url.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(ur
 const concurrency = Math.max(1, Math.min(256, Number.parseInt(concArg || '8', 10) || 8));
 const duration = Math.max(0.1, Math.min(120, Number.parseFloat(durArg || '10') || 10));
 const deadline = Date.now() + duration * 1000;
+const keepAlive = Boolean(postPath);
+const agent = keepAlive ? new http.Agent({ keepAlive: true, maxSockets: concurrency }) : false;
+const TRADE = JSON.stringify({ symbol: 'AAPL', side: 'buy', qty: 1, price: 100 });
+let sent = 0;
 
 const stats = { requests: 0, failures: 0, errors: {}, revisions: {} };
 
@@ -39,13 +45,17 @@ function once() {
         resolve();
       }
     };
-    const req = http.get(
+    const post = keepAlive && sent++ % 2 === 1;
+    const req = http.request(
       {
         host: url.hostname.replace(/^\[|\]$/g, ''),
         port: url.port || 80,
-        path: url.pathname + url.search,
-        agent: false,
-        headers: { Connection: 'close' },
+        method: post ? 'POST' : 'GET',
+        path: post ? postPath : url.pathname + url.search,
+        agent,
+        headers: post
+          ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(TRADE) }
+          : keepAlive ? {} : { Connection: 'close' },
         timeout: 5000,
       },
       (res) => {
@@ -61,7 +71,7 @@ function once() {
           if (settled) return;
           stats.requests += 1;
           if (res.statusCode < 200 || res.statusCode > 299) {
-            fail(`status:${res.statusCode}`);
+            fail(`${post ? 'POST' : 'GET'} status:${res.statusCode}`);
           } else {
             try {
               const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
@@ -81,15 +91,24 @@ function once() {
     req.on('error', (e) => {
       if (settled) return;
       stats.requests += 1;
-      fail(e.code || e.message);
+      // A keep-alive request that failed on a connection it reused, or on a fresh one.
+      const fresh = keepAlive && !req.reusedSocket ? ' (new connection)' : '';
+      fail(`${post ? 'POST ' : ''}${e.code || e.message}${fresh}`);
       done();
     });
+    req.end(post ? TRADE : undefined);
   });
 }
+
+// LOAD_PAUSE_MS=N: each client waits a random 0..N ms between requests, so keep-alive
+// connections sit idle at times, as real clients' do (how the drain closes idle ones matters).
+const pause = Math.max(0, Number(process.env.LOAD_PAUSE_MS) || 0);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function worker() {
   while (Date.now() < deadline) {
     await once();
+    if (pause) await sleep(Math.random() * pause);
   }
 }
 

@@ -1,0 +1,21 @@
+'use strict';
+// tj-deploy: the app's own PM2 ecosystem file (TJ_DRAIN_ECOSYSTEM, relative to the reload's
+// cwd) with the keep-alive drain preloaded into each Node app through node_args. PM2 gives
+// cluster workers their environment only after Node has started, so NODE_OPTIONS from the
+// reload cannot reach them; node_args can, and PM2 updates them on every startOrReload.
+const path = require('path');
+
+const drain = path.join(__dirname, 'drain.js');
+let m = require(path.resolve(process.env.TJ_DRAIN_ECOSYSTEM));
+if (m && m.__esModule && m.default) m = m.default;
+const apps = Array.isArray(m) ? m : m && Array.isArray(m.apps) ? m.apps : m && m.script ? [m] : [];
+const words = (v) => (Array.isArray(v) ? v.slice() : typeof v === 'string' && v.trim() ? v.trim().split(/\s+/) : []);
+for (const app of apps) {
+  const interpreter = app.interpreter || app.exec_interpreter;
+  if (interpreter && !/(^|\/)(node|nodejs)$/.test(interpreter)) continue;
+  const args = words(app.node_args !== undefined ? app.node_args : app.nodeArgs);
+  delete app.nodeArgs;
+  app.node_args = args.concat(['--require', drain]);
+  app.env = Object.assign({}, app.env, { TJ_DRAIN_TIMEOUT_MS: process.env.TJ_DRAIN_TIMEOUT_MS || '1500' });
+}
+module.exports = m;
