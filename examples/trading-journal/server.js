@@ -205,12 +205,12 @@ function handle(req, res) {
     return sendJson(res, 500, { error: 'internal_error', mode: 'ERRORS_AFTER' });
   }
   if (after(SLOW_AFTER)) {
-    return setTimeout(() => answer(route, url, res), SLOW_AFTER[1] || 600);
+    return setTimeout(() => answer(route, url, req, res), SLOW_AFTER[1] || 600);
   }
-  return answer(route, url, res);
+  return answer(route, url, req, res);
 }
 
-function answer(route, url, res) {
+function answer(route, url, req, res) {
   switch (route) {
     case 'GET /api/health':
     case 'HEAD /api/health': {
