@@ -14,6 +14,7 @@ pub mod ecosystem;
 pub mod error;
 pub mod github;
 pub mod health;
+pub mod history;
 pub mod init;
 pub mod journal;
 pub mod lock;
