@@ -37,6 +37,34 @@ pub enum Cmd {
     Unlock(UnlockArgs),
     /// Scaffold tj-deploy.toml, ecosystem.config.js and the GitHub workflows for an app.
     Init(InitArgs),
+    /// List deploys, rollbacks and restarts from the hosts' deployments.log.
+    History(HistoryArgs),
+    /// DORA figures from deployments.log: frequency, change failure rate, time to restore.
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How many runs to list, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The period to look back over: 30d, 2w, 12h.
+    #[arg(long, value_name = "PERIOD", default_value = "30d")]
+    pub since: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -150,6 +178,14 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.dry_run) = (Some("unlock".into()), a.dry_run);
             a.common
         }
+        Some(Cmd::History(a)) => {
+            (f.command, f.json, f.ops.limit) = (Some("history".into()), a.json, Some(a.limit));
+            a.common
+        }
+        Some(Cmd::Stats(a)) => {
+            (f.command, f.json, f.ops.since) = (Some("stats".into()), a.json, Some(a.since));
+            a.common
+        }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
@@ -211,7 +247,12 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         ui::mask(secret.expose());
     }
     let config = Config::load(&inv)?;
-    if inv.dry_run && matches!(inv.command.as_str(), "backups" | "check") {
+    if inv.dry_run
+        && matches!(
+            inv.command.as_str(),
+            "backups" | "check" | "history" | "stats" | "status" | "logs"
+        )
+    {
         // Never a silent real run: a command without a plan says so instead of ignoring the flag.
         return Err(Error::invalid(format!(
             "dry-run: `{}` changes no host, so it has no dry run; drop --dry-run (input 'dry-run')",
@@ -224,8 +265,10 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "backups" => app::backups::command(&config, &inv, vars).await,
         "check" => app::check::command(&config, &inv).await,
         "unlock" => app::unlock::command(&config, &inv, vars).await,
+        "history" => app::history::history(&config, &inv, vars).await,
+        "stats" => app::history::stats(&config, &inv, vars).await,
         other => {
-            let commands = ["deploy", "rollback", "backups", "check", "unlock"];
+            let commands = ["deploy", "rollback", "backups", "check", "unlock", "history", "stats"];
             Err(Error::invalid(format!(
                 "command: {other:?} is not a command ({}one of: {})",
                 crate::suggest::hint(other, commands),

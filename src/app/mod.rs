@@ -7,6 +7,7 @@ pub mod backups;
 pub mod check;
 pub mod deploy;
 pub mod dryrun;
+pub mod history;
 pub mod rollback;
 pub mod unlock;
 

@@ -5,6 +5,7 @@
 mod env;
 pub mod file;
 pub mod inputs;
+mod ops;
 pub mod timeouts;
 pub mod values;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 pub use inputs::{ActionInputs, GithubContext, PullRequest, Secret};
+pub use ops::OpsFlags;
 pub use timeouts::Timeouts;
 pub use values::{EnvName, HostSpec, ReleaseId, RemotePath, Sha, SmokeCheck};
 
@@ -34,6 +36,8 @@ pub struct Flags {
     /// Also post to Slack when a deploy starts (input `slack-on-start`, or `TJ_SLACK_ON_START`).
     pub slack_on_start: bool,
     pub allow_destructive_migrations: bool,
+    /// The day-two commands' own flags.
+    pub ops: OpsFlags,
 }
 
 /// Which backup a rollback restores.
@@ -91,6 +95,8 @@ pub struct Invocation {
     pub allow_destructive_migrations: bool,
     /// The pull request or merge-queue entry of a `pull_request(_target)` / `merge_group` run.
     pub pull_request: Option<PullRequest>,
+    /// The day-two commands' own flags (setup, status, logs, restart, history, stats).
+    pub ops: OpsFlags,
 }
 
 impl Invocation {
@@ -171,6 +177,7 @@ impl Invocation {
             slack_on_start,
             allow_destructive_migrations,
             pull_request,
+            ops: flags.ops,
         })
     }
 }

@@ -12,6 +12,7 @@ mod db;
 mod deps;
 mod lock;
 mod log;
+mod ops;
 mod release;
 
 pub use backup::*;
@@ -19,6 +20,7 @@ pub use db::*;
 pub use deps::*;
 pub use lock::*;
 pub use log::*;
+pub use ops::*;
 pub use release::*;
 
 /// A script to run with `sh -c`, and a short label for logs.

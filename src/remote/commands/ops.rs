@@ -1,0 +1,29 @@
+//! Read-only scripts of the day-two commands: the deployment log (`history`, `stats`) and a
+//! host's state for `status`.
+
+use super::*;
+use crate::remote::layout::Layout;
+
+/// Prints the host's deployments.log (nothing when there is none yet).
+pub fn read_log(l: &Layout) -> Script {
+    with_dirs("read log", l)
+        .line("F=\"$D/.tj-deploy/deployments.log\"")
+        .line("if [ -f \"$F\" ]; then cat \"$F\"; fi")
+        .repeatable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_log_quotes_the_deploy_dir() {
+        let l = Layout::new(
+            crate::config::RemotePath::parse("d", "/srv/my app").unwrap(),
+            crate::config::RemotePath::parse("b", "/b").unwrap(),
+        );
+        let s = read_log(&l);
+        assert!(s.text().contains("D='/srv/my app'"));
+        assert!(s.is_repeatable());
+    }
+}

@@ -1,0 +1,80 @@
+//! The day-two commands (issue #16) against the real sshd, PM2 and PostgreSQL of tests/support:
+//! history, stats, status, restart.
+
+mod support;
+
+use std::io::Write as _;
+
+use support::{DEPLOY_USER, Run, Sandbox, sh_ok, sha};
+
+fn at(ago_minutes: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(ago_minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn run(sb: &Sandbox, args: &[&str]) -> Run {
+    Run::of(sb.cmd(args).output().expect("run tj-deploy"))
+}
+
+/// `history` lists a real deploy and the hand-written runs; `stats` gives the hand-computed
+/// figures: 3 deploys, one failed (restored 30 minutes later by the next deploy).
+#[test]
+fn history_and_stats_read_the_hosts_log() {
+    let sb = Sandbox::new("hist");
+    sb.deploy(&sha(1)).expect(0);
+    let log = sb.deploy_dir.join(".tj-deploy/deployments.log");
+    let lines = [
+        serde_json::json!({"kind": "deploy", "id": "20200101_000001", "commit": sha(7), "status": "failure",
+            "actor": "ana", "started_at": at(24 * 60 + 70), "finished_at": at(24 * 60 + 60)}),
+        serde_json::json!({"kind": "deploy", "id": "20200101_000002", "commit": sha(8), "status": "success",
+            "actor": "bo", "started_at": at(24 * 60 + 40), "finished_at": at(24 * 60 + 30)}),
+        serde_json::json!({"kind": "deploy", "id": "20190101_000000", "commit": sha(9), "status": "success",
+            "actor": "old", "started_at": at(40 * 24 * 60), "finished_at": at(40 * 24 * 60)}),
+    ];
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("the deploy wrote a log");
+    for l in &lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    drop(f);
+    sh_ok(&format!("chown {DEPLOY_USER}: {}", log.display()));
+
+    let h = run(&sb, &["history", "-e", "staging", "--limit", "3", "--json"]);
+    h.expect(0);
+    let list: serde_json::Value = serde_json::from_str(&h.stdout).expect("history --json");
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(&ids[1..], ["20200101_000002", "20200101_000001"], "newest first");
+    assert_eq!(list[0]["commit"], sha(1), "the real deploy is the newest");
+    let table = run(&sb, &["history", "-e", "staging"]);
+    table.expect(0);
+    assert!(
+        table.stdout.contains("20200101_000001  deploy    7777777  failure"),
+        "{}",
+        table.stdout
+    );
+
+    let s = run(&sb, &["stats", "-e", "staging", "--since", "30d", "--json"]);
+    s.expect(0);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("stats --json");
+    assert_eq!(v["deploys"], 3, "{v}");
+    assert_eq!(v["failed_deploys"], 1);
+    assert!((v["change_failure_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(v["time_to_restore"]["count"], 1);
+    assert_eq!(v["time_to_restore"]["median_seconds"], 1800.0);
+    assert!(v["lead_time_note"].as_str().unwrap().contains("GitHub token"));
+    let text = run(&sb, &["stats", "-e", "staging"]);
+    text.expect(0);
+    assert!(
+        text.stdout.contains("| Change failure rate | 33.3 % | 1 of 3 deploys"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("| Time to restore | 30m 00s |"), "{}", text.stdout);
+}
