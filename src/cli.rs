@@ -41,6 +41,8 @@ pub enum Cmd {
     History(HistoryArgs),
     /// DORA figures from deployments.log: frequency, change failure rate, time to restore.
     Stats(StatsArgs),
+    /// Per host: live release, PM2 workers and the release each runs, health, lock, disk.
+    Status(BackupsArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -186,6 +188,10 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.json, f.ops.since) = (Some("stats".into()), a.json, Some(a.since));
             a.common
         }
+        Some(Cmd::Status(a)) => {
+            (f.command, f.json) = (Some("status".into()), a.json);
+            a.common
+        }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
@@ -267,8 +273,11 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "unlock" => app::unlock::command(&config, &inv, vars).await,
         "history" => app::history::history(&config, &inv, vars).await,
         "stats" => app::history::stats(&config, &inv, vars).await,
+        "status" => app::status::command(&config, &inv, vars).await,
         other => {
-            let commands = ["deploy", "rollback", "backups", "check", "unlock", "history", "stats"];
+            let commands = [
+                "deploy", "rollback", "backups", "check", "unlock", "history", "stats", "status",
+            ];
             Err(Error::invalid(format!(
                 "command: {other:?} is not a command ({}one of: {})",
                 crate::suggest::hint(other, commands),

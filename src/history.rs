@@ -21,6 +21,8 @@ pub struct Run {
     pub finished_at: DateTime<Utc>,
     /// The release that was live before the run (for a rollback: the one it undid).
     pub previous: Option<String>,
+    /// The release it made live (a deploy: its id; a rollback: the release restored).
+    pub release: Option<String>,
     pub hosts: Vec<String>,
 }
 
@@ -68,6 +70,7 @@ pub fn parse(host: &str, log: &str) -> (Vec<Run>, usize) {
                 finished_at: time(&v, "finished_at").unwrap_or(started_at),
                 started_at,
                 previous: text(&v, "previous"),
+                release: text(&v, "release"),
                 hosts: vec![text(&v, "host").unwrap_or_else(|| host.to_string())],
                 kind: kind.clone(),
             })

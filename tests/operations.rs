@@ -78,3 +78,55 @@ fn history_and_stats_read_the_hosts_log() {
     );
     assert!(text.stdout.contains("| Time to restore | 30m 00s |"), "{}", text.stdout);
 }
+
+/// `status` shows the live release with who deployed it, the workers and their release; a
+/// worker left in an old release (here: `current` switched back by hand, no reload) is flagged.
+#[test]
+fn status_flags_a_worker_left_in_an_old_release() {
+    let sb = Sandbox::new("stat");
+    sb.deploy(&sha(1)).expect(0);
+    sb.set_app("2.0.0", false);
+    sb.deploy(&sha(2)).expect(0);
+    let releases = sb.releases();
+    let (r1, r2) = (&releases[0], &releases[1]);
+
+    let s = run(&sb, &["status", "-e", "staging", "--json"]);
+    s.expect(0);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("status --json");
+    let h = &v[0];
+    assert_eq!(h["release"], r2.as_str(), "{h}");
+    assert_eq!(h["commit"], sha(2));
+    assert_eq!(h["deployed_kind"], "deploy");
+    assert!(h["deployed_by"].as_str().is_some_and(|a| !a.is_empty()), "{h}");
+    assert_eq!(h["health"]["http_status"], 200);
+    assert_eq!(h["health"]["revision"], sha(2));
+    assert_eq!((h["releases"].as_u64(), h["backups"].as_u64()), (Some(2), Some(2)));
+    assert!(h["lock"].is_null());
+    assert!(h["disk_used_percent"].as_u64().is_some());
+    let workers = h["workers"].as_array().expect("workers");
+    assert!(!workers.is_empty(), "{h}");
+    for w in workers {
+        assert_eq!(w["release"], r2.as_str(), "{w}");
+        assert_eq!(w["stale"], false);
+        assert_eq!(w["status"], "online");
+    }
+
+    // The workers keep running v2 while current says v1: every one of them is flagged.
+    sh_ok(&format!(
+        "cd {} && ln -sfn releases/{r1} current.tmp && mv -T current.tmp current",
+        sb.deploy_dir.display()
+    ));
+    let s = run(&sb, &["status", "-e", "staging"]);
+    s.expect(0);
+    assert!(
+        s.stdout.contains(&format!("live:     releases/{r1}, commit 1111111")),
+        "{}",
+        s.stdout
+    );
+    let flagged = s
+        .stdout
+        .lines()
+        .filter(|l| l.contains(&format!("in releases/{r2}  ⚠ OLD RELEASE")))
+        .count();
+    assert_eq!(flagged, workers.len(), "{}", s.stdout);
+}

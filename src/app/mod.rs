@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod dryrun;
 pub mod history;
 pub mod rollback;
+pub mod status;
 pub mod unlock;
 
 use std::collections::BTreeMap;

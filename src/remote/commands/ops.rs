@@ -12,6 +12,13 @@ pub fn read_log(l: &Layout) -> Script {
         .repeatable()
 }
 
+/// Prints `disk <used%> <available KiB>` for the file system holding deploy_dir.
+pub fn disk_use(l: &Layout) -> Script {
+    with_dirs("disk", l)
+        .line("df -Pk \"$D\" | awk 'NR==2 { sub(\"%\", \"\", $5); print \"disk \" $5 \" \" $4 }'")
+        .repeatable()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

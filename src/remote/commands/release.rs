@@ -150,6 +150,7 @@ pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Scri
 pub fn pm2_worker_dirs(l: &Layout) -> Script {
     with_dirs("workers", l)
         .line("J=$(pm2 jlist 2>/dev/null || true)")
+        .line("printf '%s\\n' \"$J\"")
         .line("printf '%s\\n' \"$J\" | tr ',{' '\\n\\n' | sed -n 's/^\"pid\":\\([0-9][0-9]*\\)$/\\1/p' | while read -r p; do")
         .line("  c=$(readlink \"/proc/$p/cwd\" 2>/dev/null || true)")
         .line("  case \"$c\" in \"$D\"/*|\"$(cd \"$D\" && pwd -P)\"/*) printf 'cwd %s %s\\n' \"$p\" \"$c\" ;; esac")
