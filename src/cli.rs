@@ -43,6 +43,20 @@ pub enum Cmd {
     Stats(StatsArgs),
     /// Per host: live release, PM2 workers and the release each runs, health, lock, disk.
     Status(BackupsArgs),
+    /// Reload (or with --hard restart) the app from current: locked, verified, logged.
+    Restart(RestartArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// `pm2 restart` (stop, then start: downtime) instead of a zero-downtime reload.
+    #[arg(long)]
+    pub hard: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -192,6 +206,10 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.json) = (Some("status".into()), a.json);
             a.common
         }
+        Some(Cmd::Restart(a)) => {
+            (f.command, f.ops.hard, f.dry_run) = (Some("restart".into()), a.hard, a.dry_run);
+            a.common
+        }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
@@ -274,6 +292,7 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "history" => app::history::history(&config, &inv, vars).await,
         "stats" => app::history::stats(&config, &inv, vars).await,
         "status" => app::status::command(&config, &inv, vars).await,
+        "restart" => app::restart::command(&config, &inv, vars).await,
         other => {
             let commands = [
                 "deploy", "rollback", "backups", "check", "unlock", "history", "stats", "status",

@@ -130,3 +130,67 @@ fn status_flags_a_worker_left_in_an_old_release() {
         .count();
     assert_eq!(flagged, workers.len(), "{}", s.stdout);
 }
+
+/// `restart` under 8 clients without keep-alive: locked, reloaded, verified, logged; no request
+/// fails. `--dry-run` changes nothing; `--hard` restarts (new PIDs) and is logged too.
+#[test]
+fn restart_under_load_fails_no_request_and_is_logged() {
+    use std::process::{Command, Stdio};
+    let sb = Sandbox::new("rst");
+    sb.deploy(&sha(1)).expect(0);
+    let pids = || {
+        sh_ok(&format!(
+            "ps -o pid= -u {DEPLOY_USER} --sort pid | tr -d ' ' | tr '\\n' ,"
+        ))
+    };
+
+    let before = sb.snapshot();
+    let dry = run(&sb, &["restart", "-e", "staging", "--dry-run"]);
+    dry.expect(0);
+    assert!(dry.stdout.contains("Dry run: restart staging"), "{}", dry.stdout);
+    assert_eq!(sb.snapshot(), before, "a dry run changes nothing");
+
+    let load = Command::new("node")
+        .arg(support::repo().join("tests/support/load.js"))
+        .arg(format!("http://127.0.0.1:{}/api/health", sb.app_port))
+        .args(["8", "8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node must be installed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = run(&sb, &["restart", "-e", "staging"]);
+    r.expect(0);
+    let out = load.wait_with_output().unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("load.js prints JSON");
+    println!("load during restart: {stats}");
+    assert!(stats["requests"].as_u64().unwrap() > 200, "load too small: {stats}");
+    assert_eq!(stats["failures"], 0, "requests failed during the restart: {stats}");
+    assert!(r.stdout.contains("success"), "{}", r.stdout);
+    assert!(!sb.lock_exists(), "the lock is released");
+
+    let pids_before = pids();
+    run(&sb, &["restart", "-e", "staging", "--hard"]).expect(0);
+    assert_ne!(pids(), pids_before, "a hard restart starts new processes");
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
+
+    let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
+    let restarts: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "restart")
+        .collect();
+    assert_eq!(restarts.len(), 2, "{log}");
+    assert_eq!(restarts[0]["status"], "success");
+    assert_eq!(restarts[0]["hard"], false);
+    assert_eq!(restarts[1]["hard"], true);
+    assert_eq!(restarts[0]["commit"], sha(1));
+    let h = run(&sb, &["history", "-e", "staging", "--json"]);
+    let kinds: Vec<String> = serde_json::from_str::<serde_json::Value>(&h.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["restart", "restart", "deploy"], "restarts are listed");
+}

@@ -73,14 +73,7 @@ pub async fn activate<T: Transport>(
         };
     }
     let url = health::url_for(&env.health_url, &h.spec);
-    let reloads = env.reload.is_some();
-    let check = async {
-        let v = health::verify(ctx.http, env, &h.spec, revision).await?;
-        if !v.revision_checked && reloads {
-            workers_run(ctx, h, release).await?;
-        }
-        Ok(v)
-    };
+    let check = verify(ctx, h, release, revision);
     match why {
         Why::Undo => {
             ctx.steps
@@ -89,6 +82,21 @@ pub async fn activate<T: Transport>(
         }
         Why::Forward { .. } => ctx.steps.run(&name, StepKind::Verify.name(), &url, check).await,
     }
+}
+
+/// Health for `revision` and, when the answer carries no revision but a reload ran, that every
+/// PM2 worker runs in `release`. Also what `restart` verifies with.
+pub async fn verify<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &HostRun<T>,
+    release: ReleaseId,
+    revision: &str,
+) -> Result<Verification> {
+    let v = health::verify(ctx.http, &ctx.config.env, &h.spec, revision).await?;
+    if !v.revision_checked && ctx.config.env.reload.is_some() {
+        workers_run(ctx, h, release).await?;
+    }
+    Ok(v)
 }
 
 /// When the health answer carries no revision, the old code could be the one answering: check

@@ -19,6 +19,15 @@ pub fn disk_use(l: &Layout) -> Script {
         .repeatable()
 }
 
+/// `restart --hard`: PM2 restarts (stops, then starts) the apps of the ecosystem file `file`
+/// from `current`, with the environment every hook gets.
+pub fn pm2_restart(l: &Layout, file: &str, env: &HookEnv) -> Script {
+    hook_exports(with_dirs("restart", l), l, env)
+        .var("F", file)
+        .line("cd \"$TJ_CURRENT\"")
+        .line("exec pm2 restart \"$F\" --update-env")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
