@@ -45,6 +45,26 @@ pub enum Cmd {
     Status(BackupsArgs),
     /// Reload (or with --hard restart) the app from current: locked, verified, logged.
     Restart(RestartArgs),
+    /// PM2 logs of the app on every host, prefixed with the host, merged in time order.
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Lines of each log file.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub lines: usize,
+    /// Only the error logs.
+    #[arg(long)]
+    pub err: bool,
+    /// Only lines holding TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+    /// Follow every host's logs until interrupted.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -210,6 +230,11 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.ops.hard, f.dry_run) = (Some("restart".into()), a.hard, a.dry_run);
             a.common
         }
+        Some(Cmd::Logs(a)) => {
+            f.command = Some("logs".into());
+            (f.ops.lines, f.ops.err, f.ops.grep, f.ops.follow) = (Some(a.lines), a.err, a.grep, a.follow);
+            a.common
+        }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
@@ -293,6 +318,7 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "stats" => app::history::stats(&config, &inv, vars).await,
         "status" => app::status::command(&config, &inv, vars).await,
         "restart" => app::restart::command(&config, &inv, vars).await,
+        "logs" => app::logs::command(&config, &inv, vars).await,
         other => {
             let commands = [
                 "deploy", "rollback", "backups", "check", "unlock", "history", "stats", "status",

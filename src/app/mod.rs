@@ -8,6 +8,7 @@ pub mod check;
 pub mod deploy;
 pub mod dryrun;
 pub mod history;
+pub mod logs;
 pub mod restart;
 pub mod rollback;
 pub mod status;

@@ -28,6 +28,26 @@ pub fn pm2_restart(l: &Layout, file: &str, env: &HookEnv) -> Script {
         .line("exec pm2 restart \"$F\" --update-env")
 }
 
+/// PM2's logs of the apps `names`: the last `lines` of each worker's files (`--err`: only the
+/// error files), or with `follow` every new line (`--raw`) until the run is stopped, filtered by
+/// `grep` (a fixed string) when given.
+pub fn pm2_logs(names: &[String], lines: usize, err: bool, follow: bool, grep: Option<&str>) -> Script {
+    let mut s = Script::new("logs")
+        .var("L", &lines.to_string())
+        .var("E", if err { "--err" } else { "" })
+        .var("G", grep.unwrap_or(""))
+        .line("flt() { if [ -n \"$G\" ]; then grep --line-buffered -F -e \"$G\" || true; else cat; fi; }");
+    for n in names {
+        s = s.var("N", n);
+        s = if follow {
+            s.line("pm2 logs \"$N\" --raw --lines 0 $E 2>&1 | flt &")
+        } else {
+            s.line("pm2 logs \"$N\" --nostream --lines \"$L\" $E 2>&1 | flt")
+        };
+    }
+    if follow { s.line("wait") } else { s }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
