@@ -260,6 +260,13 @@ pub fn main() -> ExitCode {
     let vars = env_vars();
     crate::secret_env::scrub_own();
     ui::init(vars.get("GITHUB_ACTIONS").map(String::as_str) == Some("true"));
+    let cli = match crate::action_args::apply(cli, &vars) {
+        Ok(cli) => cli,
+        Err(e) => {
+            ui::error(&e.message);
+            return ExitCode::from(2);
+        }
+    };
     if cli.command.is_none() && !ui::in_actions() {
         ui::error("no command given (try `tj-deploy deploy -e staging`, or --help)");
         return ExitCode::from(2);

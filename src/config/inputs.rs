@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 
 /// The action inputs of DESIGN.md §2, as GitHub passes them to a Docker action.
 /// `action.yml` must declare exactly these (the action contract test checks it).
-pub const ACTION_INPUTS: [&str; 14] = [
+pub const ACTION_INPUTS: [&str; 15] = [
     "command",
     "environment",
     "config",
@@ -45,6 +45,7 @@ pub const ACTION_INPUTS: [&str; 14] = [
     "sha",
     "slack-on-start",
     "allow-destructive-migrations",
+    "args",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +65,8 @@ pub struct ActionInputs {
     pub sha: Option<String>,
     pub slack_on_start: Option<String>,
     pub allow_destructive_migrations: Option<String>,
+    /// Read by [`crate::action_args`] before the inputs are resolved.
+    pub args: Option<String>,
 }
 
 impl ActionInputs {
