@@ -47,6 +47,23 @@ pub enum Cmd {
     Restart(RestartArgs),
     /// PM2 logs of the app on every host, prefixed with the host, merged in time order.
     Logs(LogsArgs),
+    /// First-time server setup: create what is missing, then PASS/WARN/FAIL per host.
+    Setup(SetupArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Only check; change nothing (exit 1 if anything FAILs).
+    #[arg(long)]
+    pub check: bool,
+    /// Move a runbook-style app (unpacked in deploy_dir) into releases/<id> (not available yet).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -235,6 +252,10 @@ fn flags(cli: Cli) -> Flags {
             (f.ops.lines, f.ops.err, f.ops.grep, f.ops.follow) = (Some(a.lines), a.err, a.grep, a.follow);
             a.common
         }
+        Some(Cmd::Setup(a)) => {
+            (f.command, f.ops.check, f.ops.adopt, f.json) = (Some("setup".into()), a.check, a.adopt, a.json);
+            a.common
+        }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
@@ -326,6 +347,7 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "status" => app::status::command(&config, &inv, vars).await,
         "restart" => app::restart::command(&config, &inv, vars).await,
         "logs" => app::logs::command(&config, &inv, vars).await,
+        "setup" => app::setup::command(&config, &inv, vars).await,
         other => {
             let commands = [
                 "deploy", "rollback", "backups", "check", "unlock", "history", "stats", "status",

@@ -269,3 +269,113 @@ fn logs_from_two_hosts_merge_in_time_order_and_follow() {
     }
     assert!(!all.contains("draining"), "--grep applies while following:\n{all}");
 }
+
+fn fresh_config(sb: &Sandbox, deploy: &std::path::Path, backup: &std::path::Path) {
+    let text = support::config_text(
+        &sb.build_dir,
+        &[sb.sshd.host()],
+        deploy,
+        backup,
+        &format!("http://127.0.0.1:{}/api/health", sb.app_port),
+        "",
+    );
+    std::fs::write(&sb.config, text).unwrap();
+}
+
+/// `setup` on an empty host creates the layout (backup_dir private), FAILs the missing linked
+/// file with the command that fixes it (never creating it); once it is there `--check` passes
+/// and a deploy succeeds. Then each FAIL: an unwritable backup_dir readable by others, a wrong
+/// Node major, a pg_dump older than the server (a wrapper) — and `--check` changes nothing.
+#[test]
+fn setup_creates_the_layout_checks_and_names_each_fix() {
+    let sb = Sandbox::new("setup");
+    let deploy = sb.root.join("srv/fresh");
+    let backup = sb.root.join("backups/fresh");
+    fresh_config(&sb, &deploy, &backup);
+
+    let r = run(&sb, &["setup", "-e", "staging"]);
+    r.expect(1);
+    for d in ["releases", "shared", ".tj-deploy"] {
+        assert!(deploy.join(d).is_dir(), "{d} created\n{}", r.stdout);
+    }
+    assert_eq!(
+        sh_ok(&format!("stat -c '%a %U' {}", backup.display())).trim(),
+        "700 deploy"
+    );
+    let env = deploy.join("shared/.env");
+    assert!(!env.exists(), "a linked file is never created");
+    assert!(
+        r.stdout
+            .contains(&format!("FAIL  linked file: {} is missing", env.display())),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("fix: scp .env {}:{}", sb.sshd.host(), env.display())),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("PASS  database: SELECT 1 answered") || r.stdout.contains("FAIL  database"),
+        "{}",
+        r.stdout
+    );
+
+    std::fs::copy(sb.deploy_dir.join("shared/.env"), &env).unwrap();
+    sh_ok(&format!("chmod 600 {e} && chown deploy: {e}", e = env.display()));
+    let ok = run(&sb, &["setup", "-e", "staging", "--check"]);
+    ok.expect(0);
+    for line in [
+        "PASS  deploy_dir",
+        "PASS  backup_dir",
+        "PASS  linked file",
+        "PASS  database: SELECT 1 answered",
+        "PASS  node",
+        "PASS  pm2",
+        "PASS  pg_dump",
+        "PASS  disk",
+    ] {
+        assert!(ok.stdout.contains(line), "{line}\n{}", ok.stdout);
+    }
+    sb.deploy(&sha(1)).expect(0);
+
+    // Every FAIL at once.
+    sh_ok(&format!("chmod 755 {b} && chown root: {b}", b = backup.display()));
+    let pkg = sb.build_dir.join("package.json");
+    let text = std::fs::read_to_string(&pkg).unwrap().replace("\">=18\"", "\">=99\"");
+    std::fs::write(&pkg, text).unwrap();
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    std::fs::write(hostbin.join("pg_dump"), "#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.0'\n").unwrap();
+    sh_ok(&format!("chmod 755 {0} {0}/pg_dump", hostbin.display()));
+    let before = sb.snapshot();
+    let bad = run(&sb, &["setup", "-e", "staging", "--check"]);
+    bad.expect(1);
+    assert_eq!(sb.snapshot(), before, "--check changes nothing");
+    let b = backup.display();
+    for (line, fix) in [
+        (
+            format!("FAIL  backup_dir: {b} is not writable by deploy"),
+            format!("fix: sudo mkdir -p {b} && sudo chown deploy: {b}"),
+        ),
+        (
+            format!("FAIL  backup_dir mode: {b} is 755"),
+            format!("fix: chmod 700 {b}"),
+        ),
+        ("FAIL  node: node v20".to_string(), "nvm install 99".to_string()),
+        (
+            "FAIL  pg_dump: pg_dump 12 is older than the server (15)".to_string(),
+            "fix: apt-get install postgresql-client-15".to_string(),
+        ),
+    ] {
+        assert!(bad.stdout.contains(&line), "{line}\n{}", bad.stdout);
+        assert!(bad.stdout.contains(&fix), "{fix}\n{}", bad.stdout);
+    }
+    assert!(
+        bad.stderr.contains("4 check(s) FAIL") || bad.stderr.contains("check(s) FAIL"),
+        "{}",
+        bad.stderr
+    );
+    sh_ok(&format!("chown -R deploy: {}", backup.display()));
+}

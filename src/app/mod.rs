@@ -11,6 +11,7 @@ pub mod history;
 pub mod logs;
 pub mod restart;
 pub mod rollback;
+pub mod setup;
 pub mod status;
 pub mod unlock;
 

@@ -14,6 +14,7 @@ mod lock;
 mod log;
 mod ops;
 mod release;
+mod setup;
 
 pub use backup::*;
 pub use db::*;
@@ -22,6 +23,7 @@ pub use lock::*;
 pub use log::*;
 pub use ops::*;
 pub use release::*;
+pub use setup::*;
 
 /// A script to run with `sh -c`, and a short label for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
