@@ -10,97 +10,116 @@ fn line(kind: &str, id: &str, status: &str, start: &str, end: &str, previous: Op
 
 /// A hand-made month: 7 deploys in the window (2 failed, 1 rolled back, 1 undone by a manual
 /// rollback), one restart, one refused run, one deploy before the window, noise lines.
+/// (kind, id, status, start, end, previous) of each run.
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+const MONTH: [Row; 11] = [
+    (
+        "deploy",
+        "20251220_100000",
+        "success",
+        "2025-12-20T10:00:00Z",
+        "2025-12-20T10:05:00Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260105_100000",
+        "success",
+        "2026-01-05T10:00:00Z",
+        "2026-01-05T10:05:00Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260110_100000",
+        "failure",
+        "2026-01-10T10:00:00Z",
+        "2026-01-10T10:02:00Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260110_110000",
+        "success",
+        "2026-01-10T11:00:00Z",
+        "2026-01-10T11:04:00Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260115_090000",
+        "success",
+        "2026-01-15T09:00:00Z",
+        "2026-01-15T09:06:00Z",
+        None,
+    ),
+    (
+        "rollback",
+        "20260115_093000",
+        "success",
+        "2026-01-15T09:30:00Z",
+        "2026-01-15T09:33:00Z",
+        Some("20260115_090000"),
+    ),
+    (
+        "deploy",
+        "20260120_120000",
+        "rolled-back",
+        "2026-01-20T12:00:00Z",
+        "2026-01-20T12:10:00Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260121_120000",
+        "success",
+        "2026-01-21T12:00:00Z",
+        "2026-01-21T12:05:00Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260122_000000",
+        "refused",
+        "2026-01-22T00:00:00Z",
+        "2026-01-22T00:00:01Z",
+        None,
+    ),
+    (
+        "restart",
+        "20260123_080000",
+        "success",
+        "2026-01-23T08:00:00Z",
+        "2026-01-23T08:00:20Z",
+        None,
+    ),
+    (
+        "deploy",
+        "20260125_100000",
+        "failure",
+        "2026-01-25T10:00:00Z",
+        "2026-01-25T10:01:00Z",
+        None,
+    ),
+];
+
+fn month_lines() -> Vec<String> {
+    MONTH
+        .iter()
+        .map(|(k, id, st, a, b, p)| line(k, id, st, a, b, *p))
+        .collect()
+}
+
 fn month() -> Vec<Run> {
-    let both = [
-        line(
-            "deploy",
-            "20251220_100000",
-            "success",
-            "2025-12-20T10:00:00Z",
-            "2025-12-20T10:05:00Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260105_100000",
-            "success",
-            "2026-01-05T10:00:00Z",
-            "2026-01-05T10:05:00Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260110_100000",
-            "failure",
-            "2026-01-10T10:00:00Z",
-            "2026-01-10T10:02:00Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260110_110000",
-            "success",
-            "2026-01-10T11:00:00Z",
-            "2026-01-10T11:04:00Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260115_090000",
-            "success",
-            "2026-01-15T09:00:00Z",
-            "2026-01-15T09:06:00Z",
-            None,
-        ),
-        line(
-            "rollback",
-            "20260115_093000",
-            "success",
-            "2026-01-15T09:30:00Z",
-            "2026-01-15T09:33:00Z",
-            Some("20260115_090000"),
-        ),
-        line(
-            "deploy",
-            "20260120_120000",
-            "rolled-back",
-            "2026-01-20T12:00:00Z",
-            "2026-01-20T12:10:00Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260121_120000",
-            "success",
-            "2026-01-21T12:00:00Z",
-            "2026-01-21T12:05:00Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260122_000000",
-            "refused",
-            "2026-01-22T00:00:00Z",
-            "2026-01-22T00:00:01Z",
-            None,
-        ),
-        line(
-            "restart",
-            "20260123_080000",
-            "success",
-            "2026-01-23T08:00:00Z",
-            "2026-01-23T08:00:20Z",
-            None,
-        ),
-        line(
-            "deploy",
-            "20260125_100000",
-            "failure",
-            "2026-01-25T10:00:00Z",
-            "2026-01-25T10:01:00Z",
-            None,
-        ),
-    ];
+    let both = month_lines();
     let a = format!(
         "{}\n{{\"kind\":\"unlock\",\"host\":\"a\"}}\nnot json\n",
         both.join("\n")

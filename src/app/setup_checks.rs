@@ -189,6 +189,12 @@ fn tools(o: &mut Out, config: &Config, f: &Facts, db: &Db) {
         }
         (Some(v), _) => o.add("node", Level::Pass, v.clone(), None),
     }
+    pm2(o, f);
+    let server = db.as_ref().ok().map(|n| n / 10_000);
+    pg_dump(o, f, server);
+}
+
+fn pm2(o: &mut Out, f: &Facts) {
     match &f.pm2 {
         Some(v) => o.add("pm2", Level::Pass, format!("PM2 {v}"), None),
         None => o.add(
@@ -225,7 +231,9 @@ fn tools(o: &mut Out, config: &Config, f: &Facts, db: &Db) {
             Some("pm2 save (after the first deploy)".into()),
         ),
     }
-    let server = db.as_ref().ok().map(|n| n / 10_000);
+}
+
+fn pg_dump(o: &mut Out, f: &Facts, server: Option<u32>) {
     match (
         f.pg_dump
             .as_deref()
