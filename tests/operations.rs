@@ -168,6 +168,21 @@ fn restart_under_load_fails_no_request_and_is_logged() {
     assert!(r.stdout.contains("success"), "{}", r.stdout);
     assert!(!sb.lock_exists(), "the lock is released");
 
+    // A held lock refuses the restart (exit 3) and leaves the lock and the log alone.
+    let lock = sb.deploy_dir.join(".tj-deploy/lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(
+        lock.join("owner.json"),
+        r#"{"actor":"alice","command":"deploy","environment":"staging","sha":null,"run_url":null,"started_at":"2026-11-27T10:00:00Z","token":"1-2-alice"}"#,
+    )
+    .unwrap();
+    sh_ok(&format!("chown -R deploy: {}", lock.display()));
+    let refused = run(&sb, &["restart", "-e", "staging"]);
+    refused.expect(3);
+    assert!(refused.all().contains("alice"), "{}", refused.all());
+    assert!(lock.join("owner.json").exists(), "someone else's lock stays");
+    std::fs::remove_dir_all(&lock).unwrap();
+
     let pids_before = pids();
     run(&sb, &["restart", "-e", "staging", "--hard"]).expect(0);
     assert_ne!(pids(), pids_before, "a hard restart starts new processes");

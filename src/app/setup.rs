@@ -167,6 +167,11 @@ async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation,
 }
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    if inv.dry_run {
+        return Err(Error::invalid(
+            "dry-run: `setup` has no dry run; `setup --check` checks every host and changes nothing",
+        ));
+    }
     if inv.ops.adopt {
         return Err(Error::invalid(
             "setup --adopt is not available yet; move the app into releases/<id> by hand or deploy afresh",
