@@ -69,8 +69,17 @@ fn history_and_stats_read_the_hosts_log() {
     assert_eq!(v["time_to_restore"]["count"], 1);
     assert_eq!(v["time_to_restore"]["median_seconds"], 1800.0);
     assert!(v["lead_time_note"].as_str().unwrap().contains("GitHub token"));
-    let text = run(&sb, &["stats", "-e", "staging"]);
+    let summary = sb.root.join("step-summary.md");
+    let text = Run::of(
+        sb.cmd(&["stats", "-e", "staging"])
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .expect("run tj-deploy"),
+    );
     text.expect(0);
+    let table = std::fs::read_to_string(&summary).expect("the job summary is written");
+    assert!(table.contains("| Measure | Value | From | Median | p90 |"), "{table}");
+    assert!(table.contains("| Change failure rate | 33.3 % |"), "{table}");
     assert!(
         text.stdout.contains("| Change failure rate | 33.3 % | 1 of 3 deploys"),
         "{}",
