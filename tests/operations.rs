@@ -389,6 +389,10 @@ fn setup_creates_the_layout_checks_and_names_each_fix() {
         ),
         ("FAIL  node: node v20".to_string(), "nvm install 99".to_string()),
         (
+            "FAIL  pm2 daemon node: the PM2 daemon runs node v20".to_string(),
+            "fix: pm2 update".to_string(),
+        ),
+        (
             "FAIL  pg_dump: pg_dump 12 is older than the server (15)".to_string(),
             "fix: apt-get install postgresql-client-15".to_string(),
         ),

@@ -49,6 +49,8 @@ pub struct Facts {
     pub pg_dump: Option<String>,
     pub managers: Vec<(String, Option<String>)>,
     pub startup: bool,
+    /// The Node the running PM2 daemon uses (its workers inherit it).
+    pub daemon_node: Option<String>,
     pub dump: Option<bool>,
 }
 
@@ -75,6 +77,7 @@ pub fn parse_facts(stdout: &str) -> Facts {
             ("pgdump", _) => f.pg_dump = some(rest),
             ("manager", [m, n]) => f.managers.push((m.to_string(), some(n))),
             ("startup", [v]) => f.startup = *v == "1",
+            ("daemon", _) => f.daemon_node = some(rest),
             ("dump", [v]) => f.dump = (*v != "-").then_some(*v == "1"),
             _ => {}
         }

@@ -189,9 +189,28 @@ fn tools(o: &mut Out, config: &Config, f: &Facts, db: &Db) {
         }
         (Some(v), _) => o.add("node", Level::Pass, v.clone(), None),
     }
+    daemon(o, config, f);
     pm2(o, f);
     let server = db.as_ref().ok().map(|n| n / 10_000);
     pg_dump(o, f, server);
+}
+
+/// PM2's daemon keeps the Node it started with, whatever `node` on the PATH is now.
+fn daemon(o: &mut Out, config: &Config, f: &Facts) {
+    let (Some(d), Some((want, from))) = (&f.daemon_node, wanted_node(&config.package_dir)) else {
+        return;
+    };
+    if major(d).is_some_and(|m| node_meets(&want, m)) {
+        o.add("pm2 daemon node", Level::Pass, d.clone(), None);
+    } else {
+        let detail = format!("the PM2 daemon runs node {d}, the app asks for {want} ({from})");
+        o.add(
+            "pm2 daemon node",
+            Level::Fail,
+            detail,
+            Some("pm2 update (restarts the daemon with the node on the PATH)".into()),
+        );
+    }
 }
 
 fn pm2(o: &mut Out, f: &Facts) {

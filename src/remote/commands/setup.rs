@@ -18,7 +18,8 @@ pub fn setup_create(l: &Layout) -> Script {
 
 /// Prints one fact a line: `user`, `dir deploy|backup <writable 0|1>`, `mode backup <octal>`,
 /// `linked <size|-> <octal|-> <name>`, `avail <KiB>`, `live <KiB>`, `node`, `pm2`, `pgdump`,
-/// `manager <dir> <newest nvm node|->`, `startup 0|1`, `dump 0|1|-`. Changes nothing.
+/// `manager <dir> <newest nvm node|->`, `startup 0|1`, `daemon <the PM2 daemon's node>`,
+/// `dump 0|1|-`. Changes nothing.
 pub fn setup_probe(l: &Layout, linked_files: &[String]) -> Script {
     let mut s = with_dirs("setup-check", l)
         .line("U=$(id -un); printf 'user %s\\n' \"$U\"")
@@ -39,6 +40,7 @@ pub fn setup_probe(l: &Layout, linked_files: &[String]) -> Script {
         .line("for m in .nvm .volta .asdf; do if [ -d \"$HOME/$m\" ]; then n=$(ls \"$HOME/.nvm/versions/node\" 2>/dev/null | sort -V | tail -n 1); printf 'manager %s %s\\n' \"$m\" \"${n:--}\"; fi; done")
         .line("if [ -f \"/etc/systemd/system/pm2-$U.service\" ]; then echo 'startup 1'; else echo 'startup 0'; fi")
         .line("H=\"${PM2_HOME:-$HOME/.pm2}\"")
+        .line("if [ -f \"$H/pm2.pid\" ]; then e=$(readlink \"/proc/$(cat \"$H/pm2.pid\")/exe\" 2>/dev/null || true); if [ -n \"$e\" ]; then printf 'daemon %s\\n' \"$(\"$e\" --version 2>/dev/null || echo none)\"; fi; fi")
         .line("if [ ! -f \"$H/dump.pm2\" ]; then echo 'dump -'; elif grep -qF \"$D\" \"$H/dump.pm2\"; then echo 'dump 1'; else echo 'dump 0'; fi")
         .repeatable()
 }
