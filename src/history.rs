@@ -237,6 +237,33 @@ pub fn stats(runs: &[Run], window: Duration, until: DateTime<Utc>) -> Stats {
     }
 }
 
+/// The successful deploys in the window, each with the commit shipped before it (the previous
+/// successful deploy's, which may lie before the window): what lead time asks GitHub about.
+pub fn shipped(runs: &[Run], window: Duration, until: DateTime<Utc>) -> Vec<(Option<String>, String, DateTime<Utc>)> {
+    let since = until - window;
+    let mut previous: Option<String> = None;
+    let mut out = Vec::new();
+    for r in runs.iter().filter(|r| r.kind == "deploy" && r.status == "success") {
+        let Some(commit) = r.commit.clone() else { continue };
+        if r.started_at >= since && r.started_at <= until && previous.as_deref() != Some(commit.as_str()) {
+            out.push((previous.clone(), commit.clone(), r.finished_at));
+        }
+        previous = Some(commit);
+    }
+    out
+}
+
+/// Lead time for changes: from each shipped commit's time to the end of the deploy that
+/// shipped it.
+pub fn lead_time(deploys: &[(DateTime<Utc>, Vec<DateTime<Utc>>)]) -> Spread {
+    spread(
+        deploys
+            .iter()
+            .flat_map(|(done, commits)| commits.iter().map(move |c| (*done - *c).num_seconds().max(0)))
+            .collect(),
+    )
+}
+
 /// Parses `--since`: `30d`, `2w`, `12h`.
 pub fn window(input: &str, s: &str) -> Result<Duration, String> {
     let t = s.trim();

@@ -2,7 +2,7 @@ use super::*;
 
 fn line(kind: &str, id: &str, status: &str, start: &str, end: &str, previous: Option<&str>) -> String {
     serde_json::json!({
-        "kind": kind, "id": id, "commit": format!("{:a<40}", id.len()), "status": status,
+        "kind": kind, "id": id, "commit": format!("{:0<40}", id.replace('_', "")), "status": status,
         "actor": "ana", "started_at": start, "finished_at": end, "previous": previous,
     })
     .to_string()
@@ -202,4 +202,27 @@ fn periods_parse() {
     assert!(window("since", "0d").is_err());
     assert!(window("since", "3x").is_err());
     assert_eq!(human(3720.0), "1h 02m");
+}
+
+#[test]
+fn lead_time_runs_from_each_shipped_commit_to_its_deploy() {
+    let runs = month();
+    let shipped = shipped(&runs, Duration::days(30), until());
+    // Successful deploys in the window, each after the commit of the one before.
+    assert_eq!(shipped.len(), 4, "{shipped:?}");
+    assert!(shipped[0].0.is_some(), "the deploy before the window gives the base");
+    let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    let done = t("2026-01-10T12:00:00Z");
+    let s = lead_time(&[
+        (done, vec![t("2026-01-10T11:00:00Z"), t("2026-01-10T09:00:00Z")]),
+        (done, vec![t("2026-01-10T11:30:00Z")]),
+    ]);
+    assert_eq!(
+        s,
+        Spread {
+            count: 3,
+            median_seconds: Some(3600.0),
+            p90_seconds: Some(10_800)
+        }
+    );
 }

@@ -80,6 +80,34 @@ fn history_and_stats_read_the_hosts_log() {
     let table = std::fs::read_to_string(&summary).expect("the job summary is written");
     assert!(table.contains("| Measure | Value | From | Median | p90 |"), "{table}");
     assert!(table.contains("| Change failure rate | 33.3 % |"), "{table}");
+
+    // With a token, lead time: each deploy's commits from GitHub's compare (the fake answers
+    // with the spec's example commit, dated 2011-04-14T16:00:49Z), to the deploy's end.
+    let g = support::github::github();
+    g.setup(
+        "o/lead",
+        serde_json::json!({"branches": {"main": [sha(9), sha(8), sha(1)]}}),
+    );
+    let lead = Run::of(
+        sb.cmd(&["stats", "-e", "staging", "--json"])
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_REPOSITORY", "o/lead")
+            .env("GITHUB_API_URL", g.api_url())
+            .output()
+            .expect("run tj-deploy"),
+    );
+    lead.expect(0);
+    let v: serde_json::Value = serde_json::from_str(&lead.stdout).expect("stats --json");
+    assert_eq!(
+        v["lead_time"]["count"], 2,
+        "one commit per deploy: {v}\n{}",
+        lead.stderr
+    );
+    let commit_time = chrono::DateTime::parse_from_rfc3339("2011-04-14T16:00:49Z").unwrap();
+    let newest = (chrono::Utc::now() - commit_time.with_timezone(&chrono::Utc)).num_seconds();
+    let p90 = v["lead_time"]["p90_seconds"].as_i64().unwrap();
+    assert!((newest - 300..=newest).contains(&p90), "p90 {p90}, about {newest}");
+    assert!(g.violations("o/lead").is_empty(), "{:?}", g.violations("o/lead"));
     assert!(
         text.stdout.contains("| Change failure rate | 33.3 % | 1 of 3 deploys"),
         "{}",

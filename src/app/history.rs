@@ -81,11 +81,16 @@ pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, St
     let window = history::window("since", since).map_err(Error::invalid)?;
     let runs = runs(config, inv, vars).await?;
     let mut s = history::stats(&runs, window, chrono::Utc::now());
-    s.lead_time_note = Some(if inv.github_token.is_some() {
-        "lead time for changes is not computed yet (it needs each shipped commit's time from GitHub)".into()
-    } else {
-        "lead time for changes needs a GitHub token (commit times come from GitHub); skipped".into()
-    });
+    match crate::github::connect(inv)? {
+        None => {
+            s.lead_time_note =
+                Some("lead time for changes needs a GitHub token (commit times come from GitHub); skipped".into())
+        }
+        Some(gh) => match lead_times(&gh, &history::shipped(&runs, window, s.until)).await {
+            Ok(spread) => s.lead_time = Some(spread),
+            Err(e) => s.lead_time_note = Some(format!("lead time for changes not computed: {}", e.message)),
+        },
+    }
     let md = markdown(&config.env.name.to_string(), since, &s);
     if let Some(path) = inv.github.summary_file.as_deref()
         && let Err(e) = crate::actions::append(path, &(md.clone() + "\n"))
@@ -99,6 +104,47 @@ pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, St
         println!("{md}");
     }
     Ok(())
+}
+
+/// At most this many deploys are asked about (one GitHub request each).
+const LEAD_TIME_DEPLOYS: usize = 100;
+
+fn commit_time(c: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = c["commit"]["committer"]["date"]
+        .as_str()
+        .or(c["commit"]["author"]["date"].as_str())?;
+    Some(
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()?
+            .with_timezone(&chrono::Utc),
+    )
+}
+
+/// Each shipped commit's time from GitHub: the commits after the previous deploy's (compare),
+/// or the deployed commit alone when there was none.
+async fn lead_times(
+    gh: &crate::github::Github,
+    deploys: &[(Option<String>, String, chrono::DateTime<chrono::Utc>)],
+) -> Result<Spread> {
+    let mut times = Vec::new();
+    // Commits come from the hosts' logs and go into a URL path: hex only.
+    let sha = |c: &str| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = deploys
+        .iter()
+        .filter(|(b, h, _)| sha(h) && b.as_deref().is_none_or(sha));
+    for (base, head, done) in valid.rev().take(LEAD_TIME_DEPLOYS) {
+        let commits = match base {
+            Some(b) => gh.get(&gh.repo_path(&format!("/compare/{b}...{head}"))).await?["commits"]
+                .as_array()
+                .map(|a| a.iter().filter_map(commit_time).collect())
+                .unwrap_or_default(),
+            None => commit_time(&gh.get(&gh.repo_path(&format!("/commits/{head}"))).await?)
+                .into_iter()
+                .collect(),
+        };
+        times.push((*done, commits));
+    }
+    Ok(history::lead_time(&times))
 }
 
 fn spread_cells(s: &Spread) -> (String, String) {
@@ -139,6 +185,14 @@ pub fn markdown(env: &str, since: &str, s: &Stats) -> String {
         "| Deploy duration | {m} | {} deploys | {m} | {p} |",
         s.deploy_duration.count
     );
+    if let Some(l) = &s.lead_time {
+        let (m, p) = spread_cells(l);
+        let _ = writeln!(
+            out,
+            "| Lead time for changes | {m} | {} commits shipped | {m} | {p} |",
+            l.count
+        );
+    }
     let _ = writeln!(out, "| Rollbacks / restarts | {} / {} | | | |", s.rollbacks, s.restarts);
     if let Some(note) = &s.lead_time_note {
         let _ = write!(out, "\n{note}\n");
