@@ -32,7 +32,7 @@ pub fn render_outputs(pairs: &[(&str, String)]) -> String {
     out
 }
 
-fn append(path: &str, text: &str) -> Result<()> {
+pub(crate) fn append(path: &str, text: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

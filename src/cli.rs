@@ -37,6 +37,87 @@ pub enum Cmd {
     Unlock(UnlockArgs),
     /// Scaffold tj-deploy.toml, ecosystem.config.js and the GitHub workflows for an app.
     Init(InitArgs),
+    /// List deploys, rollbacks and restarts from the hosts' deployments.log.
+    History(HistoryArgs),
+    /// DORA figures from deployments.log: frequency, change failure rate, time to restore.
+    Stats(StatsArgs),
+    /// Per host: live release, PM2 workers and the release each runs, health, lock, disk.
+    Status(BackupsArgs),
+    /// Reload (or with --hard restart) the app from current: locked, verified, logged.
+    Restart(RestartArgs),
+    /// PM2 logs of the app on every host, prefixed with the host, merged in time order.
+    Logs(LogsArgs),
+    /// First-time server setup: create what is missing, then PASS/WARN/FAIL per host.
+    Setup(SetupArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Only check; change nothing (exit 1 if anything FAILs).
+    #[arg(long)]
+    pub check: bool,
+    /// Move a runbook-style app (unpacked in deploy_dir) into releases/<id> (not available yet).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Lines of each log file.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub lines: usize,
+    /// Only the error logs.
+    #[arg(long)]
+    pub err: bool,
+    /// Only lines holding TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+    /// Follow every host's logs until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// `pm2 restart` (stop, then start: downtime) instead of a zero-downtime reload.
+    #[arg(long)]
+    pub hard: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How many runs to list, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The period to look back over: 30d, 2w, 12h.
+    #[arg(long, value_name = "PERIOD", default_value = "30d")]
+    pub since: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -159,6 +240,31 @@ fn flags(cli: Cli) -> Flags {
             (f.command, f.dry_run) = (Some("unlock".into()), a.dry_run);
             a.common
         }
+        Some(Cmd::History(a)) => {
+            (f.command, f.json, f.ops.limit) = (Some("history".into()), a.json, Some(a.limit));
+            a.common
+        }
+        Some(Cmd::Stats(a)) => {
+            (f.command, f.json, f.ops.since) = (Some("stats".into()), a.json, Some(a.since));
+            a.common
+        }
+        Some(Cmd::Status(a)) => {
+            (f.command, f.json) = (Some("status".into()), a.json);
+            a.common
+        }
+        Some(Cmd::Restart(a)) => {
+            (f.command, f.ops.hard, f.dry_run) = (Some("restart".into()), a.hard, a.dry_run);
+            a.common
+        }
+        Some(Cmd::Logs(a)) => {
+            f.command = Some("logs".into());
+            (f.ops.lines, f.ops.err, f.ops.grep, f.ops.follow) = (Some(a.lines), a.err, a.grep, a.follow);
+            a.common
+        }
+        Some(Cmd::Setup(a)) => {
+            (f.command, f.ops.check, f.ops.adopt, f.json) = (Some("setup".into()), a.check, a.adopt, a.json);
+            a.common
+        }
         // Dispatched in main() before any of this: it reads no inputs and no config.
         Some(Cmd::Init(_)) | None => CommonArgs::default(),
     };
@@ -184,6 +290,13 @@ pub fn main() -> ExitCode {
     let vars = env_vars();
     crate::secret_env::scrub_own();
     ui::init(vars.get("GITHUB_ACTIONS").map(String::as_str) == Some("true"));
+    let cli = match crate::action_args::apply(cli, &vars) {
+        Ok(cli) => cli,
+        Err(e) => {
+            ui::error(&e.message);
+            return ExitCode::from(2);
+        }
+    };
     if cli.command.is_none() && !ui::in_actions() {
         ui::error("no command given (try `tj-deploy deploy -e staging`, or --help)");
         return ExitCode::from(2);
@@ -220,7 +333,12 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         ui::mask(secret.expose());
     }
     let config = Config::load(&inv)?;
-    if inv.dry_run && matches!(inv.command.as_str(), "backups" | "check") {
+    if inv.dry_run
+        && matches!(
+            inv.command.as_str(),
+            "backups" | "check" | "history" | "stats" | "status" | "logs"
+        )
+    {
         // Never a silent real run: a command without a plan says so instead of ignoring the flag.
         return Err(Error::invalid(format!(
             "dry-run: `{}` changes no host, so it has no dry run; drop --dry-run (input 'dry-run')",
@@ -233,8 +351,16 @@ async fn run(flags: Flags, vars: &BTreeMap<String, String>) -> Result<()> {
         "backups" => app::backups::command(&config, &inv, vars).await,
         "check" => app::check::command(&config, &inv).await,
         "unlock" => app::unlock::command(&config, &inv, vars).await,
+        "history" => app::history::history(&config, &inv, vars).await,
+        "stats" => app::history::stats(&config, &inv, vars).await,
+        "status" => app::status::command(&config, &inv, vars).await,
+        "restart" => app::restart::command(&config, &inv, vars).await,
+        "logs" => app::logs::command(&config, &inv, vars).await,
+        "setup" => app::setup::command(&config, &inv, vars).await,
         other => {
-            let commands = ["deploy", "rollback", "backups", "check", "unlock"];
+            let commands = [
+                "deploy", "rollback", "backups", "check", "unlock", "history", "stats", "status",
+            ];
             Err(Error::invalid(format!(
                 "command: {other:?} is not a command ({}one of: {})",
                 crate::suggest::hint(other, commands),

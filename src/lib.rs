@@ -2,6 +2,7 @@
 //! over SSH. Data flows one way: inputs → [`config`] → [`plan`] → steps ([`pipeline`]) →
 //! [`remote`] transport → host, and every run ends in one [`report::Summary`].
 
+pub mod action_args;
 pub mod actions;
 pub mod app;
 pub mod availability;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod github;
 pub mod health;
 pub mod health_host;
+pub mod history;
 pub mod init;
 pub mod journal;
 pub mod lock;

@@ -7,7 +7,12 @@ pub mod backups;
 pub mod check;
 pub mod deploy;
 pub mod dryrun;
+pub mod history;
+pub mod logs;
+pub mod restart;
 pub mod rollback;
+pub mod setup;
+pub mod status;
 pub mod unlock;
 
 use std::collections::BTreeMap;

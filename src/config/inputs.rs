@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 
 /// The action inputs of DESIGN.md §2, as GitHub passes them to a Docker action.
 /// `action.yml` must declare exactly these (the action contract test checks it).
-pub const ACTION_INPUTS: [&str; 15] = [
+pub const ACTION_INPUTS: [&str; 16] = [
     "command",
     "environment",
     "config",
@@ -46,6 +46,7 @@ pub const ACTION_INPUTS: [&str; 15] = [
     "slack-on-start",
     "allow-destructive-migrations",
     "watch",
+    "args",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +67,8 @@ pub struct ActionInputs {
     pub slack_on_start: Option<String>,
     pub allow_destructive_migrations: Option<String>,
     pub watch: Option<String>,
+    /// Read by [`crate::action_args`] before the inputs are resolved.
+    pub args: Option<String>,
 }
 
 impl ActionInputs {

@@ -5,6 +5,7 @@
 mod env;
 pub mod file;
 pub mod inputs;
+mod ops;
 pub mod timeouts;
 pub mod values;
 pub mod watch;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 pub use inputs::{ActionInputs, GithubContext, PullRequest, Secret};
+pub use ops::OpsFlags;
 pub use timeouts::Timeouts;
 pub use values::{EnvName, HostSpec, ReleaseId, RemotePath, Sha, SmokeCheck};
 
@@ -37,6 +39,8 @@ pub struct Flags {
     pub allow_destructive_migrations: bool,
     /// `--watch DURATION`: the post-deploy watch's duration for this run (`0s` skips it).
     pub watch: Option<String>,
+    /// The day-two commands' own flags.
+    pub ops: OpsFlags,
 }
 
 /// Which backup a rollback restores.
@@ -96,6 +100,8 @@ pub struct Invocation {
     pub pull_request: Option<PullRequest>,
     /// `--watch DURATION` or the input `watch`: overrides the watch's `duration` for this run.
     pub watch: Option<Duration>,
+    /// The day-two commands' own flags (setup, status, logs, restart, history, stats).
+    pub ops: OpsFlags,
 }
 
 impl Invocation {
@@ -177,6 +183,7 @@ impl Invocation {
             allow_destructive_migrations,
             pull_request,
             watch: watch::override_duration(flags.watch.or(inputs.watch))?,
+            ops: flags.ops,
         })
     }
 }

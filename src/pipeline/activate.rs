@@ -76,18 +76,8 @@ pub async fn activate<T: Transport>(
         };
     }
     let url = health::url_for(&env.health_url, &h.spec);
-    let reloads = env.reload.is_some();
     let tool = http_tool(ctx, h).await?;
-    let check = async {
-        let v = match tool {
-            Some(tool) => crate::health_host::verify(&h.t, tool, env, &h.spec, revision).await?,
-            None => health::verify(ctx.http, env, &h.spec, revision).await?,
-        };
-        if !v.revision_checked && reloads {
-            workers_run(ctx, h, release).await?;
-        }
-        Ok(v)
-    };
+    let check = verify(ctx, h, release, revision, tool);
     match why {
         Why::Undo => {
             ctx.steps
@@ -107,6 +97,26 @@ async fn http_tool<T: Transport>(ctx: &Ctx<'_>, h: &mut HostRun<T>) -> Result<Op
         h.http_tool = Some(crate::health_host::detect(&h.t).await?);
     }
     Ok(h.http_tool)
+}
+
+/// Health for `revision` and, when the answer carries no revision but a reload ran, that every
+/// PM2 worker runs in `release`. Also what `restart` verifies with.
+pub async fn verify<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &HostRun<T>,
+    release: ReleaseId,
+    revision: &str,
+    tool: Option<commands::HttpTool>,
+) -> Result<Verification> {
+    let env = &ctx.config.env;
+    let v = match tool {
+        Some(tool) => crate::health_host::verify(&h.t, tool, env, &h.spec, revision).await?,
+        None => health::verify(ctx.http, env, &h.spec, revision).await?,
+    };
+    if !v.revision_checked && ctx.config.env.reload.is_some() {
+        workers_run(ctx, h, release).await?;
+    }
+    Ok(v)
 }
 
 /// When the health answer carries no revision, the old code could be the one answering: check

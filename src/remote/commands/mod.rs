@@ -14,7 +14,9 @@ mod drain;
 mod http;
 mod lock;
 mod log;
+mod ops;
 mod release;
+mod setup;
 mod watch;
 
 pub use backup::*;
@@ -24,7 +26,9 @@ pub use drain::*;
 pub use http::*;
 pub use lock::*;
 pub use log::*;
+pub use ops::*;
 pub use release::*;
+pub use setup::*;
 pub use watch::*;
 
 /// A script to run with `sh -c`, and a short label for logs.

@@ -144,12 +144,27 @@ pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Scri
     s.repeatable()
 }
 
-/// Prints PM2's process list as JSON (`pm2 jlist`; other output may precede the `[`), then
+/// Keeps of `pm2 jlist` only what `status` shows: the full list carries every process's
+/// environment (DATABASE_URL and all), which must not travel back or reach an error message.
+const PM2_FIELDS_JS: &str = r#"let s = '';
+process.stdin.on('data', (d) => { s += d; }).on('end', () => {
+  const line = s.split('\n').filter((l) => l.startsWith('[')).pop();
+  try {
+    const e = (p) => p.pm2_env || {};
+    console.log(JSON.stringify(JSON.parse(line).map((p) => ({ name: p.name, pm_id: p.pm_id, pid: p.pid, monit: p.monit,
+      pm2_env: { status: e(p).status, restart_time: e(p).restart_time, pm_uptime: e(p).pm_uptime, pm_cwd: e(p).pm_cwd } }))));
+  } catch (err) { /* no list: no workers shown */ }
+});
+"#;
+
+/// Prints PM2's process list as JSON (`pm2 jlist`, cut to the fields `status` shows), then
 /// `cwd <pid> <resolved dir>` for each running process whose PM2 cwd lies under `deploy_dir`,
 /// read from `/proc/<pid>/cwd`: where each worker really runs.
 pub fn pm2_worker_dirs(l: &Layout) -> Script {
     with_dirs("workers", l)
         .line("J=$(pm2 jlist 2>/dev/null || true)")
+        .var("JS", PM2_FIELDS_JS)
+        .line("printf '%s\\n' \"$J\" | node -e \"$JS\" 2>/dev/null || true")
         .line("printf '%s\\n' \"$J\" | tr ',{' '\\n\\n' | sed -n 's/^\"pid\":\\([0-9][0-9]*\\)$/\\1/p' | while read -r p; do")
         .line("  c=$(readlink \"/proc/$p/cwd\" 2>/dev/null || true)")
         .line("  case \"$c\" in \"$D\"/*|\"$(cd \"$D\" && pwd -P)\"/*) printf 'cwd %s %s\\n' \"$p\" \"$c\" ;; esac")

@@ -1,0 +1,164 @@
+//! `tj-deploy restart`: the emergency "Application Down" procedure made safe. Takes the lock,
+//! reloads the app from `current` (or, with `--hard`, `pm2 restart`s it), verifies it as a
+//! deploy does ([`crate::pipeline::activate::verify`]), logs a `restart` line in every host's
+//! deployments.log and reports like every command. `--dry-run` prints the plan.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::config::{Config, Invocation, ReleaseId};
+use crate::error::{Error, Kind, Result};
+use crate::lock::LockOwner;
+use crate::pipeline::{Ctx, HostRun, Progress, activate, lock_all, unlock_all};
+use crate::remote::commands::{self, HookEnv};
+use crate::remote::{Mode, Script, Transport};
+use crate::report::{Status, Summary};
+use crate::signals::Cancel;
+use crate::steps::Steps;
+use crate::{health, state};
+
+/// What restarts the app on a host, and how it is described.
+fn script(config: &Config, hard: bool, l: &crate::remote::layout::Layout, env: &HookEnv) -> Result<(Script, String)> {
+    let Some(reload) = &config.env.reload else {
+        return Err(Error::invalid(
+            "restart: the environment has no `reload` command, so tj-deploy does not know how the app runs",
+        ));
+    };
+    if !hard {
+        // The same reload a deploy runs, the keep-alive drain wired in when it is on.
+        let script = match config.env.drain {
+            true => commands::reload_drained(l, reload, env, config.env.drain_timeout),
+            false => commands::reload(l, reload, env),
+        };
+        return Ok((script, reload.clone()));
+    }
+    let file = crate::ecosystem::file_from_reload(reload).ok_or_else(|| {
+        Error::invalid(format!(
+            "restart --hard: `reload` ({reload}) names no ecosystem file to `pm2 restart`; use restart without --hard"
+        ))
+    })?;
+    Ok((
+        commands::pm2_restart(l, &file, env),
+        format!("pm2 restart {file} --update-env"),
+    ))
+}
+
+pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    let hard = inv.ops.hard;
+    let how = if hard {
+        "restart (pm2 restart: stop, then start)"
+    } else {
+        "reload (zero-downtime)"
+    };
+    if inv.dry_run {
+        println!(
+            "Dry run: restart {} — nothing will be changed. On each of {} host(s): lock, {how} from current, verify {}, log a `restart` line, unlock.",
+            config.env.name,
+            config.env.hosts.len(),
+            config.env.health_url
+        );
+        return Ok(());
+    }
+    let cancel = Cancel::install();
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let fleet = super::connect(config, inv, vars).await?;
+    let http = health::client()?;
+    let steps = Steps::new(&cancel, Vec::new()).with_timeouts(config.env.timeouts.clone());
+    let github = crate::github::Reporter::new(inv)?;
+    let ctx = Ctx {
+        config,
+        inv,
+        layout: super::backups::layout(config),
+        steps: &steps,
+        http: &http,
+        owner: LockOwner::new(inv, "restart", config.env.name.as_str(), None, started_at),
+    };
+    let mut hosts: Vec<HostRun<&crate::remote::AnyTransport>> =
+        fleet.borrowed().into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
+    let mut checks = Vec::new();
+    let result = run(&ctx, &mut hosts, hard, &mut checks).await;
+    let commit = hosts
+        .first()
+        .and_then(|h| h.previous())
+        .and_then(|r| r.revision.clone());
+    let (status, message) = match &result {
+        Ok(()) => (
+            Status::Success,
+            format!("{how} of the live release verified on every host"),
+        ),
+        Err(e) if e.kind == Kind::Refused && hosts.iter().all(|h| h.progress == Progress::Untouched) => {
+            (Status::Refused, e.message.clone())
+        }
+        Err(e) => (Status::Failure, format!("restart failed: {}", e.message)),
+    };
+    let summary = Summary {
+        status,
+        release: hosts.first().and_then(|h| h.state.current).map(|c| c.to_string()),
+        steps: steps.take(),
+        checks,
+        message,
+        ..Summary::begin(config, inv, "restart", started_at)
+    }
+    .end(inv, commit.as_deref(), started.elapsed().as_secs_f64());
+    finish(&ctx, &hosts, &summary, ReleaseId::from_time(started_at), hard).await;
+    fleet.close().await;
+    super::publish(&summary, inv, &github).await;
+    result
+}
+
+async fn run<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &mut [HostRun<T>],
+    hard: bool,
+    checks: &mut Vec<crate::health::CheckResult>,
+) -> Result<()> {
+    lock_all(ctx, hosts).await?;
+    for h in hosts.iter_mut() {
+        h.state = state::inspect(&h.t, &ctx.layout, None).await?;
+        let name = h.name();
+        let Some(live) = h.state.current else {
+            return Err(Error::failed(format!("{name}: no live release (`current`) to restart")));
+        };
+        let revision = h.previous().and_then(|r| r.revision.clone()).unwrap_or_default();
+        let env = HookEnv {
+            environment: ctx.env_name(),
+            release: live,
+            revision: &revision,
+        };
+        let (script, what) = script(ctx.config, hard, &ctx.layout, &env)?;
+        let step = if hard { "restart" } else { "reload" };
+        ctx.steps
+            .run(&name, step, &what, h.exec(&script, Mode::Stream, &what))
+            .await?;
+        let url = health::url_for(&ctx.config.env.health_url, &h.spec);
+        let tool = match ctx.config.env.health_from_host {
+            true => Some(crate::health_host::detect(&h.t).await?),
+            false => None,
+        };
+        let v = ctx
+            .steps
+            .run(&name, "verify", &url, activate::verify(ctx, h, live, &revision, tool))
+            .await?;
+        checks.extend(v.checks);
+    }
+    Ok(())
+}
+
+/// Logs the restart on every host it locked, then unlocks.
+async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Summary, id: ReleaseId, hard: bool) {
+    if summary.status != Status::Refused {
+        let markdown = summary.to_markdown();
+        for h in hosts.iter().filter(|h| h.progress > Progress::Untouched) {
+            let fields = json!({
+                "release": h.state.current.map(|c| c.to_string()),
+                "hard": hard,
+            });
+            let line = crate::journal::line(summary, &id.to_string(), h.t.name(), fields);
+            crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;
+        }
+    }
+    unlock_all(ctx, hosts).await;
+}
