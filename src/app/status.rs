@@ -29,6 +29,8 @@ pub struct Worker {
     pub release: Option<String>,
     /// Runs outside the live release: the reload did not reach it.
     pub stale: bool,
+    /// Started with the keep-alive drain preload (PM2's `node_args`).
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -102,6 +104,9 @@ pub fn parse_workers(stdout: &str, deploy_dir: &str, live: Option<&str>, now_ms:
                     .map(|t| ((now_ms - t) / 1000).max(0)),
                 memory_bytes: p.get("monit").and_then(|m| m.get("memory")).and_then(Value::as_u64),
                 stale: online && live.is_some() && release.as_deref() != live,
+                drain: env.get("node_args").and_then(Value::as_array).is_some_and(|a| {
+                    crate::drain::in_node_args(&a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+                }),
                 release,
             })
         })
@@ -261,8 +266,13 @@ pub fn render(s: &HostStatus) -> String {
         };
         let _ = writeln!(
             out,
-            "    {} #{} pid {} {}, {} restart(s), up {up}, {mem}, in {rel}{flag}",
-            w.name, w.pm_id, w.pid, w.status, w.restarts
+            "    {} #{} pid {} {}, {} restart(s), up {up}, {mem}, in {rel}, drain {}{flag}",
+            w.name,
+            w.pm_id,
+            w.pid,
+            w.status,
+            w.restarts,
+            if w.drain { "on" } else { "off" }
         );
     }
     out
@@ -276,7 +286,7 @@ mod tests {
     fn workers_are_matched_to_their_release_and_old_ones_flagged() {
         let out = concat!(
             "some pm2 banner\n",
-            r#"[{"name":"tj","pm_id":0,"pid":11,"monit":{"memory":1048576},"pm2_env":{"status":"online","restart_time":2,"pm_uptime":1000,"pm_cwd":"/srv/app/current"}},"#,
+            r#"[{"name":"tj","pm_id":0,"pid":11,"monit":{"memory":1048576},"pm2_env":{"status":"online","restart_time":2,"pm_uptime":1000,"pm_cwd":"/srv/app/current","node_args":["--require","/srv/app/.tj-deploy/drain.js"]}},"#,
             r#"{"name":"tj","pm_id":1,"pid":12,"monit":{"memory":0},"pm2_env":{"status":"online","restart_time":0,"pm_uptime":1000,"pm_cwd":"/srv/app/current"}},"#,
             r#"{"name":"other","pm_id":2,"pid":13,"pm2_env":{"status":"online","pm_cwd":"/elsewhere"}}]"#,
             "\ncwd 11 /srv/app/releases/20260102_000000\ncwd 12 /srv/app/releases/20260101_000000\n"
@@ -289,6 +299,7 @@ mod tests {
         );
         assert!(!w[0].stale);
         assert!(w[1].stale);
+        assert!(w[0].drain && !w[1].drain, "the drain is seen in node_args");
         assert_eq!(w[1].release.as_deref(), Some("20260101_000000"));
         let text = render(&HostStatus {
             workers: w,
@@ -296,7 +307,7 @@ mod tests {
         });
         assert!(
             text.contains(
-                "#1 pid 12 online, 0 restart(s), up 1m 00s, 0.0 MB, in releases/20260101_000000  ⚠ OLD RELEASE"
+                "#1 pid 12 online, 0 restart(s), up 1m 00s, 0.0 MB, in releases/20260101_000000, drain off  ⚠ OLD RELEASE"
             ),
             "{text}"
         );
