@@ -1,4 +1,4 @@
-//! Issue #19: zero failed requests for real clients during deploys and rollbacks. Keep-alive
+//! Issue #19: zero failed requests for real clients during deploys, rollbacks and restarts. Keep-alive
 //! clients (half GETs of /api/health, half JSON POSTs) and new-connection-per-request clients,
 //! straight to the app and through nginx (Debian's package, an upstream `keepalive 16` pool),
 //! for a plain `http.createServer` app with no shutdown handling (examples/plain) and for the
@@ -197,13 +197,20 @@ fn plain_app_keeps_every_request_with_the_drain_and_loses_some_without() {
     let rollback = stats(l);
     run.expect(0);
     assert_eq!(sb.revision().as_deref(), Some(sha(3).as_str()), "{}", run.stdout);
+    // And `restart` (a reload from current, the drain wired in the same way).
+    let l = load(sb.app_port, &nginx);
+    let run = support::Run::of(sb.cmd(&["restart", "-e", "staging"]).output().expect("run tj-deploy"));
+    let restart = stats(l);
+    run.expect(0);
     println!(
-        "plain app, drain = true:\n{}\n{}",
+        "plain app, drain = true:\n{}\n{}\n{}",
         show("deploy", &deploy),
-        show("rollback", &rollback)
+        show("rollback", &rollback),
+        show("restart", &restart)
     );
     assert_served("deploy", &deploy);
     assert_served("rollback", &rollback);
+    assert_served("restart", &restart);
 }
 
 /// examples/nextjs, built once (scripts/build-nextjs), into the build dir without node_modules
