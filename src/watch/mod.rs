@@ -127,7 +127,16 @@ pub async fn run<T: Transport>(
             probes: probes.window(),
             ..Window::default()
         };
-        gather(ctx, hosts, w, http, &mut win, &mut st).await;
+        // A signal must not wait for the window's SSH commands and queries: the lock, the log
+        // and the report still have to fit in the runner's grace period.
+        let signalled = tokio::select! {
+            _ = gather(ctx, hosts, w, http, &mut win, &mut st) => false,
+            _ = signalled() => true,
+        };
+        if signalled {
+            st.report.ending = Ending::CutShort;
+            break None;
+        }
         let judged_at = started.elapsed();
         if judged_at >= w.initial_delay {
             if let Some(b) = judge(w, &win, &mut st) {
@@ -196,6 +205,17 @@ async fn cancelled_before(at: Instant) -> bool {
             return false;
         }
         tokio::time::sleep((at - now).min(Duration::from_millis(200))).await;
+    }
+}
+
+/// Resolves once a signal came (never without the handler).
+async fn signalled() {
+    let cancel = crate::signals::Cancel::installed();
+    loop {
+        if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

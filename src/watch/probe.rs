@@ -29,8 +29,18 @@ pub fn targets(health_url: &str, smoke: &[SmokeCheck]) -> Vec<Target> {
     let Ok(base) = reqwest::Url::parse(health_url) else {
         return t;
     };
+    // Only requests that change nothing are repeated at the probe rate: a POST smoke check
+    // replayed for fifteen minutes would be thousands of writes.
+    let safe = |m: &reqwest::Method| {
+        matches!(
+            *m,
+            reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS
+        )
+    };
     for s in smoke {
-        if let (Ok(method), Ok(url)) = (reqwest::Method::from_bytes(s.method.as_bytes()), base.join(&s.path)) {
+        if let (Ok(method), Ok(url)) = (reqwest::Method::from_bytes(s.method.as_bytes()), base.join(&s.path))
+            && safe(&method)
+        {
             t.push(Target {
                 method,
                 url: url.to_string(),
