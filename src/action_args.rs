@@ -20,6 +20,23 @@ pub fn apply(cli: Cli, vars: &BTreeMap<String, String>) -> Result<Cli> {
     let command = get("INPUT_COMMAND").unwrap_or("deploy");
     let words = shlex::split(args)
         .ok_or_else(|| Error::invalid("args: unbalanced quotes (the input is split into words as a shell would)"))?;
+    // The environment, the config and the secrets come from their own inputs: a free-text
+    // `args` must not aim one environment's key at another.
+    const OWN_INPUTS: [&str; 5] = [
+        "-e",
+        "--environment",
+        "--config",
+        "--ssh-key-file",
+        "--known-hosts-file",
+    ];
+    if let Some(w) = words
+        .iter()
+        .find(|w| OWN_INPUTS.iter().any(|f| *w == f || w.starts_with(&format!("{f}="))))
+    {
+        return Err(Error::invalid(format!(
+            "args: {w} has an input of its own (environment, config, ssh-key, known-hosts); it cannot be given in args"
+        )));
+    }
     let argv = ["tj-deploy", command].into_iter().map(str::to_string).chain(words);
     Cli::try_parse_from(argv).map_err(|e| {
         let first = e
@@ -79,5 +96,27 @@ mod tests {
         // Words are never given to a shell: `$(…)` is just text.
         let cli = apply(none(), &vars("logs", "--grep $(reboot)")).unwrap();
         assert!(matches!(cli.command, Some(Cmd::Logs(a)) if a.grep.as_deref() == Some("$(reboot)")));
+    }
+
+    #[test]
+    fn args_cannot_carry_the_environment_or_secrets() {
+        for a in [
+            "-e production",
+            "--environment=production",
+            "--config other.toml",
+            "--ssh-key-file /k",
+        ] {
+            let vars: BTreeMap<String, String> = [
+                ("GITHUB_ACTIONS", "true"),
+                ("INPUT_COMMAND", "status"),
+                ("INPUT_ARGS", a),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let cli = Cli { command: None };
+            let e = apply(cli, &vars).unwrap_err();
+            assert!(e.message.contains("input of its own"), "{a}: {}", e.message);
+        }
     }
 }

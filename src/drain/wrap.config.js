@@ -13,8 +13,13 @@ const words = (v) => (Array.isArray(v) ? v.slice() : typeof v === 'string' && v.
 for (const app of apps) {
   const interpreter = app.interpreter || app.exec_interpreter;
   if (interpreter && !/(^|\/)(node|nodejs)$/.test(interpreter)) continue;
-  const args = words(app.node_args !== undefined ? app.node_args : app.nodeArgs);
+  // PM2 reads node_args under three names, the first set winning: keep the app's own flags
+  // whichever name it used.
+  const own = [app.node_args, app.nodeArgs, app.interpreter_args, app.interpreterArgs].find((v) => v !== undefined);
+  const args = words(own);
   delete app.nodeArgs;
+  delete app.interpreter_args;
+  delete app.interpreterArgs;
   app.node_args = args.concat(['--require', drain]);
   app.env = Object.assign({}, app.env, { TJ_DRAIN_TIMEOUT_MS: process.env.TJ_DRAIN_TIMEOUT_MS || '1500' });
 }

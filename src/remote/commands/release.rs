@@ -146,7 +146,7 @@ pub fn remove(l: &Layout, releases: &[ReleaseId], backups: &[ReleaseId]) -> Scri
 
 /// Keeps of `pm2 jlist` only what `status` shows: the full list carries every process's
 /// environment (DATABASE_URL and all), which must not travel back or reach an error message.
-const PM2_FIELDS_JS: &str = r#"let s = '';
+pub(super) const PM2_FIELDS_JS: &str = r#"let s = '';
 process.stdin.on('data', (d) => { s += d; }).on('end', () => {
   const line = s.split('\n').filter((l) => l.startsWith('[')).pop();
   try {

@@ -13,7 +13,10 @@ pub fn watch_sample(l: &Layout) -> Script {
         .line("echo '@@tj-watch meminfo'; cat /proc/meminfo 2>/dev/null || true")
         .line("echo '@@tj-watch stat'; head -n 1 /proc/stat 2>/dev/null || true")
         .line("echo '@@tj-watch df'; df -P -k \"$D\" 2>/dev/null | tail -n 1 || true")
-        .line("echo '@@tj-watch pm2'; pm2 jlist 2>/dev/null || echo 'pm2 jlist failed'")
+        // Cut on the host to the fields the watch reads: the full list carries every process's
+        // environment (DATABASE_URL and all), which must not travel back every interval.
+        .var("JS", super::release::PM2_FIELDS_JS)
+        .line("echo '@@tj-watch pm2'; if J=$(pm2 jlist 2>/dev/null); then printf '%s\\n' \"$J\" | node -e \"$JS\" 2>/dev/null || true; else echo 'pm2 jlist failed'; fi")
         .repeatable()
 }
 
