@@ -35,9 +35,11 @@ pub fn setup_probe(l: &Layout, linked_files: &[String]) -> Script {
         .line("printf 'avail %s\\n' \"$(df -Pk \"$P\" | awk 'NR==2 {print $4}')\"")
         .line("if [ -d \"$D/current\" ]; then printf 'live %s\\n' \"$(du -skL \"$D/current/\" 2>/dev/null | cut -f1)\"; fi")
         .line("printf 'node %s\\n' \"$(node --version 2>/dev/null || echo none)\"")
-        .line("if command -v pm2 >/dev/null 2>&1; then printf 'pm2 %s\\n' \"$(pm2 --version 2>/dev/null | tail -n 1)\"; else echo 'pm2 none'; fi")
+        // PM2's version from its package.json: `pm2 --version` connects to (and so starts) the
+        // daemon, and a check must change nothing.
+        .line("if command -v pm2 >/dev/null 2>&1; then v=$(node -p \"require(require('path').resolve(require('fs').realpathSync(process.argv[1]), '../../package.json')).version\" \"$(command -v pm2)\" 2>/dev/null || echo unknown); printf 'pm2 %s\\n' \"$v\"; else echo 'pm2 none'; fi")
         .line("printf 'pgdump %s\\n' \"$(pg_dump --version 2>/dev/null || echo none)\"")
-        .line("for m in .nvm .volta .asdf; do if [ -d \"$HOME/$m\" ]; then n=$(ls \"$HOME/.nvm/versions/node\" 2>/dev/null | sort -V | tail -n 1); printf 'manager %s %s\\n' \"$m\" \"${n:--}\"; fi; done")
+        .line("for m in .nvm .volta .asdf; do if [ -d \"$HOME/$m\" ]; then case $m in .nvm) n=$(ls \"$HOME/.nvm/versions/node\" 2>/dev/null | sort -V | tail -n 1);; *) n=;; esac; printf 'manager %s %s\\n' \"$m\" \"${n:--}\"; fi; done")
         .line("if [ -f \"/etc/systemd/system/pm2-$U.service\" ]; then echo 'startup 1'; else echo 'startup 0'; fi")
         .line("H=\"${PM2_HOME:-$HOME/.pm2}\"")
         .line("if [ -f \"$H/pm2.pid\" ]; then e=$(readlink \"/proc/$(cat \"$H/pm2.pid\")/exe\" 2>/dev/null || true); if [ -n \"$e\" ]; then printf 'daemon %s\\n' \"$(\"$e\" --version 2>/dev/null || echo none)\"; fi; fi")
