@@ -133,7 +133,7 @@ fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
     assert_eq!(sb.revision().as_deref(), Some(v1.as_str()), "{}", run.stdout);
     assert!(
         install_line(&run.stdout)
-            .contains("installed (lockfile, node or install command changed); kept for the next release"),
+            .contains("installed (no stored node_modules for this lockfile, node, install command and Prisma schema); kept for the next release"),
         "first deploy installs: {}",
         run.stdout
     );

@@ -163,7 +163,7 @@ fn status_flags_a_worker_left_in_an_old_release() {
     let flagged = s
         .stdout
         .lines()
-        .filter(|l| l.contains(&format!("in releases/{r2}  ⚠ OLD RELEASE")))
+        .filter(|l| l.contains(&format!("in releases/{r2}, drain ")) && l.contains("⚠ OLD RELEASE"))
         .count();
     assert_eq!(flagged, workers.len(), "{}", s.stdout);
 }
