@@ -147,14 +147,11 @@ pub async fn verify(
     }
     let waited_ms = started.elapsed().as_millis() as u64;
     let base = reqwest::Url::parse(&url).map_err(|e| Error::failed(format!("health_url: {e}")))?;
-    for smoke in &env.smoke {
-        let result = smoke_check(http, &base, smoke, env.health_request_timeout).await;
-        let failed = (!result.ok).then(|| format!("smoke check {smoke} failed: {}", result.note));
-        checks.push(result);
-        if let Some(msg) = failed {
-            return Err(Error::failed(msg));
-        }
-    }
+    let timeout = env.health_request_timeout;
+    smoke_all(env, &mut checks, "", async |smoke| {
+        smoke_check(http, &base, smoke, timeout).await
+    })
+    .await?;
     Ok(Verification {
         url,
         attempts,
@@ -162,6 +159,25 @@ pub async fn verify(
         checks,
         revision_checked,
     })
+}
+
+/// Runs the smoke checks in order (`check` sends one, from the runner or on a host), stopping at
+/// the first that fails; `on` names where they ran in the error (` on <host>`, or empty).
+pub(crate) async fn smoke_all(
+    env: &EnvConfig,
+    checks: &mut Vec<CheckResult>,
+    on: &str,
+    check: impl AsyncFn(&SmokeCheck) -> CheckResult,
+) -> Result<()> {
+    for smoke in &env.smoke {
+        let result = check(smoke).await;
+        let failed = (!result.ok).then(|| format!("smoke check {smoke}{on} failed: {}", result.note));
+        checks.push(result);
+        if let Some(msg) = failed {
+            return Err(Error::failed(msg));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn path_of(url: &str) -> String {

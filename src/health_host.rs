@@ -103,14 +103,11 @@ pub async fn verify<T: Transport>(
     };
     let waited_ms = started.elapsed().as_millis() as u64;
     let base = reqwest::Url::parse(&url).map_err(|e| Error::failed(format!("health_url: {e}")))?;
-    for smoke in &env.smoke {
-        let check = smoke_check(t, tool, &base, smoke, env.health_request_timeout).await;
-        let failed = (!check.ok).then(|| format!("smoke check {smoke} on {} failed: {}", t.name(), check.note));
-        checks.push(check);
-        if let Some(msg) = failed {
-            return Err(Error::failed(msg));
-        }
-    }
+    let (on, timeout) = (format!(" on {}", t.name()), env.health_request_timeout);
+    crate::health::smoke_all(env, &mut checks, &on, async |smoke| {
+        smoke_check(t, tool, &base, smoke, timeout).await
+    })
+    .await?;
     Ok(Verification {
         url,
         attempts,
