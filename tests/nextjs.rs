@@ -233,23 +233,35 @@ fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
     let md = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.md")).unwrap();
     assert!(md.contains("### Warnings") && md.contains(want), "{md}");
 
-    // What the warning is about: a code-only deploy with npm as the worker loses requests,
-    // which the availability probes (src/availability.rs) see from outside.
+    // What the warning is about: with npm as the worker, PM2 restarts `next start` children
+    // that fight over the port, and a reload kills the one serving it: requests are refused until
+    // another binds. How long that gap lasts is a race (0 to 300 ms here), so a code-only deploy
+    // is repeated until one shows it; the deploy's own availability line (src/availability.rs)
+    // must count it, and the test's own probe from outside is printed beside it.
     run.expect(0);
-    put_app(&sb, "v2");
-    write_runbook_ecosystem(&sb);
-    let (report, run) = probe_during(&sb, || sb.deploy(&sha(2)));
-    println!("runbook ecosystem file, code-only deploy (exit {}): {report}", run.code);
-    assert!(report.probes > 20, "{report}");
-    assert!(report.failed > 0, "npm as the cluster worker drops requests: {report}");
-    // And the deploy says so itself: its own availability line counts failed probes.
-    let own = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("availability: "))
-        .unwrap_or_else(|| panic!("no availability line in the summary:\n{}", run.stdout));
-    let failed: u64 = own.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(failed > 0, "the summary's own figure shows the drop: {own}");
+    let mut seen = Vec::new();
+    for attempt in 2..=6 {
+        put_app(&sb, &format!("v{attempt}"));
+        write_runbook_ecosystem(&sb);
+        let (report, run) = probe_during(&sb, || sb.deploy(&sha(attempt)));
+        let own = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("availability: "))
+            .unwrap_or_else(|| panic!("no availability line in the summary:\n{}", run.all()))
+            .to_string();
+        println!(
+            "runbook ecosystem file, code-only deploy {attempt} (exit {}): summary '{own}'; test's probe: {report}",
+            run.code
+        );
+        assert!(report.probes > 20, "{report}");
+        let failed: u64 = own.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        seen.push(own);
+        if failed > 0 {
+            return;
+        }
+    }
+    panic!("npm as the cluster worker drops requests, yet no deploy's summary counted one: {seen:#?}");
 }
 
 /// Runs `f` (a tj-deploy run) while probing the app's health URL like a user would.
