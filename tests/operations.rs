@@ -247,6 +247,72 @@ fn restart_under_load_fails_no_request_and_is_logged() {
     assert_eq!(kinds, ["restart", "restart", "deploy"], "restarts are listed");
 }
 
+/// The PIDs of the sandbox's PM2 workers and whether each one was forked with the drain
+/// preloaded: PM2 forks a cluster worker with `execArgv` = the app's `node_args` and hands it
+/// that very config as `pm2_env` in its environment, so `/proc/<pid>/environ` says what this
+/// process started with (its command line is renamed by PM2). `status --json` must agree.
+fn worker_drains(sb: &Sandbox) -> Vec<(i64, bool)> {
+    let s = run(sb, &["status", "-e", "staging", "--json"]);
+    s.expect(0);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("status --json");
+    let workers = v[0]["workers"].as_array().expect("workers").clone();
+    assert!(!workers.is_empty(), "{v}");
+    let drain = format!("{}/.tj-deploy/drain.js", sb.deploy_dir.display());
+    workers
+        .iter()
+        .map(|w| {
+            let pid = w["pid"].as_i64().expect("pid");
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the worker runs");
+            let forked: serde_json::Value = environ
+                .split(|b| *b == 0)
+                .find_map(|f| f.strip_prefix(b"pm2_env="))
+                .and_then(|j| serde_json::from_slice(j).ok())
+                .unwrap_or_else(|| panic!("no pm2_env in /proc/{pid}/environ"));
+            let args: Vec<&str> = forked["node_args"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let on = args.windows(2).any(|p| p[0] == "--require" && p[1] == drain);
+            assert_eq!(w["drain"], on, "status and /proc/{pid}/environ disagree: {w} {args:?}");
+            (pid, on)
+        })
+        .collect()
+}
+
+/// `restart --hard` goes through the drain's wrapper like a reload: every new worker preloads
+/// the drain. The app sets `node_args` of its own (as many do, e.g. a heap size): a plain
+/// `pm2 restart ecosystem.config.js --update-env` replaced the wrapper's node_args with the
+/// app's, leaving every worker undrained until the next deploy.
+#[test]
+fn restart_hard_keeps_the_drain_in_every_worker() {
+    let sb = Sandbox::new("hard");
+    let eco = sb.build_dir.join("ecosystem.config.js");
+    let text = std::fs::read_to_string(&eco).unwrap().replace(
+        "exec_mode: 'cluster',",
+        "exec_mode: 'cluster',\n      node_args: '--max-old-space-size=256',",
+    );
+    std::fs::write(&eco, text).unwrap();
+    sb.deploy(&sha(1)).expect(0);
+    let before = worker_drains(&sb);
+    assert!(
+        before.iter().all(|(_, on)| *on),
+        "the deploy wires the drain in: {before:?}"
+    );
+    let r = run(&sb, &["restart", "-e", "staging", "--hard"]);
+    r.expect(0);
+    let after = worker_drains(&sb);
+    assert!(
+        after.iter().all(|(pid, _)| before.iter().all(|(old, _)| old != pid)),
+        "a hard restart starts new processes: {before:?} → {after:?}"
+    );
+    assert!(
+        after.iter().all(|(_, on)| *on),
+        "every worker runs the drain after restart --hard: {after:?}\n{}",
+        r.all()
+    );
+    assert!(r.stdout.contains("success"), "{}", r.stdout);
+}
+
 /// `logs` on two hosts whose PM2 writes timestamps (`time: true`): every line prefixed with its
 /// host, both hosts present, merged in time order; `--grep` filters; `--follow` streams a line
 /// written after it started, until it is stopped.

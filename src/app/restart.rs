@@ -1,5 +1,6 @@
 //! `tj-deploy restart`: the emergency "Application Down" procedure made safe. Takes the lock,
-//! reloads the app from `current` (or, with `--hard`, `pm2 restart`s it), verifies it as a
+//! reloads the app from `current` (or, with `--hard`, `pm2 restart`s it; both with the
+//! keep-alive drain wired in when `drain` is on), verifies it as a
 //! deploy does ([`crate::pipeline::activate::verify`]), logs a `restart` line in every host's
 //! deployments.log and reports like every command. `--dry-run` prints the plan.
 
@@ -39,10 +40,15 @@ fn script(config: &Config, hard: bool, l: &crate::remote::layout::Layout, env: &
             "restart --hard: `reload` ({reload}) names no ecosystem file to `pm2 restart`; use restart without --hard"
         ))
     })?;
-    Ok((
-        commands::pm2_restart(l, &file, env),
-        format!("pm2 restart {file} --update-env"),
-    ))
+    // `pm2 restart <file> --update-env` takes node_args from the file as startOrReload does, so
+    // the drain's wrapper hands the preload to the restarted workers too; without it a hard
+    // restart would leave every worker undrained until the next deploy.
+    let what = format!("pm2 restart {} --update-env", commands::quote(&file));
+    let script = match config.env.drain {
+        true => commands::reload_drained(l, &what, env, config.env.drain_timeout),
+        false => commands::pm2_restart(l, &file, env),
+    };
+    Ok((script, what))
 }
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
