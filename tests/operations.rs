@@ -313,6 +313,56 @@ fn restart_hard_keeps_the_drain_in_every_worker() {
     assert!(r.stdout.contains("success"), "{}", r.stdout);
 }
 
+/// A `reload` that names no ecosystem file cannot get the drain to PM2's cluster workers (only
+/// NODE_OPTIONS is left, which they ignore): the deploy says so in its summary, naming the
+/// command and the fix, and `setup --check` shows it as a WARN. Named again, the warning goes.
+#[test]
+fn a_reload_without_an_ecosystem_file_warns_that_the_drain_cannot_reach_the_workers() {
+    let sb = Sandbox::new("fallb");
+    sb.deploy(&sha(1)).expect(0);
+    sb.write_config("reload = \"pm2 reload all --update-env\"");
+    sb.set_app("2.0.0", false);
+    let summary = sb.root.join("step-summary.md");
+    let d = Run::of(
+        sb.cmd(&["deploy", "-e", "staging", "--sha", &sha(2)])
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .expect("run tj-deploy"),
+    );
+    d.expect(0);
+    let fix = "name the ecosystem file in `reload`, e.g. `pm2 startOrReload ecosystem.config.js --update-env`";
+    let said = "drain: `reload` (pm2 reload all --update-env) names no ecosystem file";
+    assert!(d.stdout.contains(said) && d.stdout.contains(fix), "{}", d.all());
+    assert!(
+        d.stdout.contains("NODE_OPTIONS, which PM2 cluster workers ignore"),
+        "{}",
+        d.stdout
+    );
+    let md = std::fs::read_to_string(&summary).expect("the job summary is written");
+    assert!(md.contains(said) && md.contains(fix), "{md}");
+
+    let c = run(&sb, &["setup", "-e", "staging", "--check"]);
+    let line = c
+        .stdout
+        .lines()
+        .position(|l| l.contains("WARN  drain: `reload` (pm2 reload all --update-env) names no ecosystem file"))
+        .unwrap_or_else(|| panic!("no WARN for the drain:\n{}", c.all()));
+    assert!(
+        c.stdout
+            .lines()
+            .nth(line + 1)
+            .is_some_and(|l| l.trim() == format!("fix: {fix}")),
+        "{}",
+        c.stdout
+    );
+
+    sb.write_config("");
+    sb.set_app("3.0.0", false);
+    let d = sb.deploy(&sha(3));
+    d.expect(0);
+    assert!(!d.all().contains("names no ecosystem file"), "{}", d.all());
+}
+
 /// `logs` on two hosts whose PM2 writes timestamps (`time: true`): every line prefixed with its
 /// host, both hosts present, merged in time order; `--grep` filters; `--follow` streams a line
 /// written after it started, until it is stopped.

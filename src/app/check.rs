@@ -54,6 +54,10 @@ pub async fn command(config: &Config, inv: &Invocation) -> Result<()> {
     }
     let mut warnings = Vec::new();
     gates.push(ecosystem_gate(config, &mut warnings));
+    warnings.extend(crate::drain::fallback_warning(
+        config.env.reload.as_deref(),
+        config.env.drain,
+    ));
     let plan = Plan::deploy(config, Some(&sha)).render();
     let mut summary = refused_summary(
         config,

@@ -106,6 +106,9 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         steps: steps.take(),
         checks,
         message,
+        warnings: crate::drain::fallback_warning(config.env.reload.as_deref(), config.env.drain)
+            .into_iter()
+            .collect(),
         ..Summary::begin(config, inv, "restart", started_at)
     }
     .end(inv, commit.as_deref(), started.elapsed().as_secs_f64());

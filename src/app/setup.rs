@@ -212,6 +212,15 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
             fix: None,
         });
     }
+    if let Some(w) = crate::drain::fallback_reason(config.env.reload.as_deref(), config.env.drain) {
+        all.push(Check {
+            host: "config".into(),
+            name: "drain".into(),
+            level: Level::Warn,
+            detail: w,
+            fix: Some(crate::drain::FIX.into()),
+        });
+    }
     if inv.json {
         println!(
             "{}",

@@ -32,6 +32,31 @@ pub fn in_proc(environ_or_cmdline: &[u8]) -> bool {
     })
 }
 
+/// The one fix for a reload command without an ecosystem file, as the warning names it.
+pub const FIX: &str = "name the ecosystem file in `reload`, e.g. `pm2 startOrReload ecosystem.config.js --update-env`";
+
+/// Why the drain will not reach the workers although `drain` is on: the `reload` command names
+/// no ecosystem file, so there is nothing to wrap and the preload can only travel in
+/// `NODE_OPTIONS`, which PM2 cluster workers never see (see the module doc). `setup` shows it
+/// with [`FIX`] on a line of its own.
+pub fn fallback_reason(reload: Option<&str>, drain: bool) -> Option<String> {
+    let reload = reload.filter(|_| drain)?;
+    if crate::ecosystem::file_from_reload(reload).is_some() {
+        return None;
+    }
+    Some(format!(
+        "`reload` ({reload}) names no ecosystem file, so the keep-alive drain can only go \
+         through NODE_OPTIONS, which PM2 cluster workers ignore: keep-alive requests can fail on \
+         every reload"
+    ))
+}
+
+/// [`fallback_reason`] with its fix, as the deploy's and restart's summaries and `check` say
+/// it, instead of the drain failing silently.
+pub fn fallback_warning(reload: Option<&str>, drain: bool) -> Option<String> {
+    fallback_reason(reload, drain).map(|r| format!("drain: {r}; fix: {FIX}"))
+}
+
 fn is_drain_path(s: &str) -> bool {
     // Also `--require=<path>`.
     s.ends_with("/.tj-deploy/drain.js")
@@ -40,6 +65,19 @@ fn is_drain_path(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_without_an_ecosystem_file_is_said() {
+        let w = fallback_warning(Some("pm2 reload all"), true).unwrap();
+        assert!(
+            w.contains("(pm2 reload all)") && w.contains("NODE_OPTIONS") && w.contains(FIX),
+            "{w}"
+        );
+        assert_eq!(fallback_warning(Some("pm2 reload all"), false), None, "drain off");
+        assert_eq!(fallback_warning(None, true), None, "no reload at all");
+        let named = "pm2 startOrReload ecosystem.config.js --update-env";
+        assert_eq!(fallback_warning(Some(named), true), None);
+    }
 
     #[test]
     fn tells_whether_a_worker_runs_the_drain() {

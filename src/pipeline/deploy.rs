@@ -83,7 +83,7 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
         checks: RefCell::new(Vec::new()),
         changes: (Vec::new(), 0),
         review: None,
-        warnings: RefCell::new(Vec::new()),
+        warnings: RefCell::new(drain_warning(ctx)),
         backup_dropped: false,
         availability: None,
         watch: None,
@@ -105,6 +105,15 @@ pub async fn run<T: Transport>(ctx: &Ctx<'_>, d: Deploy<'_>, hosts: Vec<(HostSpe
     let summary = summary(ctx, d, &hosts, out, status, message);
     finish(ctx, &hosts, &summary).await;
     (summary, error)
+}
+
+/// The drain that cannot reach the workers (src/drain/), said once at the start and in the
+/// summary.
+fn drain_warning(ctx: &Ctx<'_>) -> Vec<String> {
+    let env = &ctx.config.env;
+    let w = crate::drain::fallback_warning(env.reload.as_deref(), env.drain);
+    w.iter().for_each(|w| crate::ui::warn(w));
+    w.into_iter().collect()
 }
 
 async fn phases<T: Transport>(

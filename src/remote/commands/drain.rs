@@ -4,7 +4,8 @@
 //! new worker and hands them `drain_timeout` in the app's `env` (PM2 does not pass the reload's
 //! own environment to reloaded workers, `--update-env` or not: measured). A reload command that
 //! names no ecosystem file (`pm2 reload all`) gets the preload through `NODE_OPTIONS` instead,
-//! which reaches only the workers PM2 starts from this environment (a first start, fork mode).
+//! which reaches only the workers PM2 starts from this environment (a first start, fork mode);
+//! the run warns about it ([`crate::drain::fallback_warning`]).
 
 use std::time::Duration;
 
