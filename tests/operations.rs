@@ -438,6 +438,61 @@ fn logs_from_two_hosts_merge_in_time_order_and_follow() {
     assert!(!all.contains("draining"), "--grep applies while following:\n{all}");
 }
 
+/// One of two hosts down (its sshd stopped): `status` shows the reachable host in full and the
+/// other as unreachable with the SSH error, text and `--json`, and exits 1; `history` and
+/// `logs` show what the reachable host has, name the other, and exit 1 too.
+#[test]
+fn read_commands_show_the_reachable_hosts_when_one_is_down() {
+    let mut f = support::fleet::Fleet::new("down", 2);
+    f.deploy(&sha(1)).expect(0);
+    let (up, down) = (f.hosts[0].spec(), f.hosts[1].spec());
+    f.hosts[1].stop_sshd();
+
+    let s = f.run(&["status", "-e", "staging", "--json"]);
+    s.expect(1);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("status --json");
+    let hosts = v.as_array().expect("one entry per host");
+    assert_eq!(hosts.len(), 2, "{v}");
+    assert_eq!(hosts[0]["host"], up.as_str());
+    assert_eq!(hosts[0]["commit"], sha(1), "the reachable host in full: {v}");
+    assert_eq!(hosts[0]["health"]["http_status"], 200, "{v}");
+    assert!(!hosts[0]["workers"].as_array().unwrap().is_empty(), "{v}");
+    assert!(hosts[0]["unreachable"].is_null());
+    assert_eq!(hosts[1]["host"], down.as_str());
+    let why = hosts[1]["unreachable"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(!why.is_empty() && hosts[1]["release"].is_null(), "{v}");
+    assert!(
+        s.stderr.contains(&down) && s.stderr.contains("1 of 2 host(s) not read"),
+        "{}",
+        s.stderr
+    );
+
+    let t = f.run(&["status", "-e", "staging"]);
+    t.expect(1);
+    assert!(
+        t.stdout.contains(&format!("{up}\n  live:     releases/")),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.contains(&format!("{down}\n  UNREACHABLE: {why}")),
+        "the same SSH error:\n{}",
+        t.stdout
+    );
+
+    let h = f.run(&["history", "-e", "staging", "--json"]);
+    h.expect(1);
+    let runs: serde_json::Value = serde_json::from_str(&h.stdout).expect("history --json");
+    assert_eq!(runs[0]["commit"], sha(1), "the reachable host's log: {runs}");
+    assert!(h.stderr.contains(&down), "{}", h.stderr);
+
+    let l = f.run(&["logs", "-e", "staging", "--lines", "5"]);
+    l.expect(1);
+    assert!(l.stdout.contains(&format!("{up} │ ")), "{}", l.all());
+    assert!(!l.stdout.contains(&format!("{down} │ ")), "{}", l.all());
+    assert!(l.stderr.contains(&down), "{}", l.stderr);
+}
+
 fn fresh_config(sb: &Sandbox, deploy: &std::path::Path, backup: &std::path::Path) {
     let text = support::config_text(
         &sb.build_dir,

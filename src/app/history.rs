@@ -5,19 +5,24 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::config::{Config, Invocation};
+use crate::config::{Config, HostSpec, Invocation};
 use crate::error::{Error, Result};
 use crate::history::{self, Run, Spread, Stats};
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport, commands};
 use crate::ui;
 
-/// Every host's log, parsed and deduplicated, oldest first.
-async fn runs(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Vec<Run>> {
+/// Every reachable host's log, parsed and deduplicated, oldest first, and the hosts whose log
+/// could not be read, with why (warned about here; the command ends with exit 1 after showing
+/// what it has: the other hosts' logs usually hold the same runs).
+async fn runs(
+    config: &Config,
+    inv: &Invocation,
+    vars: &BTreeMap<String, String>,
+) -> Result<(Vec<Run>, Vec<(HostSpec, String)>)> {
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
-    let fleet = super::connect(config, inv, vars).await?;
+    let (fleet, mut down) = super::connect_reachable(config, inv, vars).await?;
     let mut all = Vec::new();
-    let mut failed = None;
     for (h, t) in &fleet.hosts {
         match t
             .run(&commands::read_log(&l), Mode::Capture)
@@ -31,28 +36,28 @@ async fn runs(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>
                 }
                 all.extend(runs);
             }
-            Err(e) => failed = Some(Error::failed(format!("{h}: {}", e.message))),
+            Err(e) => down.push((h.clone(), e.message)),
         }
     }
     fleet.close().await;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(history::dedupe(all)),
+    for (h, e) in &down {
+        ui::warn(&format!("{h}: not read, its runs are missing here: {e}"));
     }
+    Ok((history::dedupe(all), down))
 }
 
 pub async fn history(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let limit = inv.ops.limit.unwrap_or(20);
-    let runs = runs(config, inv, vars).await?;
+    let (runs, down) = runs(config, inv, vars).await?;
     let shown: Vec<&Run> = runs.iter().rev().take(limit).collect();
     if inv.json {
         let text = serde_json::to_string_pretty(&shown).map_err(|e| Error::failed(format!("history: {e}")))?;
         println!("{text}");
-        return Ok(());
+        return super::not_read("history", config.env.hosts.len(), &down);
     }
     if shown.is_empty() {
         println!("{}: no deploys, rollbacks or restarts recorded yet", config.env.name);
-        return Ok(());
+        return super::not_read("history", config.env.hosts.len(), &down);
     }
     let mut out = format!(
         "{:<15}  {:<8}  {:<7}  {:<11}  {:>8}  {}\n",
@@ -73,13 +78,13 @@ pub async fn history(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     }
     // Actors and ids come from the hosts' logs: foreign text.
     ui::print_foreign(out.trim_end());
-    Ok(())
+    super::not_read("history", config.env.hosts.len(), &down)
 }
 
 pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let since = inv.ops.since.as_deref().unwrap_or("30d");
     let window = history::window("since", since).map_err(Error::invalid)?;
-    let runs = runs(config, inv, vars).await?;
+    let (runs, down) = runs(config, inv, vars).await?;
     let mut s = history::stats(&runs, window, chrono::Utc::now());
     match crate::github::connect(inv)? {
         None => {
@@ -91,7 +96,13 @@ pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, St
             Err(e) => s.lead_time_note = Some(format!("lead time for changes not computed: {}", e.message)),
         },
     }
-    let md = markdown(&config.env.name.to_string(), since, &s);
+    let mut md = markdown(&config.env.name.to_string(), since, &s);
+    for (h, e) in &down {
+        let _ = write!(
+            md,
+            "\n\n> ⚠ {h} not read ({e}): these figures come from the other hosts' logs."
+        );
+    }
     if let Some(path) = inv.github.summary_file.as_deref()
         && let Err(e) = crate::actions::append(path, &(md.clone() + "\n"))
     {
@@ -103,7 +114,7 @@ pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, St
     } else {
         println!("{md}");
     }
-    Ok(())
+    super::not_read("stats", config.env.hosts.len(), &down)
 }
 
 /// At most this many deploys are asked about (one GitHub request each).

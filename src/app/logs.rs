@@ -144,36 +144,50 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
     let o = &inv.ops;
     let lines = o.lines.unwrap_or(50);
-    let fleet = super::connect(config, inv, vars).await?;
-    let mut scripts = Vec::new();
-    for (_, t) in &fleet.hosts {
-        let names = app_names(t, &l, config).await?;
-        let grep = o.follow.then_some(o.grep.as_deref()).flatten();
-        scripts.push(commands::pm2_logs(&names, lines, o.err, o.follow, grep));
+    let (fleet, mut down) = super::connect_reachable(config, inv, vars).await?;
+    // A host down (or without a live release) is said and skipped: the others' logs still show.
+    let mut read = Vec::new();
+    for (h, t) in &fleet.hosts {
+        match app_names(t, &l, config).await {
+            Ok(names) => {
+                let grep = o.follow.then_some(o.grep.as_deref()).flatten();
+                read.push((h, t, commands::pm2_logs(&names, lines, o.err, o.follow, grep)));
+            }
+            Err(e) => down.push((h.clone(), e.message)),
+        }
     }
+    for (h, e) in &down {
+        ui::warn(&format!("{h}: no logs from this host: {e}"));
+    }
+    let total = config.env.hosts.len();
     if o.follow {
         ui::info("following the logs of every host; stop with Ctrl-C");
-        let runs = fleet
-            .hosts
-            .iter()
-            .zip(&scripts)
-            .map(|((_, t), s)| t.run(s, Mode::Stream));
+        let runs = read.iter().map(|(_, t, s)| t.run(s, Mode::Stream));
         let results = futures_util::future::join_all(runs).await;
         fleet.close().await;
         for r in results {
             r?;
         }
-        return Ok(());
+        return super::not_read("logs", total, &down);
     }
     let mut per_host = Vec::new();
-    for ((h, t), s) in fleet.hosts.iter().zip(&scripts) {
-        let out = t.run(s, Mode::Capture).await?.check(&format!("{h}: pm2 logs"))?;
-        per_host.push((h.to_string(), parse(&out.stdout, o.grep.as_deref())));
+    for (h, t, s) in &read {
+        match t
+            .run(s, Mode::Capture)
+            .await
+            .and_then(|o| o.check(&format!("{h}: pm2 logs")))
+        {
+            Ok(out) => per_host.push((h.to_string(), parse(&out.stdout, o.grep.as_deref()))),
+            Err(e) => {
+                ui::warn(&e.message);
+                down.push(((*h).clone(), e.message));
+            }
+        }
     }
     fleet.close().await;
     // What the app logged: foreign text.
     ui::print_foreign(render(&per_host).trim_end());
-    Ok(())
+    super::not_read("logs", total, &down)
 }
 
 #[cfg(test)]

@@ -84,6 +84,54 @@ pub async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     Ok(fleet)
 }
 
+/// For the commands that only read (status, logs, history, stats): every host that answers,
+/// connected, and for each one that does not, its SSH error — one host down must not hide the
+/// others when the point is to look. The caller reports them and ends with exit 1.
+pub async fn connect_reachable(
+    config: &Config,
+    inv: &Invocation,
+    vars: &BTreeMap<String, String>,
+) -> Result<(Fleet, Vec<(HostSpec, String)>)> {
+    if config.env.local {
+        return Ok((connect(config, inv, vars).await?, Vec::new()));
+    }
+    let home = vars.get("HOME").map(PathBuf::from);
+    let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
+    let mut fleet = Fleet {
+        hosts: Vec::new(),
+        _ssh: None,
+    };
+    let mut down = Vec::new();
+    for h in &config.env.hosts {
+        let step = ui::step(&format!("connect [{h}]"), "");
+        match ctx.connect(h).await {
+            Ok(t) => {
+                step.done("");
+                fleet.hosts.push((h.clone(), AnyTransport::Ssh(Box::new(t))));
+            }
+            Err(e) => {
+                step.failed(&e.message);
+                down.push((h.clone(), e.message));
+            }
+        }
+    }
+    fleet._ssh = Some(ctx);
+    Ok((fleet, down))
+}
+
+/// The error that ends a read-only command when some hosts were not read.
+pub(crate) fn not_read(command: &str, total: usize, down: &[(HostSpec, String)]) -> Result<()> {
+    if down.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = down.iter().map(|(h, e)| format!("{h} ({e})")).collect();
+    Err(Error::failed(format!(
+        "{command}: {} of {total} host(s) not read: {}",
+        down.len(),
+        list.join("; ")
+    )))
+}
+
 /// Reports a finished run everywhere: terminal, Actions outputs and job summary, GitHub check
 /// run and deployment, Slack.
 pub async fn publish(summary: &Summary, inv: &Invocation, github: &crate::github::Reporter) {

@@ -57,6 +57,10 @@ pub struct HostStatus {
     pub disk_free_kib: Option<u64>,
     pub releases: usize,
     pub backups: usize,
+    /// Not reached over SSH: the error; nothing else about the host is known.
+    pub unreachable: Option<String>,
+    /// Reached, but reading its state failed: why (the fields above are empty).
+    pub error: Option<String>,
 }
 
 /// Parses the output of [`commands::pm2_worker_dirs`]: the processes PM2 runs from under
@@ -183,14 +187,30 @@ async fn one<T: Transport>(
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
     let http = crate::health::client()?;
-    let fleet = super::connect(config, inv, vars).await?;
+    let (fleet, mut down) = super::connect_reachable(config, inv, vars).await?;
     let mut all = Vec::new();
-    let mut failed = Vec::new();
-    for (h, t) in &fleet.hosts {
-        match one(t, &l, config, &http, h).await {
-            Ok(s) => all.push(s),
-            Err(e) => failed.push(format!("{h}: {}", e.message)),
-        }
+    // In the config's order, the hosts not reached among them.
+    for h in &config.env.hosts {
+        let host = h.to_string();
+        let s = match fleet.hosts.iter().find(|(s, _)| s == h) {
+            Some((_, t)) => match one(t, &l, config, &http, h).await {
+                Ok(s) => s,
+                Err(e) => {
+                    down.push((h.clone(), e.message.clone()));
+                    HostStatus {
+                        host,
+                        error: Some(e.message),
+                        ..HostStatus::default()
+                    }
+                }
+            },
+            None => HostStatus {
+                host,
+                unreachable: down.iter().find(|(s, _)| s == h).map(|(_, e)| e.clone()),
+                ..HostStatus::default()
+            },
+        };
+        all.push(s);
     }
     fleet.close().await;
     if inv.json {
@@ -200,10 +220,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         // Everything here comes from the hosts: foreign text.
         ui::print_foreign(all.iter().map(render).collect::<Vec<_>>().join("\n").trim_end());
     }
-    if failed.is_empty() {
-        return Ok(());
-    }
-    Err(Error::failed(format!("status: {}", failed.join("; "))))
+    super::not_read("status", config.env.hosts.len(), &down)
 }
 
 fn mib(bytes: u64) -> String {
@@ -214,6 +231,14 @@ fn mib(bytes: u64) -> String {
 pub fn render(s: &HostStatus) -> String {
     let short = |c: &Option<String>| c.as_deref().map(|c| ui::prefix(c, 7).to_string()).unwrap_or("-".into());
     let mut out = format!("{}\n", s.host);
+    if let Some(e) = &s.unreachable {
+        let _ = writeln!(out, "  UNREACHABLE: {e}");
+        return out;
+    }
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "  NOT READ: {e}");
+        return out;
+    }
     let when = match (&s.deployed_at, &s.deployed_by, &s.deployed_kind) {
         (Some(at), by, kind) => format!(
             ", live since {at} by {} ({})",
@@ -310,6 +335,19 @@ mod tests {
                 "#1 pid 12 online, 0 restart(s), up 1m 00s, 0.0 MB, in releases/20260101_000000, drain off  ⚠ OLD RELEASE"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_host_not_reached_says_why_and_nothing_else() {
+        let text = render(&HostStatus {
+            host: "deploy@b".into(),
+            unreachable: Some("ssh: connect to host b port 22: Connection refused".into()),
+            ..HostStatus::default()
+        });
+        assert_eq!(
+            text,
+            "deploy@b\n  UNREACHABLE: ssh: connect to host b port 22: Connection refused\n"
         );
     }
 
