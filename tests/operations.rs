@@ -251,7 +251,7 @@ fn restart_under_load_fails_no_request_and_is_logged() {
 /// preloaded: PM2 forks a cluster worker with `execArgv` = the app's `node_args` and hands it
 /// that very config as `pm2_env` in its environment, so `/proc/<pid>/environ` says what this
 /// process started with (its command line is renamed by PM2). `status --json` must agree.
-fn worker_drains(sb: &Sandbox) -> Vec<(i64, bool)> {
+fn worker_drains(sb: &Sandbox) -> Vec<(i64, bool, Vec<String>)> {
     let s = run(sb, &["status", "-e", "staging", "--json"]);
     s.expect(0);
     let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("status --json");
@@ -268,13 +268,13 @@ fn worker_drains(sb: &Sandbox) -> Vec<(i64, bool)> {
                 .find_map(|f| f.strip_prefix(b"pm2_env="))
                 .and_then(|j| serde_json::from_slice(j).ok())
                 .unwrap_or_else(|| panic!("no pm2_env in /proc/{pid}/environ"));
-            let args: Vec<&str> = forked["node_args"]
+            let args: Vec<String> = forked["node_args"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
             let on = args.windows(2).any(|p| p[0] == "--require" && p[1] == drain);
             assert_eq!(w["drain"], on, "status and /proc/{pid}/environ disagree: {w} {args:?}");
-            (pid, on)
+            (pid, on, args)
         })
         .collect()
 }
@@ -294,22 +294,25 @@ fn restart_hard_keeps_the_drain_in_every_worker() {
     std::fs::write(&eco, text).unwrap();
     sb.deploy(&sha(1)).expect(0);
     let before = worker_drains(&sb);
-    assert!(
-        before.iter().all(|(_, on)| *on),
-        "the deploy wires the drain in: {before:?}"
-    );
+    assert!(before.iter().all(|w| w.1), "the deploy wires the drain in: {before:?}");
     let r = run(&sb, &["restart", "-e", "staging", "--hard"]);
     r.expect(0);
     let after = worker_drains(&sb);
     assert!(
-        after.iter().all(|(pid, _)| before.iter().all(|(old, _)| old != pid)),
+        after.iter().all(|w| before.iter().all(|old| old.0 != w.0)),
         "a hard restart starts new processes: {before:?} → {after:?}"
     );
-    assert!(
-        after.iter().all(|(_, on)| *on),
-        "every worker runs the drain after restart --hard: {after:?}\n{}",
-        r.all()
-    );
+    for (pid, on, args) in &after {
+        assert!(
+            on,
+            "worker {pid} runs without the drain after restart --hard: {args:?}\n{}",
+            r.all()
+        );
+        assert_eq!(
+            args[0], "--max-old-space-size=256",
+            "the app's own node_args come first"
+        );
+    }
     assert!(r.stdout.contains("success"), "{}", r.stdout);
 }
 
