@@ -19,8 +19,9 @@ pub fn disk_use(l: &Layout) -> Script {
         .repeatable()
 }
 
-/// `restart --hard`: PM2 restarts (stops, then starts) the apps of the ecosystem file `file`
-/// from `current`, with the environment every hook gets.
+/// `restart --hard` with `drain = false`: PM2 restarts (stops, then starts) the apps of the
+/// ecosystem file `file` from `current`, with the environment every hook gets. With the drain
+/// on, the same command runs on the drain's wrapper instead ([`super::reload_drained`]).
 pub fn pm2_restart(l: &Layout, file: &str, env: &HookEnv) -> Script {
     hook_exports(with_dirs("restart", l), l, env)
         .var("F", file)
