@@ -318,7 +318,7 @@ fn restart_hard_keeps_the_drain_in_every_worker() {
 
 /// A `reload` that names no ecosystem file cannot get the drain to PM2's cluster workers (only
 /// NODE_OPTIONS is left, which they ignore): the deploy says so in its summary, naming the
-/// command and the fix, and `setup --check` shows it as a WARN. Named again, the warning goes.
+/// command and the fix, `setup --check` shows it as a WARN and `check` as a warning. Named again, it goes.
 #[test]
 fn a_reload_without_an_ecosystem_file_warns_that_the_drain_cannot_reach_the_workers() {
     let sb = Sandbox::new("fallb");
@@ -357,6 +357,18 @@ fn a_reload_without_an_ecosystem_file_warns_that_the_drain_cannot_reach_the_work
             .is_some_and(|l| l.trim() == format!("fix: {fix}")),
         "{}",
         c.stdout
+    );
+
+    let c = Run::of(
+        sb.cmd(&["check", "-e", "staging", "--sha", &sha(2)])
+            .output()
+            .expect("run tj-deploy"),
+    );
+    c.expect(0);
+    assert!(
+        c.all().contains(said) && c.all().contains(fix),
+        "check says it too:\n{}",
+        c.all()
     );
 
     sb.write_config("");
