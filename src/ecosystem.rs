@@ -60,18 +60,108 @@ pub fn parse(stdout: &str) -> Result<Vec<App>, String> {
     serde_json::from_str(json).map_err(|e| format!("unreadable app list ({e})"))
 }
 
-/// The ecosystem file the reload command starts (`pm2 startOrReload <file> …`), if it names one.
+/// One word of a shell command: where it stands in the text (quotes included) and its text
+/// without the quotes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub span: std::ops::Range<usize>,
+    pub text: String,
+}
+
+/// The words of a shell command: split at blanks and at `;`, `&` and `|` outside quotes, so
+/// `ecosystem.config.js&&pm2 save` gives `ecosystem.config.js`, `pm2`, `save`.
+pub fn words(command: &str) -> Vec<Word> {
+    let mut out = Vec::new();
+    let mut cur: Option<(usize, String)> = None;
+    let mut quote: Option<char> = None;
+    for (i, c) in command.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => cur.get_or_insert_with(|| (i, String::new())).1.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                cur.get_or_insert_with(|| (i, String::new()));
+            }
+            None if c.is_whitespace() || matches!(c, ';' | '&' | '|') => {
+                if let Some((start, text)) = cur.take() {
+                    out.push(Word { span: start..i, text });
+                }
+            }
+            None => cur.get_or_insert_with(|| (i, String::new())).1.push(c),
+        }
+    }
+    if let Some((start, text)) = cur {
+        out.push(Word {
+            span: start..command.len(),
+            text,
+        });
+    }
+    out
+}
+
+/// How PM2 loads an ecosystem file, by PM2's own rule (`Common.isConfigFile`: the first of these
+/// the name contains, in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+    /// `.config.js` / `.config.cjs`: `require`d.
+    Js,
+    /// `.config.mjs`: imported.
+    Mjs,
+}
+
+impl Format {
+    /// Whether `require` (the lint, the drain's wrapper) can load it.
+    pub fn loadable(self) -> bool {
+        matches!(self, Format::Json | Format::Js)
+    }
+}
+
+const PM2_CONFIG_EXTENSIONS: [(&str, Format); 6] = [
+    (".json", Format::Json),
+    (".yml", Format::Yaml),
+    (".yaml", Format::Yaml),
+    (".config.js", Format::Js),
+    (".config.cjs", Format::Js),
+    (".config.mjs", Format::Mjs),
+];
+
+/// The ecosystem file the reload command names, as PM2 would see one: the first argument (not
+/// an option, not a `NAME=value` assignment) containing one of PM2's config extensions.
+pub fn config_file(reload: &str) -> Option<(String, Format)> {
+    words(reload).into_iter().find_map(|w| {
+        let assignment = w
+            .text
+            .split_once('=')
+            .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        if w.text.starts_with('-') || assignment {
+            return None;
+        }
+        let format = PM2_CONFIG_EXTENSIONS
+            .iter()
+            .find(|(ext, _)| w.text.contains(ext))
+            .map(|(_, f)| *f)?;
+        Some((w.text, format))
+    })
+}
+
+/// The ecosystem file the reload command starts (`pm2 startOrReload <file> …`) when `require`
+/// can load it (JSON, `.config.js`, `.config.cjs`): the one the lint evaluates and the drain
+/// wraps. A YAML or `.mjs` file is [`config_file`]'s alone.
+/// The path is relative to the release (`$TJ_CURRENT/` dropped: the reload runs there).
 pub fn file_from_reload(reload: &str) -> Option<String> {
-    reload
-        .split_whitespace()
-        .map(|w| w.trim_matches(|c| c == '"' || c == '\''))
-        .find(|w| {
-            let base = w.rsplit('/').next().unwrap_or(w);
-            base.ends_with(".config.js")
-                || base.ends_with(".config.cjs")
-                || (base.starts_with("ecosystem") && (base.ends_with(".js") || base.ends_with(".json")))
-        })
-        .map(str::to_string)
+    config_file(reload)
+        .filter(|(_, f)| f.loadable())
+        .map(|(file, _)| in_current(&file).to_string())
+}
+
+/// `file` relative to the live release when the command names it through `$TJ_CURRENT`.
+pub fn in_current(file: &str) -> &str {
+    ["$TJ_CURRENT/", "${TJ_CURRENT}/"]
+        .iter()
+        .find_map(|p| file.strip_prefix(p))
+        .unwrap_or(file)
 }
 
 fn number(v: &Option<Value>) -> Option<i64> {
@@ -346,6 +436,75 @@ mod tests {
             Some("deploy/pm2.config.cjs")
         );
         assert_eq!(file_from_reload("pm2 reload all"), None);
+    }
+
+    /// PM2's own rule (`Common.isConfigFile`): any argument holding one of its extensions.
+    #[test]
+    fn the_reload_names_its_file_as_pm2_sees_it() {
+        use Format::*;
+        let cases: [(&str, Option<(&str, Format)>); 14] = [
+            ("pm2 reload process.json", Some(("process.json", Json))),
+            ("pm2 startOrReload pm2.json --env production", Some(("pm2.json", Json))),
+            ("pm2 reload process.yml", Some(("process.yml", Yaml))),
+            (
+                "pm2 reload deploy/process.yaml --only web",
+                Some(("deploy/process.yaml", Yaml)),
+            ),
+            (
+                "pm2 startOrReload ecosystem.config.mjs",
+                Some(("ecosystem.config.mjs", Mjs)),
+            ),
+            ("pm2 reload pm2.config.cjs", Some(("pm2.config.cjs", Js))),
+            (
+                "pm2 startOrReload ecosystem.config.js&&pm2 save",
+                Some(("ecosystem.config.js", Js)),
+            ),
+            (
+                "pm2 startOrReload ecosystem.config.js;pm2 save",
+                Some(("ecosystem.config.js", Js)),
+            ),
+            (
+                "npx pm2 startOrReload ecosystem.config.js --update-env",
+                Some(("ecosystem.config.js", Js)),
+            ),
+            (
+                "PM2_HOME=/x pm2 reload ecosystem.config.js",
+                Some(("ecosystem.config.js", Js)),
+            ),
+            (
+                "pm2 reload \"$TJ_CURRENT/ecosystem.config.js\"",
+                Some(("$TJ_CURRENT/ecosystem.config.js", Js)),
+            ),
+            ("PM2_HOME=/x.json pm2 reload all --update-env", None),
+            ("pm2 reload all", None),
+            ("pm2 reload trading-journal-prod", None),
+        ];
+        for (reload, want) in cases {
+            let got = config_file(reload);
+            assert_eq!(got.as_ref().map(|(f, k)| (f.as_str(), *k)), want, "{reload}");
+        }
+        assert_eq!(
+            file_from_reload("pm2 reload \"$TJ_CURRENT/ecosystem.config.js\"").as_deref(),
+            Some("ecosystem.config.js"),
+            "relative to the release, where the lint runs"
+        );
+        assert_eq!(
+            file_from_reload("pm2 reload process.json").as_deref(),
+            Some("process.json")
+        );
+        assert_eq!(
+            file_from_reload("pm2 reload process.yml"),
+            None,
+            "require cannot load it"
+        );
+        assert_eq!(file_from_reload("pm2 reload ecosystem.config.mjs"), None);
+    }
+
+    #[test]
+    fn words_split_at_operators_outside_quotes() {
+        let w: Vec<String> = words("a 'b c'&&d;\"e;f\"|g").into_iter().map(|w| w.text).collect();
+        assert_eq!(w, ["a", "b c", "d", "e;f", "g"]);
+        assert_eq!(words("x \"y\" z")[1].span, 2..5);
     }
 
     /// A real file evaluated by node: the lint sees what PM2 would (TJ_CURRENT applied).

@@ -32,22 +32,26 @@ pub fn in_proc(environ_or_cmdline: &[u8]) -> bool {
     })
 }
 
-/// The one fix for a reload command without an ecosystem file, as the warning names it.
-pub const FIX: &str = "name the ecosystem file in `reload`, e.g. `pm2 startOrReload ecosystem.config.js --update-env`";
+/// The one fix for a reload command without an ecosystem file the wrapper can load, as the
+/// warning names it.
+pub const FIX: &str = "name a .config.js (or .json) ecosystem file in `reload`, e.g. `pm2 startOrReload ecosystem.config.js --update-env`";
 
 /// Why the drain will not reach the workers although `drain` is on: the `reload` command names
-/// no ecosystem file, so there is nothing to wrap and the preload can only travel in
-/// `NODE_OPTIONS`, which PM2 cluster workers never see (see the module doc). `setup` shows it
-/// with [`FIX`] on a line of its own.
+/// no ecosystem file the wrapper can `require` (none, or by PM2's rule a YAML or `.mjs` one),
+/// so the preload can only travel in `NODE_OPTIONS`, which PM2 cluster workers never see (see
+/// the module doc). `setup` shows it with [`FIX`] on a line of its own.
 pub fn fallback_reason(reload: Option<&str>, drain: bool) -> Option<String> {
     let reload = reload.filter(|_| drain)?;
-    if crate::ecosystem::file_from_reload(reload).is_some() {
-        return None;
-    }
+    let what = match crate::ecosystem::config_file(reload) {
+        Some((_, f)) if f.loadable() => return None,
+        Some((file, _)) => {
+            format!("`reload` names {file}, which the drain's wrapper cannot load; use a .config.js")
+        }
+        None => format!("`reload` ({reload}) names no ecosystem file"),
+    };
     Some(format!(
-        "`reload` ({reload}) names no ecosystem file, so the keep-alive drain can only go \
-         through NODE_OPTIONS, which PM2 cluster workers ignore: keep-alive requests can fail on \
-         every reload"
+        "{what}, so the keep-alive drain can only go through NODE_OPTIONS, which PM2 cluster \
+         workers ignore: keep-alive requests can fail on every reload"
     ))
 }
 
@@ -77,6 +81,35 @@ mod tests {
         assert_eq!(fallback_warning(None, true), None, "no reload at all");
         let named = "pm2 startOrReload ecosystem.config.js --update-env";
         assert_eq!(fallback_warning(Some(named), true), None);
+        for loadable in [
+            "pm2 reload process.json",
+            "pm2 startOrReload pm2.json --env production",
+            "pm2 startOrReload ecosystem.config.js&&pm2 save",
+            "npx pm2 startOrReload ecosystem.config.js --update-env",
+            "PM2_HOME=/x pm2 reload ecosystem.config.js",
+            "pm2 reload \"$TJ_CURRENT/ecosystem.config.js\"",
+            "pm2 reload deploy/pm2.config.cjs",
+        ] {
+            assert_eq!(fallback_warning(Some(loadable), true), None, "{loadable}");
+        }
+        for (reload, file) in [
+            ("pm2 reload process.yml", "process.yml"),
+            ("pm2 startOrReload deploy/pm2.yaml --env production", "deploy/pm2.yaml"),
+            (
+                "pm2 startOrReload ecosystem.config.mjs;pm2 save",
+                "ecosystem.config.mjs",
+            ),
+        ] {
+            let w = fallback_warning(Some(reload), true).unwrap_or_else(|| panic!("{reload}"));
+            assert!(
+                w.contains(&format!(
+                    "`reload` names {file}, which the drain's wrapper cannot load; use a .config.js"
+                )) && w.contains(FIX),
+                "{w}"
+            );
+        }
+        let w = fallback_warning(Some("pm2 reload trading-journal-prod"), true).unwrap();
+        assert!(w.contains("names no ecosystem file"), "{w}");
     }
 
     #[test]

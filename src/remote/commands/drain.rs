@@ -16,12 +16,14 @@ use crate::remote::layout::Layout;
 /// `reload`'s script with the drain: `drain_timeout` reaches the workers as
 /// `TJ_DRAIN_TIMEOUT_MS`.
 pub fn reload_drained(l: &Layout, command: &str, env: &HookEnv, timeout: Duration) -> Script {
-    let file = crate::ecosystem::file_from_reload(command);
+    // The word as written (replaced by the wrapper) and the path the wrapper loads.
+    let named = crate::ecosystem::config_file(command).filter(|(_, f)| f.loadable());
     let wrapper = format!("{}/drain.config.js", l.meta());
-    let cmd = match &file {
-        Some(f) => on_wrapper(command, f, &wrapper),
+    let cmd = match &named {
+        Some((word, _)) => on_wrapper(command, word, &wrapper),
         None => command.to_string(),
     };
+    let file = named.map(|(word, _)| crate::ecosystem::in_current(&word).to_string());
     let s = hook_exports(with_dirs("reload", l), l, env)
         .var("CMD", &cmd)
         .var("DRAIN_JS", DRAIN_JS)
@@ -44,21 +46,18 @@ pub fn reload_drained(l: &Layout, command: &str, env: &HookEnv, timeout: Duratio
     s.line("cd \"$TJ_CURRENT\"").line("exec sh -ec \"$CMD\"")
 }
 
-/// The reload command with its ecosystem file word replaced by the wrapper's quoted path.
+/// The reload command with its ecosystem file word (`file`, unquoted) replaced by the
+/// wrapper's quoted path, whatever quotes or `&&`/`;` surround it.
 fn on_wrapper(command: &str, file: &str, wrapper: &str) -> String {
-    let mut done = false;
-    let words: Vec<String> = command
-        .split(' ')
-        .map(|w| {
-            if !done && w.trim_matches(|c| c == '"' || c == '\'') == file {
-                done = true;
-                quote(wrapper)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect();
-    words.join(" ")
+    match crate::ecosystem::words(command).into_iter().find(|w| w.text == file) {
+        Some(w) => format!(
+            "{}{}{}",
+            &command[..w.span.start],
+            quote(wrapper),
+            &command[w.span.end..]
+        ),
+        None => command.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -83,36 +82,42 @@ mod tests {
             ),
             "pm2 startOrReload '/srv/a b/.tj-deploy/drain.config.js' --update-env && pm2 save"
         );
+        let w = "/srv/a b/.tj-deploy/drain.config.js";
+        assert_eq!(
+            on_wrapper(
+                "pm2 startOrReload ecosystem.config.js&&pm2 save",
+                "ecosystem.config.js",
+                w
+            ),
+            "pm2 startOrReload '/srv/a b/.tj-deploy/drain.config.js'&&pm2 save"
+        );
+        assert_eq!(
+            on_wrapper(
+                "pm2 reload \"$TJ_CURRENT/ecosystem.config.js\";pm2 save",
+                "$TJ_CURRENT/ecosystem.config.js",
+                w
+            ),
+            "pm2 reload '/srv/a b/.tj-deploy/drain.config.js';pm2 save"
+        );
     }
 
-    /// Run for real with a fake `pm2` that evaluates the file it is given: the app gets the
-    /// preload appended to its own node_args and the timeout in its env; the files are there.
-    #[test]
-    fn the_wrapper_adds_the_preload_to_the_apps_own_node_args() {
+    /// Runs `reload` through [`reload_drained`] for real, `current` holding `file` with `text`,
+    /// and a fake `pm2` that prints the apps of the file it is given (its second argument).
+    fn run_wrapped(file: &str, text: &str, reload: &str) -> (serde_json::Value, String) {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("app dir");
         let cur = d.join("current");
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&cur).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::write(
-            cur.join("ecosystem.config.js"),
-            "module.exports = { apps: [{ name: 'a', script: 's.js', node_args: '--max-old-space-size=64', env: { X: '1' } }, { name: 'py', script: 'x.py', interpreter: 'python3' }] };",
-        )
-        .unwrap();
+        std::fs::write(cur.join(file), text).unwrap();
         let fake = "#!/bin/sh\nnode -e 'const m = require(require(\"path\").resolve(process.argv[1])); console.log(JSON.stringify(m.apps))' \"$2\"\n";
         std::fs::write(bin.join("pm2"), fake).unwrap();
         sh(&format!("chmod +x {}", quote(&bin.join("pm2").display().to_string())));
-        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
-        let env = HookEnv {
-            environment: "staging",
-            release: id,
-            revision: "abc",
-        };
         let s = reload_drained(
             &layout(d.to_str().unwrap()),
-            "pm2 startOrReload ecosystem.config.js --update-env",
-            &env,
+            reload,
+            &env(),
             Duration::from_millis(2500),
         );
         let out = std::process::Command::new("sh")
@@ -121,8 +126,19 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let apps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let drain = format!("{}/.tj-deploy/drain.js", d.display());
+        assert_eq!(std::fs::read_to_string(&drain).unwrap().trim_end(), DRAIN_JS.trim_end());
+        (serde_json::from_slice(&out.stdout).unwrap(), drain)
+    }
+
+    /// The app gets the preload appended to its own node_args and the timeout in its env.
+    #[test]
+    fn the_wrapper_adds_the_preload_to_the_apps_own_node_args() {
+        let (apps, drain) = run_wrapped(
+            "ecosystem.config.js",
+            "module.exports = { apps: [{ name: 'a', script: 's.js', node_args: '--max-old-space-size=64', env: { X: '1' } }, { name: 'py', script: 'x.py', interpreter: 'python3' }] };",
+            "pm2 startOrReload ecosystem.config.js --update-env",
+        );
         assert_eq!(
             apps[0]["node_args"],
             serde_json::json!(["--max-old-space-size=64", "--require", drain])
@@ -132,7 +148,24 @@ mod tests {
             serde_json::json!({"X": "1", "TJ_DRAIN_TIMEOUT_MS": "2500"})
         );
         assert!(apps[1].get("node_args").is_none(), "not a Node app: {apps}");
-        assert_eq!(std::fs::read_to_string(&drain).unwrap().trim_end(), DRAIN_JS.trim_end());
+    }
+
+    /// A `.json` file read as PM2 reads it (a JavaScript expression: unquoted keys, comments),
+    /// named without spaces before `&&` or through `$TJ_CURRENT`.
+    #[test]
+    fn the_wrapper_loads_json_and_files_named_through_tj_current() {
+        let json = "// PM2 accepts this\n{ apps: [{ name: 'a', script: 's.js' }] }\n";
+        for reload in [
+            "pm2 startOrReload process.json --env production&&true",
+            "pm2 reload \"$TJ_CURRENT/process.json\";true",
+        ] {
+            let (apps, drain) = run_wrapped("process.json", json, reload);
+            assert_eq!(
+                apps[0]["node_args"],
+                serde_json::json!(["--require", drain]),
+                "{reload}"
+            );
+        }
     }
 
     #[test]
