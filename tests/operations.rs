@@ -42,7 +42,9 @@ fn history_and_stats_read_the_hosts_log() {
 
     let h = run(&sb, &["history", "-e", "staging", "--limit", "3", "--json"]);
     h.expect(0);
-    let list: serde_json::Value = serde_json::from_str(&h.stdout).expect("history --json");
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history --json");
+    assert_eq!(v["hosts_not_read"], serde_json::json!([]), "{v}");
+    let list = &v["runs"];
     let ids: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -237,8 +239,7 @@ fn restart_under_load_fails_no_request_and_is_logged() {
     assert_eq!(restarts[1]["hard"], true);
     assert_eq!(restarts[0]["commit"], sha(1));
     let h = run(&sb, &["history", "-e", "staging", "--json"]);
-    let kinds: Vec<String> = serde_json::from_str::<serde_json::Value>(&h.stdout)
-        .unwrap()
+    let kinds: Vec<String> = serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["runs"]
         .as_array()
         .unwrap()
         .iter()
@@ -318,7 +319,8 @@ fn restart_hard_keeps_the_drain_in_every_worker() {
 
 /// A `reload` that names no ecosystem file cannot get the drain to PM2's cluster workers (only
 /// NODE_OPTIONS is left, which they ignore): the deploy says so in its summary, naming the
-/// command and the fix, `setup --check` shows it as a WARN and `check` as a warning. Named again, it goes.
+/// command and the fix, `setup --check` shows it as a WARN, `check` and `rollback` as a warning.
+/// Named again, it goes.
 #[test]
 fn a_reload_without_an_ecosystem_file_warns_that_the_drain_cannot_reach_the_workers() {
     let sb = Sandbox::new("fallb");
@@ -333,7 +335,7 @@ fn a_reload_without_an_ecosystem_file_warns_that_the_drain_cannot_reach_the_work
             .expect("run tj-deploy"),
     );
     d.expect(0);
-    let fix = "name the ecosystem file in `reload`, e.g. `pm2 startOrReload ecosystem.config.js --update-env`";
+    let fix = tj_deploy::drain::FIX;
     let said = "drain: `reload` (pm2 reload all --update-env) names no ecosystem file";
     assert!(d.stdout.contains(said) && d.stdout.contains(fix), "{}", d.all());
     assert!(
@@ -369,6 +371,14 @@ fn a_reload_without_an_ecosystem_file_warns_that_the_drain_cannot_reach_the_work
         c.all().contains(said) && c.all().contains(fix),
         "check says it too:\n{}",
         c.all()
+    );
+
+    let r = run(&sb, &["rollback", "-e", "staging"]);
+    r.expect(0);
+    assert!(
+        r.stdout.contains(said) && r.stdout.contains(fix),
+        "the rollback's summary says it too:\n{}",
+        r.all()
     );
 
     sb.write_config("");
@@ -476,9 +486,17 @@ fn read_commands_show_the_reachable_hosts_when_one_is_down() {
     assert_eq!(hosts[1]["host"], down.as_str());
     let why = hosts[1]["unreachable"].as_str().unwrap_or_else(|| panic!("{v}"));
     assert!(!why.is_empty() && hosts[1]["release"].is_null(), "{v}");
+    for unknown in ["releases", "backups", "workers", "health"] {
+        assert!(hosts[1][unknown].is_null(), "not known, so not 0 or []: {v}");
+    }
     assert!(
         s.stderr.contains(&down) && s.stderr.contains("1 of 2 host(s) not read"),
         "{}",
+        s.stderr
+    );
+    assert!(
+        !s.stderr.contains(&format!("{down} (connect {down}")),
+        "the host named once: {}",
         s.stderr
     );
 
@@ -497,15 +515,54 @@ fn read_commands_show_the_reachable_hosts_when_one_is_down() {
 
     let h = f.run(&["history", "-e", "staging", "--json"]);
     h.expect(1);
-    let runs: serde_json::Value = serde_json::from_str(&h.stdout).expect("history --json");
-    assert_eq!(runs[0]["commit"], sha(1), "the reachable host's log: {runs}");
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history --json");
+    assert_eq!(v["runs"][0]["commit"], sha(1), "the reachable host's log: {v}");
+    assert_eq!(v["hosts_not_read"], serde_json::json!([down]), "{v}");
     assert!(h.stderr.contains(&down), "{}", h.stderr);
+
+    let summary = f.root.join("step-summary.md");
+    let st = support::Run::of(
+        f.cmd(&["stats", "-e", "staging", "--json"])
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .expect("run tj-deploy"),
+    );
+    st.expect(1);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).expect("stats --json");
+    assert_eq!(v["deploys"], 1, "the reachable host's log: {v}");
+    assert_eq!(v["hosts_not_read"], serde_json::json!([down]), "{v}");
+    let md = std::fs::read_to_string(&summary).expect("the job summary is written");
+    assert!(
+        md.contains(&format!("> ⚠ {down} not read (`"))
+            && md.contains("`): these figures come from the other hosts' logs."),
+        "{md}"
+    );
 
     let l = f.run(&["logs", "-e", "staging", "--lines", "5"]);
     l.expect(1);
     assert!(l.stdout.contains(&format!("{up} │ ")), "{}", l.all());
     assert!(!l.stdout.contains(&format!("{down} │ ")), "{}", l.all());
     assert!(l.stderr.contains(&down), "{}", l.stderr);
+    assert!(
+        !l.stderr
+            .contains(&format!("{down}: no logs from this host: connect {down}")),
+        "the host named once: {}",
+        l.stderr
+    );
+
+    // Every host down: nothing was read, so no (empty) figures, only the error.
+    f.hosts[0].stop_sshd();
+    for cmd in ["history", "stats"] {
+        let r = f.run(&[cmd, "-e", "staging"]);
+        r.expect(1);
+        assert_eq!(
+            r.stdout.trim(),
+            "",
+            "{cmd} prints nothing it did not read:\n{}",
+            r.all()
+        );
+        assert!(r.stderr.contains("2 of 2 host(s) not read"), "{}", r.stderr);
+    }
 }
 
 fn fresh_config(sb: &Sandbox, deploy: &std::path::Path, backup: &std::path::Path) {

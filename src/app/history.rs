@@ -14,11 +14,13 @@ use crate::ui;
 
 /// Every reachable host's log, parsed and deduplicated, oldest first, and the hosts whose log
 /// could not be read, with why (warned about here; the command ends with exit 1 after showing
-/// what it has: the other hosts' logs usually hold the same runs).
+/// what it has: the other hosts' logs usually hold the same runs). No host read at all is the
+/// `command`'s error: there is nothing to show, and empty figures would mislead.
 async fn runs(
     config: &Config,
     inv: &Invocation,
     vars: &BTreeMap<String, String>,
+    command: &str,
 ) -> Result<(Vec<Run>, Vec<(HostSpec, String)>)> {
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
     let (fleet, mut down) = super::connect_reachable(config, inv, vars).await?;
@@ -36,10 +38,13 @@ async fn runs(
                 }
                 all.extend(runs);
             }
-            Err(e) => down.push((h.clone(), e.message)),
+            Err(e) => down.push((h.clone(), super::without_host(h, &e.message).to_string())),
         }
     }
     fleet.close().await;
+    if down.len() == config.env.hosts.len() {
+        super::not_read(command, config.env.hosts.len(), &down)?;
+    }
     for (h, e) in &down {
         ui::warn(&format!("{h}: not read, its runs are missing here: {e}"));
     }
@@ -48,10 +53,11 @@ async fn runs(
 
 pub async fn history(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let limit = inv.ops.limit.unwrap_or(20);
-    let (runs, down) = runs(config, inv, vars).await?;
+    let (runs, down) = runs(config, inv, vars, "history").await?;
     let shown: Vec<&Run> = runs.iter().rev().take(limit).collect();
     if inv.json {
-        let text = serde_json::to_string_pretty(&shown).map_err(|e| Error::failed(format!("history: {e}")))?;
+        let v = serde_json::json!({ "runs": shown, "hosts_not_read": hosts_not_read(&down) });
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::failed(format!("history: {e}")))?;
         println!("{text}");
         return super::not_read("history", config.env.hosts.len(), &down);
     }
@@ -84,7 +90,7 @@ pub async fn history(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
 pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let since = inv.ops.since.as_deref().unwrap_or("30d");
     let window = history::window("since", since).map_err(Error::invalid)?;
-    let (runs, down) = runs(config, inv, vars).await?;
+    let (runs, down) = runs(config, inv, vars, "stats").await?;
     let mut s = history::stats(&runs, window, chrono::Utc::now());
     match crate::github::connect(inv)? {
         None => {
@@ -100,7 +106,8 @@ pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, St
     for (h, e) in &down {
         let _ = write!(
             md,
-            "\n\n> ⚠ {h} not read ({e}): these figures come from the other hosts' logs."
+            "\n\n> ⚠ {h} not read (`{}`): these figures come from the other hosts' logs.",
+            e.replace('`', "'")
         );
     }
     if let Some(path) = inv.github.summary_file.as_deref()
@@ -109,12 +116,19 @@ pub async fn stats(config: &Config, inv: &Invocation, vars: &BTreeMap<String, St
         ui::warn(&format!("could not write the job summary: {e}"));
     }
     if inv.json {
-        let text = serde_json::to_string_pretty(&s).map_err(|e| Error::failed(format!("stats: {e}")))?;
+        let mut v = serde_json::to_value(&s).map_err(|e| Error::failed(format!("stats: {e}")))?;
+        v["hosts_not_read"] = serde_json::json!(hosts_not_read(&down));
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::failed(format!("stats: {e}")))?;
         println!("{text}");
     } else {
         println!("{md}");
     }
     super::not_read("stats", config.env.hosts.len(), &down)
+}
+
+/// The hosts whose log is missing from the output, as `--json` names them.
+fn hosts_not_read(down: &[(HostSpec, String)]) -> Vec<String> {
+    down.iter().map(|(h, _)| h.to_string()).collect()
 }
 
 /// At most this many deploys are asked about (one GitHub request each).

@@ -153,7 +153,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
                 let grep = o.follow.then_some(o.grep.as_deref()).flatten();
                 read.push((h, t, commands::pm2_logs(&names, lines, o.err, o.follow, grep)));
             }
-            Err(e) => down.push((h.clone(), e.message)),
+            Err(e) => down.push((h.clone(), super::without_host(h, &e.message).to_string())),
         }
     }
     for (h, e) in &down {
@@ -180,7 +180,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
             Ok(out) => per_host.push((h.to_string(), parse(&out.stdout, o.grep.as_deref()))),
             Err(e) => {
                 ui::warn(&e.message);
-                down.push(((*h).clone(), e.message));
+                down.push(((*h).clone(), super::without_host(h, &e.message).to_string()));
             }
         }
     }

@@ -49,39 +49,7 @@ impl Fleet {
 }
 
 pub async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<Fleet> {
-    if config.env.local {
-        let hosts = config
-            .env
-            .hosts
-            .iter()
-            .map(|h| (h.clone(), AnyTransport::Local(LocalTransport::new(&h.to_string()))))
-            .collect();
-        return Ok(Fleet { hosts, _ssh: None });
-    }
-    let home = vars.get("HOME").map(PathBuf::from);
-    let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
-    let mut fleet = Fleet {
-        hosts: Vec::new(),
-        _ssh: None,
-    };
-    for h in &config.env.hosts {
-        let step = ui::step(&format!("connect [{h}]"), "");
-        match ctx.connect(h).await {
-            Ok(t) => {
-                step.done("");
-                fleet.hosts.push((h.clone(), AnyTransport::Ssh(Box::new(t))));
-            }
-            Err(e) => {
-                step.failed(&e.message);
-                fleet.close().await;
-                let mut e = e;
-                e.message.push_str("; nothing was changed on any host");
-                return Err(e);
-            }
-        }
-    }
-    fleet._ssh = Some(ctx);
-    Ok(fleet)
+    Ok(open(config, inv, vars, false).await?.0)
 }
 
 /// For the commands that only read (status, logs, history, stats): every host that answers,
@@ -92,8 +60,25 @@ pub async fn connect_reachable(
     inv: &Invocation,
     vars: &BTreeMap<String, String>,
 ) -> Result<(Fleet, Vec<(HostSpec, String)>)> {
+    open(config, inv, vars, true).await
+}
+
+/// Connects to every host; one that does not answer is skipped with its error (`skip_down`) or
+/// ends it all, nothing changed.
+async fn open(
+    config: &Config,
+    inv: &Invocation,
+    vars: &BTreeMap<String, String>,
+    skip_down: bool,
+) -> Result<(Fleet, Vec<(HostSpec, String)>)> {
     if config.env.local {
-        return Ok((connect(config, inv, vars).await?, Vec::new()));
+        let hosts = config
+            .env
+            .hosts
+            .iter()
+            .map(|h| (h.clone(), AnyTransport::Local(LocalTransport::new(&h.to_string()))))
+            .collect();
+        return Ok((Fleet { hosts, _ssh: None }, Vec::new()));
     }
     let home = vars.get("HOME").map(PathBuf::from);
     let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
@@ -109,9 +94,15 @@ pub async fn connect_reachable(
                 step.done("");
                 fleet.hosts.push((h.clone(), AnyTransport::Ssh(Box::new(t))));
             }
-            Err(e) => {
+            Err(e) if skip_down => {
                 step.failed(&e.message);
-                down.push((h.clone(), e.message));
+                down.push((h.clone(), without_host(h, &e.message).to_string()));
+            }
+            Err(mut e) => {
+                step.failed(&e.message);
+                fleet.close().await;
+                e.message.push_str("; nothing was changed on any host");
+                return Err(e);
             }
         }
     }
@@ -119,12 +110,27 @@ pub async fn connect_reachable(
     Ok((fleet, down))
 }
 
+/// An error about host `h` without the host's name in front (`connect deploy@b: …`,
+/// `deploy@b: …`), for messages that name the host already.
+pub(crate) fn without_host<'a>(h: &HostSpec, message: &'a str) -> &'a str {
+    let name = format!("{h}: ");
+    let named = |m: &'a str| m.strip_prefix(name.as_str());
+    message
+        .strip_prefix("connect ")
+        .and_then(named)
+        .or_else(|| named(message))
+        .unwrap_or(message)
+}
+
 /// The error that ends a read-only command when some hosts were not read.
 pub(crate) fn not_read(command: &str, total: usize, down: &[(HostSpec, String)]) -> Result<()> {
     if down.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = down.iter().map(|(h, e)| format!("{h} ({e})")).collect();
+    let list: Vec<String> = down
+        .iter()
+        .map(|(h, e)| format!("{h} ({})", without_host(h, e)))
+        .collect();
     Err(Error::failed(format!(
         "{command}: {} of {total} host(s) not read: {}",
         down.len(),
@@ -282,5 +288,23 @@ pub(crate) fn refused_summary(
         commit_url: crate::report::commit_link(&inv.github, Some(sha.as_str())),
         finished_at: crate::report::now_rfc3339(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_down_is_named_once() {
+        let h = HostSpec::parse("hosts", "deploy@b").unwrap();
+        assert_eq!(
+            without_host(&h, "connect deploy@b: ssh: Connection refused"),
+            "ssh: Connection refused"
+        );
+        assert_eq!(without_host(&h, "deploy@b: no live release"), "no live release");
+        assert_eq!(without_host(&h, "connect timed out"), "connect timed out");
+        let e = not_read("stats", 2, &[(h, "connect deploy@b: refused".into())]).unwrap_err();
+        assert_eq!(e.message, "stats: 1 of 2 host(s) not read: deploy@b (refused)");
     }
 }

@@ -35,20 +35,43 @@ fn script(config: &Config, hard: bool, l: &crate::remote::layout::Layout, env: &
         };
         return Ok((script, reload.clone()));
     }
-    let file = crate::ecosystem::file_from_reload(reload).ok_or_else(|| {
+    let what = hard_command(reload).ok_or_else(|| {
         Error::invalid(format!(
-            "restart --hard: `reload` ({reload}) names no ecosystem file to `pm2 restart`; use restart without --hard"
+            "restart --hard: `reload` ({reload}) runs no `pm2 reload`/`startOrReload` to turn into `pm2 restart`; use restart without --hard"
         ))
     })?;
-    // `pm2 restart <file> --update-env` takes node_args from the file as startOrReload does, so
-    // the drain's wrapper hands the preload to the restarted workers too; without it a hard
-    // restart would leave every worker undrained until the next deploy.
-    let what = format!("pm2 restart {} --update-env", commands::quote(&file));
+    // The user's own command with `restart` for the reload verb (its prefix, file and flags
+    // kept: `--env`, `--only`, `npx`, `PM2_HOME=…`), on the drain's wrapper as a reload is:
+    // `pm2 restart <file>` takes node_args from the file, so the restarted workers drain too.
     let script = match config.env.drain {
         true => commands::reload_drained(l, &what, env, config.env.drain_timeout),
-        false => commands::pm2_restart(l, &file, env),
+        false => commands::reload(l, &what, env),
     };
     Ok((script, what))
+}
+
+/// PM2's reload verbs, which `--hard` turns into `restart`.
+const RELOAD_VERBS: [&str; 4] = ["reload", "startOrReload", "startOrGracefulReload", "gracefulReload"];
+
+/// `reload` with each PM2 reload verb (the first word after a `pm2` that is not an option)
+/// replaced by `restart`, everything else as written; `None` when it has none.
+pub fn hard_command(reload: &str) -> Option<String> {
+    let words = crate::ecosystem::words(reload);
+    let mut out = String::new();
+    let mut at = 0;
+    for (i, w) in words.iter().enumerate() {
+        let after_pm2 = words[..i]
+            .iter()
+            .rev()
+            .find(|p| !p.text.starts_with('-'))
+            .is_some_and(|p| p.text.rsplit('/').next() == Some("pm2"));
+        if after_pm2 && RELOAD_VERBS.contains(&w.text.as_str()) {
+            out.push_str(&reload[at..w.span.start]);
+            out.push_str("restart");
+            at = w.span.end;
+        }
+    }
+    (at > 0).then(|| out + &reload[at..])
 }
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
@@ -170,4 +193,44 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Sum
         }
     }
     unlock_all(ctx, hosts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hard_command;
+
+    #[test]
+    fn hard_swaps_the_reload_verb_and_keeps_the_rest() {
+        for (reload, hard) in [
+            (
+                "pm2 startOrReload ecosystem.config.js --update-env",
+                "pm2 restart ecosystem.config.js --update-env",
+            ),
+            (
+                "pm2 startOrReload pm2.json --env production --only web",
+                "pm2 restart pm2.json --env production --only web",
+            ),
+            (
+                "PM2_HOME=/x npx pm2 reload \"$TJ_CURRENT/ecosystem.config.js\"",
+                "PM2_HOME=/x npx pm2 restart \"$TJ_CURRENT/ecosystem.config.js\"",
+            ),
+            (
+                "pm2 startOrGracefulReload ecosystem.config.js&&pm2 save",
+                "pm2 restart ecosystem.config.js&&pm2 save",
+            ),
+            (
+                "node_modules/.bin/pm2 gracefulReload all",
+                "node_modules/.bin/pm2 restart all",
+            ),
+            (
+                "pm2 --silent reload trading-journal-prod",
+                "pm2 --silent restart trading-journal-prod",
+            ),
+            ("pm2 reload reload; pm2 reload b", "pm2 restart reload; pm2 restart b"),
+        ] {
+            assert_eq!(hard_command(reload).as_deref(), Some(hard), "{reload}");
+        }
+        assert_eq!(hard_command("./scripts/reload.sh"), None);
+        assert_eq!(hard_command("systemctl reload app"), None);
+    }
 }

@@ -50,13 +50,14 @@ pub struct HostStatus {
     pub deployed_at: Option<String>,
     pub deployed_by: Option<String>,
     pub deployed_kind: Option<String>,
-    pub workers: Vec<Worker>,
-    pub health: Health,
+    /// This and `health`, `releases`, `backups`: null when the host was not read.
+    pub workers: Option<Vec<Worker>>,
+    pub health: Option<Health>,
     pub lock: Option<String>,
     pub disk_used_percent: Option<u8>,
     pub disk_free_kib: Option<u64>,
-    pub releases: usize,
-    pub backups: usize,
+    pub releases: Option<usize>,
+    pub backups: Option<usize>,
     /// Not reached over SSH: the error; nothing else about the host is known.
     pub unreachable: Option<String>,
     /// Reached, but reading its state failed: why (the fields above are empty).
@@ -147,8 +148,8 @@ async fn one<T: Transport>(
     let mut s = HostStatus {
         host: h.to_string(),
         commit: st.current.and_then(|c| st.release(c)).and_then(|r| r.revision.clone()),
-        releases: st.releases.len(),
-        backups: st.backups.len(),
+        releases: Some(st.releases.len()),
+        backups: Some(st.backups.len()),
         lock: lock::show(t, l).await?.map(|held| held.holder),
         release: live.clone(),
         ..HostStatus::default()
@@ -179,8 +180,13 @@ async fn one<T: Transport>(
         .await?
         .check("list PM2 workers")?;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    s.workers = parse_workers(&pm2.stdout, l.deploy_dir.as_str(), live.as_deref(), now_ms);
-    s.health = health(http, config, h).await;
+    s.workers = Some(parse_workers(
+        &pm2.stdout,
+        l.deploy_dir.as_str(),
+        live.as_deref(),
+        now_ms,
+    ));
+    s.health = Some(health(http, config, h).await);
     Ok(s)
 }
 
@@ -196,10 +202,11 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
             Some((_, t)) => match one(t, &l, config, &http, h).await {
                 Ok(s) => s,
                 Err(e) => {
-                    down.push((h.clone(), e.message.clone()));
+                    let why = super::without_host(h, &e.message).to_string();
+                    down.push((h.clone(), why.clone()));
                     HostStatus {
                         host,
-                        error: Some(e.message),
+                        error: Some(why),
                         ..HostStatus::default()
                     }
                 }
@@ -252,7 +259,7 @@ pub fn render(s: &HostStatus) -> String {
         .as_deref()
         .map_or("none".to_string(), |r| format!("releases/{r}"));
     let _ = writeln!(out, "  live:     {live}, commit {}{when}", short(&s.commit));
-    let hl = &s.health;
+    let hl = s.health.clone().unwrap_or_default();
     let answer = match (&hl.http_status, &hl.error) {
         (Some(code), _) => format!(
             "HTTP {code}, status {}, revision {}",
@@ -267,17 +274,23 @@ pub fn render(s: &HostStatus) -> String {
     if let (Some(p), Some(free)) = (s.disk_used_percent, s.disk_free_kib) {
         let _ = writeln!(out, "  disk:     {p}% used, {} free", mib(free * 1024));
     }
-    let _ = writeln!(out, "  kept:     {} release(s), {} backup(s)", s.releases, s.backups);
+    let _ = writeln!(
+        out,
+        "  kept:     {} release(s), {} backup(s)",
+        s.releases.unwrap_or(0),
+        s.backups.unwrap_or(0)
+    );
+    let workers = s.workers.as_deref().unwrap_or_default();
     let _ = writeln!(
         out,
         "  workers:  {}",
-        if s.workers.is_empty() {
+        if workers.is_empty() {
             "none under deploy_dir"
         } else {
             ""
         }
     );
-    for w in &s.workers {
+    for w in workers {
         let up = w.uptime_seconds.map_or("-".into(), |u| history::human(u as f64));
         let mem = w.memory_bytes.map_or("-".into(), mib);
         let rel = w
@@ -327,7 +340,7 @@ mod tests {
         assert!(w[0].drain && !w[1].drain, "the drain is seen in node_args");
         assert_eq!(w[1].release.as_deref(), Some("20260101_000000"));
         let text = render(&HostStatus {
-            workers: w,
+            workers: Some(w),
             ..HostStatus::default()
         });
         assert!(
@@ -349,6 +362,15 @@ mod tests {
             text,
             "deploy@b\n  UNREACHABLE: ssh: connect to host b port 22: Connection refused\n"
         );
+        let v = serde_json::to_value(HostStatus {
+            host: "deploy@b".into(),
+            unreachable: Some("refused".into()),
+            ..HostStatus::default()
+        })
+        .unwrap();
+        for unknown in ["releases", "backups", "workers", "health"] {
+            assert!(v[unknown].is_null(), "{unknown} is not known, not zero: {v}");
+        }
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub async fn run<T: Transport>(
         steps: ctx.steps.take(),
         checks: out.checks.take(),
         message,
+        // The rollback reloads as a deploy does: the same drain that cannot reach the workers.
+        warnings: crate::drain::fallback_warning(ctx.config.env.reload.as_deref(), ctx.config.env.drain)
+            .into_iter()
+            .collect(),
         ..Summary::begin(ctx.config, ctx.inv, "rollback", r.started_at)
     }
     .end(

@@ -19,16 +19,6 @@ pub fn disk_use(l: &Layout) -> Script {
         .repeatable()
 }
 
-/// `restart --hard` with `drain = false`: PM2 restarts (stops, then starts) the apps of the
-/// ecosystem file `file` from `current`, with the environment every hook gets. With the drain
-/// on, the same command runs on the drain's wrapper instead ([`super::reload_drained`]).
-pub fn pm2_restart(l: &Layout, file: &str, env: &HookEnv) -> Script {
-    hook_exports(with_dirs("restart", l), l, env)
-        .var("F", file)
-        .line("cd \"$TJ_CURRENT\"")
-        .line("exec pm2 restart \"$F\" --update-env")
-}
-
 /// PM2's logs of the apps `names`: the last `lines` of each worker's files (`--err`: only the
 /// error files), or with `follow` every new line (`--raw`) until the run is stopped, filtered by
 /// `grep` (a fixed string) when given.
