@@ -1,10 +1,11 @@
 //! Making a release live on one host: switch `current`, reload the app from it, verify it
-//! serves the expected revision. One function for deploy, undo and rollback.
+//! serves the expected revision. One function for deploy, undo and rollback. A deploy's or
+//! rollback's verification also watches the PM2 restart counts for a crash loop ([`crashloop`]).
 
 use crate::config::ReleaseId;
 use crate::error::{Error, Result};
 use crate::health::{self, Verification};
-use crate::pipeline::{Ctx, HostRun, Progress};
+use crate::pipeline::{Ctx, HostRun, Progress, crashloop};
 use crate::plan::StepKind;
 use crate::remote::commands::{self, HookEnv};
 use crate::remote::{Mode, Transport};
@@ -75,9 +76,22 @@ pub async fn activate<T: Transport>(
             Why::Forward { .. } => ctx.steps.run(&name, StepKind::Reload.name(), cmd, run).await?,
         };
     }
+    // Right after the reload, which counted its own restart of each worker.
+    let restarts = match why {
+        Why::Forward { .. } if env.reload.is_some() => crashloop::read(ctx, h).await,
+        _ => None,
+    };
+    let since = std::time::Instant::now();
     let url = health::url_for(&env.health_url, &h.spec);
     let tool = http_tool(ctx, h).await?;
-    let check = verify(ctx, h, release, revision, tool);
+    let h = &*h;
+    let check = async {
+        let mut v = verify(ctx, h, release, revision, tool).await?;
+        if let Some(before) = &restarts {
+            v.warnings = crashloop::after(ctx, h, before, since).await;
+        }
+        Ok(v)
+    };
     match why {
         Why::Undo => {
             ctx.steps

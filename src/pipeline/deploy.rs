@@ -131,11 +131,11 @@ async fn phases<T: Transport>(
     };
     let window = availability::Window::open(ctx, hosts).await?;
     let (ts, mut views) = availability::views(hosts);
-    let checks = &out.checks;
+    let (checks, warnings) = (&out.checks, &out.warnings);
     let activated = in_batches(&mut views, parallel, |h| async move {
         let v = activate(ctx, h, id, d.sha.as_str(), Why::Forward { complete: true }).await?;
         checks.borrow_mut().extend(v.checks);
-        Ok(())
+        crate::pipeline::crashloop::decide(ctx, v.warnings, warnings, true)
     });
     let (report, verdict) = window.during(ctx, &ts, activated, true).await;
     let progress = availability::progress(&views);

@@ -28,6 +28,7 @@ fn worker(status: &str, restarts: i64) -> Worker {
         id: 0,
         status: status.into(),
         restarts,
+        unstable: 0,
         memory: 1,
         cpu: 0.0,
     }
