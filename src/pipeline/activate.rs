@@ -81,17 +81,9 @@ pub async fn activate<T: Transport>(
         Why::Forward { .. } if env.reload.is_some() => crashloop::read(ctx, h).await,
         _ => None,
     };
-    let since = std::time::Instant::now();
     let url = health::url_for(&env.health_url, &h.spec);
     let tool = http_tool(ctx, h).await?;
-    let h = &*h;
-    let check = async {
-        let mut v = verify(ctx, h, release, revision, tool).await?;
-        if let Some(before) = &restarts {
-            v.warnings = crashloop::after(ctx, h, before, since).await;
-        }
-        Ok(v)
-    };
+    let check = verify_counted(ctx, h, release, revision, tool, restarts);
     match why {
         Why::Undo => {
             ctx.steps
@@ -100,6 +92,24 @@ pub async fn activate<T: Transport>(
         }
         Why::Forward { .. } => ctx.steps.run(&name, StepKind::Verify.name(), &url, check).await,
     }
+}
+
+/// [`verify`], and when `restarts` were read after the reload, the crash-loop check: they are
+/// read again once verification ended (at least [`crashloop::SETTLE`] later).
+async fn verify_counted<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &HostRun<T>,
+    release: ReleaseId,
+    revision: &str,
+    tool: Option<commands::HttpTool>,
+    restarts: Option<crashloop::Counts>,
+) -> Result<Verification> {
+    let since = std::time::Instant::now();
+    let mut v = verify(ctx, h, release, revision, tool).await?;
+    if let Some(before) = &restarts {
+        v.warnings = crashloop::after(ctx, h, before, since).await;
+    }
+    Ok(v)
 }
 
 /// With `health_from = "host"`, the host's HTTP client, detected once per run.
