@@ -102,10 +102,11 @@ pub async fn before<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>]) -> Baseli
     }
     let mut b = Baseline::default();
     b.fill(&win);
-    ui::info(&format!(
-        "watch: host figures before the switch: {}",
-        b.describe().join("; ")
-    ));
+    let figures = b.describe();
+    ui::info(&match figures.is_empty() {
+        true => "watch: no host figures before the switch (the watch's first sample stands in)".to_string(),
+        false => format!("watch: host figures before the switch: {}", figures.join("; ")),
+    });
     b
 }
 
