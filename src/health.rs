@@ -27,6 +27,9 @@ pub struct Verification {
     /// The answer carried `revision` and it matched; otherwise the workers must be checked
     /// another way (where they run from), since the old code could be answering.
     pub revision_checked: bool,
+    /// Said in every summary: PM2 workers that restarted during verification (crash loop?).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub fn client() -> Result<reqwest::Client> {
@@ -158,6 +161,7 @@ pub async fn verify(
         waited_ms,
         checks,
         revision_checked,
+        warnings: Vec::new(),
     })
 }
 

@@ -114,6 +114,7 @@ pub async fn verify<T: Transport>(
         waited_ms,
         checks,
         revision_checked,
+        warnings: Vec::new(),
     })
 }
 

@@ -444,3 +444,51 @@ fn sigterm_at_every_step_leaves_the_previous_release_serving() {
     sb.deploy(&sha(20)).expect(0);
     assert_eq!(sb.revision().as_deref(), Some(sha(20).as_str()));
 }
+
+/// Crash loops seen at verify: a release whose PM2 instance 0 exits a second after every start
+/// (CRASH_AFTER "1 0") passes its health checks on instance 1, but the restarts PM2 counted
+/// between the reload and the end of verification are a warning in the summary; with
+/// `availability = "enforce"` the deploy fails and rolls back. A normal reload warns nothing.
+#[test]
+fn a_crash_loop_during_verification_is_a_warning_and_enforce_rolls_it_back() {
+    let sb = Sandbox::new("crashloop");
+    let said = "during verification (crash loop?)";
+    for n in [1, 2] {
+        sb.set_app(&format!("{n}.0.0"), false);
+        let run = sb.deploy(&sha(n));
+        run.expect(0);
+        assert!(!run.all().contains(said), "deploy {n}: {}", run.all());
+    }
+    let crashing = |n: u32| {
+        sb.set_app(&format!("{n}.0.0"), false);
+        std::fs::write(sb.build_dir.join("CRASH_AFTER"), "1 0").unwrap();
+        sb.deploy(&sha(n))
+    };
+    let restarted = format!("PM2 restarted app {}'s workers", sb.app_name);
+
+    sb.write_config("availability = \"enforce\"");
+    let run = crashing(3);
+    run.expect(1);
+    let line = run.error_line();
+    assert!(
+        line.contains(&restarted) && line.contains(said) && line.contains("enforce"),
+        "{line}"
+    );
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()), "v2 serves again");
+    let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "rolled-back", "{last}");
+
+    sb.write_config("");
+    let run = crashing(4);
+    run.expect(0);
+    assert!(
+        run.stderr.contains(&restarted) && run.stderr.contains(said),
+        "a ::warning:: line: {}",
+        run.stderr
+    );
+    let summary = run.stdout.split("warnings:").nth(1).unwrap_or("");
+    assert!(summary.contains(said), "in the summary's warnings: {}", run.stdout);
+    let md = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.md")).unwrap();
+    assert!(md.contains(said), "deployments.md: {md}");
+}

@@ -137,6 +137,65 @@ fn the_lock_is_held_during_the_watch_and_sigterm_keeps_the_release() {
     assert_eq!(last["watch"]["ending"], "cut-short", "{last}");
 }
 
+/// A host whose disk is already over critical before the deploy (a `df` wrapper in the
+/// sandbox's hostbin reports 93 %) passes the watch with that said once as a warning; a release
+/// that takes it to 99 % (the wrapper sees DISK_GROWS in the live release) is rolled back.
+#[test]
+fn a_disk_already_over_critical_is_a_warning_and_only_a_clear_rise_rolls_back() {
+    let sb = Sandbox::new("watchdisk");
+    sb.deploy(&sha(1)).expect(0);
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    std::fs::write(
+        hostbin.join("df"),
+        "#!/bin/sh\nfor a; do d=$a; done\nused=930\n[ -e \"$d/current/DISK_GROWS\" ] && used=990\n\
+         echo 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n\
+         echo \"/dev/fake 1000 $used $((1000 - used)) 0% /\"\n",
+    )
+    .unwrap();
+    support::sh_ok(&format!("chmod 755 {0} {0}/df", hostbin.display()));
+    // The runbook's disk thresholds (80 / 90 %); memory and CPU out of the way (busy machine).
+    let config = watch_config("6s", "").replace("disk = { warning = \"100%\", critical = \"100%\" }\n", "");
+    assert!(!config.contains("disk"), "{config}");
+    sb.write_config(&config);
+
+    sb.set_app("2.0.0", false);
+    let run = sb.deploy(&sha(2));
+    run.expect(0);
+    let out = run.all();
+    assert!(out.contains("watch passed"), "{out}");
+    let said = "was already over critical 90 % before this deploy";
+    assert!(out.contains(&format!("disk 93 % on {}", sb.sshd.host())), "{out}");
+    assert_eq!(
+        run.stderr.matches(said).count(),
+        1,
+        "said once while watching: {}",
+        run.stderr
+    );
+    let w = &last_log(&sb)["watch"];
+    assert!(w["warnings"].to_string().contains(said), "{w}");
+    let disk = w["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "disk")
+        .unwrap();
+    assert_eq!(disk["verdict"], "warning", "{disk}");
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
+
+    sb.set_app("3.0.0", false);
+    std::fs::write(sb.build_dir.join("DISK_GROWS"), "").unwrap();
+    let run = sb.deploy(&sha(3));
+    run.expect(1);
+    let line = run.error_line();
+    assert!(
+        line.contains("disk 99 % over critical 90 %") && line.contains("up from 93 % before this deploy"),
+        "{line}"
+    );
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()), "v2 serves again");
+    assert_eq!(last_log(&sb)["status"], "rolled-back");
+}
+
 /// Prometheus from Debian's package, scraping the sample app every second.
 struct Prometheus {
     child: Child,

@@ -93,9 +93,10 @@ const BROKERS = [
 
 // --- fault modes (tests of tj-deploy's post-deploy watch) --------------------
 // A file in the release turns one on, like UNHEALTHY: CRASH_AFTER holds seconds after which
-// the worker crashes (and, restarted by PM2, crashes again); ERRORS_AFTER holds seconds after
-// which every request but /api/health and /metrics answers 500; SLOW_AFTER holds "seconds
-// delay_ms" after which every answer waits delay_ms (default 600).
+// the worker crashes (and, restarted by PM2, crashes again), then optionally the one PM2
+// instance (NODE_APP_INSTANCE) that crashes while the others serve; ERRORS_AFTER holds
+// seconds after which every request but /api/health and /metrics answers 500; SLOW_AFTER
+// holds "seconds delay_ms" after which every answer waits delay_ms (default 600).
 
 const STARTED = Date.now();
 
@@ -115,7 +116,9 @@ function after(mode) {
   return mode !== null && Date.now() - STARTED >= (mode[0] || 0) * 1000;
 }
 
-if (CRASH_AFTER !== null) {
+const CRASHES = CRASH_AFTER !== null
+  && (CRASH_AFTER.length < 2 || String(CRASH_AFTER[1]) === process.env.NODE_APP_INSTANCE);
+if (CRASHES) {
   setTimeout(() => {
     console.error(`pid ${process.pid}: CRASH_AFTER: crashing`);
     process.exit(1);

@@ -1,10 +1,11 @@
 //! Making a release live on one host: switch `current`, reload the app from it, verify it
-//! serves the expected revision. One function for deploy, undo and rollback.
+//! serves the expected revision. One function for deploy, undo and rollback. A deploy's or
+//! rollback's verification also watches the PM2 restart counts for a crash loop ([`crashloop`]).
 
 use crate::config::ReleaseId;
 use crate::error::{Error, Result};
 use crate::health::{self, Verification};
-use crate::pipeline::{Ctx, HostRun, Progress};
+use crate::pipeline::{Ctx, HostRun, Progress, crashloop};
 use crate::plan::StepKind;
 use crate::remote::commands::{self, HookEnv};
 use crate::remote::{Mode, Transport};
@@ -75,9 +76,14 @@ pub async fn activate<T: Transport>(
             Why::Forward { .. } => ctx.steps.run(&name, StepKind::Reload.name(), cmd, run).await?,
         };
     }
+    // Right after the reload, which counted its own restart of each worker.
+    let restarts = match why {
+        Why::Forward { .. } if env.reload.is_some() => crashloop::read(ctx, h).await,
+        _ => None,
+    };
     let url = health::url_for(&env.health_url, &h.spec);
     let tool = http_tool(ctx, h).await?;
-    let check = verify(ctx, h, release, revision, tool);
+    let check = verify_counted(ctx, h, release, revision, tool, restarts);
     match why {
         Why::Undo => {
             ctx.steps
@@ -86,6 +92,24 @@ pub async fn activate<T: Transport>(
         }
         Why::Forward { .. } => ctx.steps.run(&name, StepKind::Verify.name(), &url, check).await,
     }
+}
+
+/// [`verify`], and when `restarts` were read after the reload, the crash-loop check: they are
+/// read again once verification ended (at least [`crashloop::SETTLE`] later).
+async fn verify_counted<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &HostRun<T>,
+    release: ReleaseId,
+    revision: &str,
+    tool: Option<commands::HttpTool>,
+    restarts: Option<crashloop::Counts>,
+) -> Result<Verification> {
+    let since = std::time::Instant::now();
+    let mut v = verify(ctx, h, release, revision, tool).await?;
+    if let Some(before) = &restarts {
+        v.warnings = crashloop::after(ctx, h, before, since).await;
+    }
+    Ok(v)
 }
 
 /// With `health_from = "host"`, the host's HTTP client, detected once per run.

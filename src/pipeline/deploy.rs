@@ -132,13 +132,19 @@ async fn phases<T: Transport>(
     let (id, warnings) = (out.id, &out.warnings);
     each_host(hosts, parallel, |h| prepare::prepare(ctx, d, h, id, warnings)).await?;
     database(ctx, d, &hosts[db], out).await?;
+    // The watch judges host metrics against each host's own figures from before the switch.
+    let watch = crate::watch::effective(&ctx.config.env, ctx.inv);
+    let before = match &watch {
+        Some(_) => crate::watch::before(ctx, hosts).await,
+        None => crate::watch::baseline::Baseline::default(),
+    };
     let window = availability::Window::open(ctx, hosts).await?;
     let (ts, mut views) = availability::views(hosts);
-    let checks = &out.checks;
+    let (checks, warnings) = (&out.checks, &out.warnings);
     let activated = in_batches(&mut views, parallel, |h| async move {
         let v = activate(ctx, h, id, d.sha.as_str(), Why::Forward { complete: true }).await?;
         checks.borrow_mut().extend(v.checks);
-        Ok(())
+        crate::pipeline::crashloop::decide(ctx, v.warnings, warnings, true)
     });
     let (report, verdict) = window.during(ctx, &ts, activated, true).await;
     let progress = availability::progress(&views);
@@ -156,10 +162,10 @@ async fn phases<T: Transport>(
     }
     verdict?;
     // The lock is held through the watch; a breach fails like any other step and rolls back.
-    let Some(w) = crate::watch::effective(&ctx.config.env, ctx.inv) else {
+    let Some(w) = watch else {
         return Ok(());
     };
-    let (report, verdict) = crate::watch::run(ctx, hosts, &w, d.github.zip(d.check)).await;
+    let (report, verdict) = crate::watch::run(ctx, hosts, &w, d.github.zip(d.check), before).await;
     out.watch = Some(report);
     verdict
 }

@@ -5,6 +5,7 @@
 
 pub mod activate;
 pub mod availability;
+pub mod crashloop;
 pub mod deploy;
 pub mod prepare;
 pub mod prune;

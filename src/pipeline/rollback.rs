@@ -39,6 +39,8 @@ struct Outcome {
     safety: ReleaseId,
     targets: BTreeMap<String, Target>,
     checks: RefCell<Vec<CheckResult>>,
+    /// Said in the summary: PM2 workers restarting during verification.
+    warnings: RefCell<Vec<String>>,
 }
 
 /// Rolls every host back; always returns a summary, the error (if any) is inside it.
@@ -54,6 +56,7 @@ pub async fn run<T: Transport>(
         safety: ReleaseId::from_time(r.started_at),
         targets: BTreeMap::new(),
         checks: RefCell::new(Vec::new()),
+        warnings: RefCell::new(Vec::new()),
     };
     let result = phases(ctx, &r, &mut hosts, &mut out, github).await;
     let (status, message, error) = conclude(ctx, &r, &mut hosts, &out, result).await;
@@ -75,6 +78,7 @@ pub async fn run<T: Transport>(
         previous_release: before,
         steps: ctx.steps.take(),
         checks: out.checks.take(),
+        warnings: out.warnings.take(),
         message,
         // The rollback reloads as a deploy does: the same drain that cannot reach the workers.
         warnings: crate::drain::fallback_warning(ctx.config.env.reload.as_deref(), ctx.config.env.drain)
@@ -115,13 +119,13 @@ async fn phases<T: Transport>(
     restore::database(ctx, r, &hosts[db], out.safety, &out.targets).await?;
     let window = availability::Window::open(ctx, hosts).await?;
     let (ts, mut views) = availability::views(hosts);
-    let checks = &out.checks;
+    let (checks, warnings) = (&out.checks, &out.warnings);
     let activated = in_batches(&mut views, parallel, |h| async move {
         let Some(t) = targets.get(&h.name()) else { return Ok(()) };
         let revision = t.commit.clone().unwrap_or_default();
         let v = activate(ctx, h, t.release, &revision, Why::Forward { complete: false }).await?;
         checks.borrow_mut().extend(v.checks);
-        Ok(())
+        crate::pipeline::crashloop::decide(ctx, v.warnings, warnings, false)
     });
     let (report, verdict) = window.during(ctx, &ts, activated, false).await;
     let progress = availability::progress(&views);

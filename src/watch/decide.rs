@@ -2,11 +2,13 @@
 //! reasons (a host that failed every probe, a PM2 worker errored, stopped or restarting after
 //! the baseline); then, across windows, `consecutive` critical samples in a row → a breach.
 //! No data and too few requests are inconclusive, never a breach (Argo/Flagger's lesson).
+//! Host metrics are judged against each host's figures from before the deploy ([`baseline`]).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::baseline::{self, Baseline};
 use super::sample::HostSample;
 use crate::config::watch::{Levels, Watch};
 
@@ -75,6 +77,10 @@ pub struct Reading {
     pub value: Option<f64>,
     pub level: Level,
     pub levels: Levels,
+    /// A host metric: the host it was read on (the worst one).
+    pub host: Option<String>,
+    /// A host metric already over a threshold before the deploy: its figure then.
+    pub before: Option<f64>,
 }
 
 /// What one window decided.
@@ -105,6 +111,8 @@ fn reading(metric: &'static str, unit: Unit, value: Option<f64>, levels: Levels)
         value,
         level,
         levels,
+        host: None,
+        before: None,
     }
 }
 
@@ -119,8 +127,9 @@ pub fn p95(values: &[f64]) -> Option<f64> {
     Some(v[rank - 1])
 }
 
-/// Judges one window. `baseline`: each host's PM2 restart count per `pm_id` at the start.
-pub fn judge(w: &Watch, win: &Window, baseline: &BTreeMap<String, BTreeMap<i64, i64>>) -> Judged {
+/// Judges one window. `baseline`: each host's PM2 restart count per `pm_id` at the start;
+/// `before`: each host's memory, CPU and disk from before the deploy.
+pub fn judge(w: &Watch, win: &Window, baseline: &BTreeMap<String, BTreeMap<i64, i64>>, before: &Baseline) -> Judged {
     let mut j = Judged::default();
     probes(w, win, &mut j);
     for (host, sample) in &win.hosts {
@@ -129,20 +138,9 @@ pub fn judge(w: &Watch, win: &Window, baseline: &BTreeMap<String, BTreeMap<i64, 
             Err(e) => j.notes.push(format!("{host}: no sample ({e})")),
         }
     }
-    let worst = |f: fn(&HostSample) -> Option<f64>| {
-        let v = win.hosts.values().filter_map(|s| s.as_ref().ok().and_then(f));
-        v.fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
-    };
-    j.readings
-        .push(reading("memory", Unit::Ratio, worst(|s| s.memory), w.memory));
-    let cpu = win
-        .cpu
-        .values()
-        .flatten()
-        .copied()
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-    j.readings.push(reading("cpu", Unit::Ratio, cpu, w.cpu));
-    j.readings.push(reading("disk", Unit::Ratio, worst(|s| s.disk), w.disk));
+    for metric in baseline::METRICS {
+        j.readings.push(baseline::reading(w, metric, win, before));
+    }
     for (name, r) in &win.prometheus {
         let (unit, levels) = match *name {
             "prometheus p95" => (Unit::Seconds, w.p95),
@@ -151,9 +149,23 @@ pub fn judge(w: &Watch, win: &Window, baseline: &BTreeMap<String, BTreeMap<i64, 
         if let Err(e) = r {
             j.notes.push(format!("{name}: {e}"));
         }
-        j.readings.push(reading(name, unit, r.clone().ok().flatten(), levels));
+        let r = reading(name, unit, r.clone().ok().flatten(), levels);
+        // The runbook's "error rate > 5 %: ROLLBACK IMMEDIATELY", whichever source measured it.
+        if r.level == Level::Immediate {
+            j.immediate.push(immediate_line(&r, "from Prometheus"));
+        }
+        j.readings.push(r);
     }
     j
+}
+
+fn immediate_line(r: &Reading, how: &str) -> String {
+    format!(
+        "{} {} at or over immediate {} ({how})",
+        r.metric,
+        r.unit.show(r.value.unwrap_or(0.0)),
+        r.unit.show(r.levels.immediate.unwrap_or(0.0))
+    )
 }
 
 /// Error rate and p95 of what the probes sent (inconclusive under `min_requests`), and any
@@ -172,12 +184,8 @@ fn probes(w: &Watch, win: &Window, j: &mut Judged) {
         .iter()
         .find(|r| r.metric == "error_rate" && r.level == Level::Immediate)
     {
-        let (v, l) = (r.value.unwrap_or(0.0), r.levels.immediate.unwrap_or(0.0));
-        j.immediate.push(format!(
-            "error_rate {} at or over immediate {} ({failed} of {sent} probes failed)",
-            Unit::Ratio.show(v),
-            Unit::Ratio.show(l)
-        ));
+        let line = immediate_line(r, &format!("{failed} of {sent} probes failed"));
+        j.immediate.push(line);
     }
     for (host, p) in &win.probes {
         if p.sent >= MIN_DOWN_PROBES && p.failed == p.sent {
@@ -251,8 +259,13 @@ pub fn track(tracks: &mut Vec<Track>, j: &Judged, consecutive: u32) -> Option<St
         t.verdict = t.verdict.max(r.level.min(Level::Critical));
         t.streak = if r.level >= Level::Critical { t.streak + 1 } else { 0 };
         if t.streak >= consecutive && breach.is_none() {
+            let whence = match (&r.host, r.before) {
+                (Some(h), Some(b)) => format!(" on {h} (up from {} before this deploy)", r.unit.show(b)),
+                (Some(h), None) => format!(" on {h}"),
+                _ => String::new(),
+            };
             breach = Some(format!(
-                "{} {} over critical {} in {} samples in a row",
+                "{} {} over critical {}{whence} in {} samples in a row",
                 r.metric,
                 r.unit.show(v),
                 r.unit.show(r.levels.critical),

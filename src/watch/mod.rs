@@ -1,10 +1,12 @@
 //! The post-deploy watch (issue #13): after every host verified, the release is watched for
 //! `duration` while the lock is held. Every `interval` (after `initial_delay`) one window is
 //! taken from every source — synthetic probes from the runner, one SSH command per host (PM2,
-//! memory, CPU, disk), Prometheus when configured — and judged by [`decide`]. A breach ends the
+//! memory, CPU, disk), Prometheus when configured — and judged by [`decide`], host metrics
+//! against each host's figures from before the switch ([`baseline`]). A breach ends the
 //! watch with an error, which the deploy's own failure path turns into a rollback; SIGTERM ends
 //! it with the release kept (DESIGN.md §7).
 
+pub mod baseline;
 pub mod decide;
 pub mod probe;
 pub mod prometheus;
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{Ctx, HostRun};
 use crate::remote::{Mode, Transport, commands};
 use crate::ui;
+use baseline::Baseline;
 use decide::{Level, Track, Window};
 use sample::HostSample;
 
@@ -56,6 +59,8 @@ pub struct Report {
 struct State {
     report: Report,
     baseline: BTreeMap<String, BTreeMap<i64, i64>>,
+    /// Each host's memory, CPU and disk from before the switch, completed by the watch's first.
+    before: Baseline,
     cpu: BTreeMap<String, Option<(u64, u64)>>,
     last_progress: Option<Instant>,
 }
@@ -70,7 +75,6 @@ pub fn effective(env: &crate::config::EnvConfig, inv: &crate::config::Invocation
     (!w.duration.is_zero()).then_some(w)
 }
 
-/// Watches the release for `w.duration`; an `Err` is a breach (roll back).
 /// What a dry run says about the watch.
 pub fn plan_line(w: &Watch) -> String {
     format!(
@@ -83,12 +87,38 @@ pub fn plan_line(w: &Watch) -> String {
     )
 }
 
-/// `check`: the GitHub check run to keep `in_progress` with a line of progress.
+/// Each host's memory, disk and CPU (busy over one second) just before the switch: what a
+/// host carried before this deploy is not held against the release. Two SSH commands per host.
+pub async fn before<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>]) -> Baseline {
+    let first: BTreeMap<_, _> = sample_all(ctx, hosts, Duration::ZERO).await.into_iter().collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut win = Window::default();
+    for (host, s) in sample_all(ctx, hosts, Duration::ZERO).await {
+        if let (Ok(now), Some(Ok(then))) = (&s, first.get(&host)) {
+            win.cpu
+                .insert(host.clone(), sample::cpu_busy(then.cpu_ticks, now.cpu_ticks));
+        }
+        win.hosts.insert(host, s);
+    }
+    let mut b = Baseline::default();
+    b.fill(&win);
+    let figures = b.describe();
+    ui::info(&match figures.is_empty() {
+        true => "watch: no host figures before the switch (the watch's first sample stands in)".to_string(),
+        false => format!("watch: host figures before the switch: {}", figures.join("; ")),
+    });
+    b
+}
+
+/// Watches the release for `w.duration`; an `Err` is a breach (roll back).
+/// `check`: the GitHub check run to keep `in_progress` with a line of progress; `before`: the
+/// hosts' figures from [`before`] (empty: the watch's first sample stands in).
 pub async fn run<T: Transport>(
     ctx: &Ctx<'_>,
     hosts: &[HostRun<T>],
     w: &Watch,
     check: Option<(&crate::github::Github, u64)>,
+    before: Baseline,
 ) -> (Report, Result<()>) {
     let started = Instant::now();
     ui::info(&format!(
@@ -101,6 +131,7 @@ pub async fn run<T: Transport>(
     let mut st = State {
         report: report::empty(w),
         baseline: BTreeMap::new(),
+        before,
         cpu: BTreeMap::new(),
         last_progress: None,
     };
@@ -110,13 +141,7 @@ pub async fn run<T: Transport>(
         Err(e) => return (st.report, Err(e)),
     };
     let http = ctx.http;
-    for (host, s) in sample_all(ctx, hosts, w.interval).await {
-        if let Ok(s) = s {
-            let restarts = s.workers.iter().flatten().map(|wk| (wk.id, wk.restarts)).collect();
-            st.baseline.insert(host.clone(), restarts);
-            st.cpu.insert(host, s.cpu_ticks);
-        }
-    }
+    begin(ctx, hosts, w, &mut st).await;
     let mut next = started + w.interval;
     let breach = loop {
         if cancelled_before(next).await {
@@ -137,6 +162,9 @@ pub async fn run<T: Transport>(
             st.report.ending = Ending::CutShort;
             break None;
         }
+        // A host whose CPU was not measured before the switch: its first window stands in.
+        st.before.fill(&win);
+        say_before(w, &mut st);
         let judged_at = started.elapsed();
         if judged_at >= w.initial_delay {
             if let Some(b) = judge(w, &win, &mut st) {
@@ -157,6 +185,30 @@ pub async fn run<T: Transport>(
             (st.report, Err(Error::failed(format!("watch: {b}"))))
         }
         None => (st.report, Ok(())),
+    }
+}
+
+/// The watch's first sample: the PM2 restart counts every later one is compared with, the CPU
+/// counters, and the memory and disk of any host the sample before the switch missed.
+async fn begin<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch, st: &mut State) {
+    let mut win = Window::default();
+    for (host, s) in sample_all(ctx, hosts, w.interval).await {
+        if let Ok(s) = &s {
+            let restarts = s.workers.iter().flatten().map(|wk| (wk.id, wk.restarts)).collect();
+            st.baseline.insert(host.clone(), restarts);
+            st.cpu.insert(host.clone(), s.cpu_ticks);
+        }
+        win.hosts.insert(host, s);
+    }
+    st.before.fill(&win);
+    say_before(w, st);
+}
+
+/// Says once per host and metric what was already over a threshold before this deploy.
+fn say_before(w: &Watch, st: &mut State) {
+    for line in st.before.over(w) {
+        ui::warn(&format!("watch: {line}"));
+        st.report.warnings.push(line);
     }
 }
 
@@ -314,13 +366,19 @@ async fn host_probes<T: Transport>(
 
 /// Judges one window into the report; returns the breach, if any.
 fn judge(w: &Watch, win: &Window, st: &mut State) -> Option<String> {
-    let j = decide::judge(w, win, &st.baseline);
+    let j = decide::judge(w, win, &st.baseline, &st.before);
     st.report.samples += 1;
     for n in &j.notes {
         report::note(&mut st.report, n);
     }
-    for r in j.readings.iter().filter(|r| r.level == Level::Warning) {
-        if !st.report.warnings.iter().any(|x| x.starts_with(r.metric)) {
+    // A figure already over a threshold before the deploy was said once, by `say_before`.
+    for r in j
+        .readings
+        .iter()
+        .filter(|r| r.level == Level::Warning && r.before.is_none())
+    {
+        let said = |x: &String| x.starts_with(r.metric) && !x.contains(" was already over ");
+        if !st.report.warnings.iter().any(said) {
             let line = format!(
                 "{} {} over warning {}",
                 r.metric,

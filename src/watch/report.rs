@@ -161,6 +161,8 @@ mod tests {
                     value: Some(0.01),
                     level: Level::Warning,
                     levels: w.error_rate,
+                    host: None,
+                    before: None,
                 },
                 Reading {
                     metric: "prometheus p95",
@@ -168,6 +170,8 @@ mod tests {
                     value: None,
                     level: Level::Inconclusive,
                     levels: w.p95,
+                    host: None,
+                    before: None,
                 },
             ],
             ..Judged::default()

@@ -12,6 +12,8 @@ pub struct Worker {
     pub id: i64,
     pub status: String,
     pub restarts: i64,
+    /// PM2's count of restarts that came before `min_uptime` (0 where PM2 gives none).
+    pub unstable: i64,
     pub memory: u64,
     pub cpu: f64,
 }
@@ -56,7 +58,9 @@ pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
     }
 }
 
-fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
+/// The workers in `pm2 jlist` output (cut or not): those started from under `deploy_dir`, or
+/// every process when none was. `None`: no list in the text.
+pub fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
     // Other output ("[PM2] Spawning PM2 daemon…") can come first: the list is the first `[`
     // from which a JSON array parses.
     let list: Vec<Value> = text.match_indices('[').find_map(|(i, _)| {
@@ -76,6 +80,7 @@ fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
                 id: p["pm_id"].as_i64().unwrap_or(-1),
                 status: env["status"].as_str().unwrap_or("unknown").to_string(),
                 restarts: env["restart_time"].as_i64().unwrap_or(0),
+                unstable: env["unstable_restarts"].as_i64().unwrap_or(0),
                 memory: p["monit"]["memory"].as_u64().unwrap_or(0),
                 cpu: p["monit"]["cpu"].as_f64().unwrap_or(0.0),
             };

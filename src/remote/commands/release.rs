@@ -152,7 +152,7 @@ process.stdin.on('data', (d) => { s += d; }).on('end', () => {
   try {
     const e = (p) => p.pm2_env || {};
     console.log(JSON.stringify(JSON.parse(line).map((p) => ({ name: p.name, pm_id: p.pm_id, pid: p.pid, monit: p.monit,
-      pm2_env: { status: e(p).status, restart_time: e(p).restart_time, pm_uptime: e(p).pm_uptime, pm_cwd: e(p).pm_cwd, node_args: e(p).node_args } }))));
+      pm2_env: { status: e(p).status, restart_time: e(p).restart_time, unstable_restarts: e(p).unstable_restarts, pm_uptime: e(p).pm_uptime, pm_cwd: e(p).pm_cwd, node_args: e(p).node_args } }))));
   } catch (err) { /* no list: no workers shown */ }
 });
 "#;

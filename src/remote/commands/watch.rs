@@ -1,5 +1,6 @@
 //! The post-deploy watch's one command per host per interval: PM2's process list, the host's
-//! memory and CPU counters and the disk of `deploy_dir`, in sections parsed by `watch::sample`.
+//! memory and CPU counters and the disk of `deploy_dir`, in sections parsed by `watch::sample`;
+//! and the PM2 list read around verification, whose restart counts show a crash loop.
 
 use super::*;
 
@@ -17,6 +18,16 @@ pub fn watch_sample(l: &Layout) -> Script {
         // environment (DATABASE_URL and all), which must not travel back every interval.
         .var("JS", super::release::PM2_FIELDS_JS)
         .line("echo '@@tj-watch pm2'; if J=$(pm2 jlist 2>/dev/null); then printf '%s\\n' \"$J\" | node -e \"$JS\" 2>/dev/null || true; else echo 'pm2 jlist failed'; fi")
+        .repeatable()
+}
+
+/// `pm2 jlist`, cut on the host to the fields read (no process environment travels back), for
+/// the restart counts around verification. No PM2 or no list: empty output.
+pub fn pm2_list(l: &Layout) -> Script {
+    with_dirs("pm2 list", l)
+        .var("JS", super::release::PM2_FIELDS_JS)
+        .line("J=$(pm2 jlist 2>/dev/null || true)")
+        .line("printf '%s\\n' \"$J\" | node -e \"$JS\" 2>/dev/null || true")
         .repeatable()
 }
 
