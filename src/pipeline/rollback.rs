@@ -78,12 +78,12 @@ pub async fn run<T: Transport>(
         previous_release: before,
         steps: ctx.steps.take(),
         checks: out.checks.take(),
-        warnings: out.warnings.take(),
-        message,
         // The rollback reloads as a deploy does: the same drain that cannot reach the workers.
         warnings: crate::drain::fallback_warning(ctx.config.env.reload.as_deref(), ctx.config.env.drain)
             .into_iter()
+            .chain(out.warnings.take())
             .collect(),
+        message,
         ..Summary::begin(ctx.config, ctx.inv, "rollback", r.started_at)
     }
     .end(
