@@ -491,4 +491,14 @@ fn a_crash_loop_during_verification_is_a_warning_and_enforce_rolls_it_back() {
     assert!(summary.contains(said), "in the summary's warnings: {}", run.stdout);
     let md = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.md")).unwrap();
     assert!(md.contains(said), "deployments.md: {md}");
+
+    // The emergency restart of the crash-looping release says so too (exit 0: it answers).
+    let run = Run::of(sb.cmd(&["restart", "-e", "staging"]).output().expect("run tj-deploy"));
+    run.expect(0);
+    let summary = run.stdout.split("warnings:").nth(1).unwrap_or("");
+    assert!(
+        summary.contains(&restarted) && summary.contains(said),
+        "restart's summary: {}",
+        run.all()
+    );
 }

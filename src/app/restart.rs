@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::config::{Config, Invocation, ReleaseId};
 use crate::error::{Error, Kind, Result};
 use crate::lock::LockOwner;
-use crate::pipeline::{Ctx, HostRun, Progress, activate, lock_all, unlock_all};
+use crate::pipeline::{Ctx, HostRun, Progress, activate, crashloop, lock_all, unlock_all};
 use crate::remote::commands::{self, HookEnv};
 use crate::remote::{Mode, Script, Transport};
 use crate::report::{Status, Summary};
@@ -107,8 +107,8 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     };
     let mut hosts: Vec<HostRun<&crate::remote::AnyTransport>> =
         fleet.borrowed().into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
-    let mut checks = Vec::new();
-    let result = run(&ctx, &mut hosts, hard, &mut checks).await;
+    let (mut checks, mut crashes) = (Vec::new(), Vec::new());
+    let result = run(&ctx, &mut hosts, hard, &mut checks, &mut crashes).await;
     let commit = hosts
         .first()
         .and_then(|h| h.previous())
@@ -131,6 +131,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         message,
         warnings: crate::drain::fallback_warning(config.env.reload.as_deref(), config.env.drain)
             .into_iter()
+            .chain(crashes)
             .collect(),
         ..Summary::begin(config, inv, "restart", started_at)
     }
@@ -146,6 +147,7 @@ async fn run<T: Transport>(
     hosts: &mut [HostRun<T>],
     hard: bool,
     checks: &mut Vec<crate::health::CheckResult>,
+    crashes: &mut Vec<String>,
 ) -> Result<()> {
     lock_all(ctx, hosts).await?;
     for h in hosts.iter_mut() {
@@ -165,6 +167,9 @@ async fn run<T: Transport>(
         ctx.steps
             .run(&name, step, &what, h.exec(&script, Mode::Stream, &what))
             .await?;
+        // The emergency restart of an app that keeps crashing must not read as a fix.
+        let counts = crashloop::read(ctx, h).await;
+        let since = Instant::now();
         let url = health::url_for(&ctx.config.env.health_url, &h.spec);
         let tool = match ctx.config.env.health_from_host {
             true => Some(crate::health_host::detect(&h.t).await?),
@@ -175,6 +180,9 @@ async fn run<T: Transport>(
             .run(&name, "verify", &url, activate::verify(ctx, h, live, &revision, tool))
             .await?;
         checks.extend(v.checks);
+        if let Some(before) = &counts {
+            crashes.extend(crashloop::after(ctx, h, before, since).await);
+        }
     }
     Ok(())
 }
