@@ -3,6 +3,7 @@
 //! GitHub gates, and publish the finished run everywhere (terminal, Actions outputs and job
 //! summary, GitHub, Slack). The pipelines ([`crate::pipeline`]) know nothing of this module.
 
+pub mod adopt;
 pub mod backups;
 pub mod check;
 pub mod deploy;

@@ -170,14 +170,12 @@ async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation,
 }
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    if inv.ops.adopt {
+        return super::adopt::command(config, inv, vars).await;
+    }
     if inv.dry_run {
         return Err(Error::invalid(
-            "dry-run: `setup` has no dry run; `setup --check` checks every host and changes nothing",
-        ));
-    }
-    if inv.ops.adopt {
-        return Err(Error::invalid(
-            "setup --adopt is not available yet; move the app into releases/<id> by hand or deploy afresh",
+            "dry-run: `setup` has no dry run (`setup --adopt` has); `setup --check` checks every host and changes nothing",
         ));
     }
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());

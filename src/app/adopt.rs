@@ -1,0 +1,530 @@
+//! `tj-deploy setup --adopt`: takes over a server deployed by the runbook's scripts (the app
+//! unpacked in `deploy_dir`, PM2 running it from there) without stopping it. Under the lock,
+//! per host: hard-link the app into `releases/<id>` (linked files into `shared/`), write
+//! REVISION, point `current` at it; start the app from `current` under a temporary PM2 name
+//! (cluster apps of one PM2 daemon share their port) and wait until it listens; delete the old
+//! processes (they drain); start the app's own names from `current`; verify as a deploy does;
+//! delete the temporary copy, `pm2 save`, remove the originals. Any failure puts the host back
+//! as it was (the old app serving from `deploy_dir`). Refusals (exit 3) change nothing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::config::{Config, Invocation, ReleaseId};
+use crate::error::{Error, Kind, Result};
+use crate::health;
+use crate::lock::LockOwner;
+use crate::pipeline::{Ctx, HostRun, Progress, activate, lock_all, unlock_all};
+use crate::remote::commands::{self, ADOPT_SUFFIX, HookEnv};
+use crate::remote::layout::Layout;
+use crate::remote::{AnyTransport, Mode, Transport};
+use crate::report::{Status, Summary};
+use crate::signals::Cancel;
+use crate::steps::Steps;
+
+/// What [`commands::adopt_probe`] found on a host.
+#[derive(Debug, Default, Clone)]
+pub struct Probe {
+    pub releases: bool,
+    pub current: bool,
+    pub shared: bool,
+    pub entries: u32,
+    pub package: bool,
+    pub ecosystem: bool,
+    pub revision: Option<String>,
+    /// (state, linked file): linked | same | differs | shared | app | missing.
+    pub linked: Vec<(String, String)>,
+    /// (cluster mode, name) of each app of the ecosystem file.
+    pub apps: Vec<(bool, String)>,
+    pub apps_failed: bool,
+    /// (pm_id, name) of each PM2 process running from deploy_dir.
+    pub old: Vec<(String, String)>,
+}
+
+pub fn parse_probe(stdout: &str) -> Probe {
+    let mut p = Probe::default();
+    for line in stdout.lines() {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let two = rest.split_once(' ');
+        match key {
+            "releases" => p.releases = true,
+            "current" => p.current = true,
+            "shared" => p.shared = true,
+            "entries" => p.entries = rest.parse().unwrap_or(0),
+            "package" => p.package = true,
+            "ecosystem" => p.ecosystem = true,
+            "revision" => p.revision = (rest != "-" && !rest.is_empty()).then(|| rest.to_string()),
+            "linked" => p.linked.extend(two.map(|(s, f)| (s.to_string(), f.to_string()))),
+            "app" => p.apps.extend(two.map(|(c, n)| (c == "1", n.to_string()))),
+            "apps" => p.apps_failed = true,
+            "old" => p.old.extend(two.map(|(i, n)| (i.to_string(), n.to_string()))),
+            _ => {}
+        }
+    }
+    p
+}
+
+impl Probe {
+    /// Why this host cannot be adopted, if it cannot.
+    pub fn refusal(&self, l: &Layout, file: &str) -> Option<String> {
+        let d = &l.deploy_dir;
+        if self.releases || self.current {
+            return Some(format!(
+                "{d}/releases or {d}/current already exists: this host is managed by tj-deploy (or half set up by hand); nothing to adopt"
+            ));
+        }
+        if self.entries == 0 || !(self.package || self.ecosystem) {
+            return Some(format!(
+                "nothing to adopt: {d} holds no app (no package.json, no {file})"
+            ));
+        }
+        if !self.ecosystem {
+            return Some(format!(
+                "{d}/{file} (the ecosystem file `reload` names) is missing: the handover starts the app from it"
+            ));
+        }
+        if self.apps_failed || self.apps.is_empty() {
+            return Some(format!("{d}/{file} could not be evaluated with node, or lists no app"));
+        }
+        if let Some((_, n)) = self.apps.iter().find(|(cluster, _)| !cluster) {
+            return Some(format!(
+                "app '{n}' runs in fork mode: it cannot be handed over without stopping it (two copies cannot share its port); use exec_mode: 'cluster' or deploy afresh"
+            ));
+        }
+        for (state, f) in &self.linked {
+            match state.as_str() {
+                "differs" => {
+                    return Some(format!(
+                        "{d}/{f} and {d}/shared/{f} differ: keep the one the app should use (remove the other), then adopt"
+                    ));
+                }
+                "missing" => return Some(format!("linked file {f} is in neither {d} nor {d}/shared")),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn names(&self, suffix: &str) -> Vec<String> {
+        self.apps.iter().map(|(_, n)| format!("{n}{suffix}")).collect()
+    }
+
+    /// Linked files only the app has: the adoption hard-links them into `shared/`.
+    fn to_share(&self) -> Vec<String> {
+        self.linked
+            .iter()
+            .filter(|(s, _)| s == "app")
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    fn revision(&self) -> String {
+        self.revision.clone().unwrap_or_else(|| "adopted".into())
+    }
+
+    /// The plan a dry run prints for this host.
+    pub fn plan(&self, host: &str, l: &Layout, id: ReleaseId, health_url: &str) -> String {
+        let d = &l.deploy_dir;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{host}: lock; hard-link the {} entries of {d} (node_modules included, nothing copied) into releases/{id}; REVISION {}",
+            self.entries,
+            self.revision()
+        );
+        for (state, f) in &self.linked {
+            let how = if state == "app" {
+                "hard-linked into shared/, then "
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "  linked file {f}: {how}linked from shared/");
+        }
+        let names = self.names("").join(", ");
+        let old = self.old.len();
+        let _ = writeln!(
+            s,
+            "  current → releases/{id}; PM2: start {names} as {} from current, wait until listening; delete the {old} old process(es) running from {d} (they drain); start {names} from current; verify {health_url}; delete the temporary copy; pm2 save; remove the originals from {d}; log `adopt`; unlock",
+            self.names(ADOPT_SUFFIX).join(", ")
+        );
+        s
+    }
+}
+
+async fn probe<T: Transport>(t: &T, l: &Layout, file: &str, config: &Config) -> Result<Probe> {
+    let out = t
+        .run(&commands::adopt_probe(l, file, &config.env.linked_files), Mode::Capture)
+        .await?
+        .check(&format!("{}: adopt probe", t.name()))?;
+    Ok(parse_probe(&out.stdout))
+}
+
+/// The ecosystem file the handover starts the app from (`reload` must name one).
+fn ecosystem_file(config: &Config) -> Result<String> {
+    let reload = config.env.reload.as_deref().ok_or_else(|| {
+        Error::invalid(
+            "setup --adopt: the environment has no `reload` command, so tj-deploy does not know how the app runs",
+        )
+    })?;
+    crate::ecosystem::file_from_reload(reload).ok_or_else(|| {
+        Error::invalid(format!(
+            "setup --adopt: `reload` ({reload}) names no ecosystem file to start the app from"
+        ))
+    })
+}
+
+pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    let file = ecosystem_file(config)?;
+    let l = super::backups::layout(config);
+    let started_at = chrono::Utc::now();
+    let id = ReleaseId::from_time(started_at);
+    if inv.dry_run {
+        return dry_run(config, inv, vars, &l, &file, id).await;
+    }
+    let cancel = Cancel::install();
+    let started = Instant::now();
+    let fleet = super::connect(config, inv, vars).await?;
+    let http = health::client()?;
+    let steps = Steps::new(&cancel, Vec::new()).with_timeouts(config.env.timeouts.clone());
+    let github = crate::github::Reporter::new(inv)?;
+    let ctx = Ctx {
+        config,
+        inv,
+        layout: l,
+        steps: &steps,
+        http: &http,
+        owner: LockOwner::new(inv, "adopt", config.env.name.as_str(), None, started_at),
+    };
+    let mut hosts: Vec<HostRun<&AnyTransport>> =
+        fleet.borrowed().into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
+    let mut checks = Vec::new();
+    let result = run(&ctx, &mut hosts, &file, id, &mut checks).await;
+    // The marker of an app without a known commit is no commit.
+    let commit = result.as_ref().ok().filter(|r| r.as_str() != "adopted").cloned();
+    let (status, message) = match &result {
+        Ok(_) => (
+            Status::Success,
+            format!("adopted: every host serves releases/{id} from current, verified"),
+        ),
+        Err(e) if e.kind == Kind::Refused && hosts.iter().all(|h| h.progress <= Progress::Locked) => {
+            (Status::Refused, e.message.clone())
+        }
+        Err(e) => (Status::Failure, format!("adoption failed: {}", e.message)),
+    };
+    let summary = Summary {
+        status,
+        release: Some(id.to_string()),
+        steps: steps.take(),
+        checks,
+        message,
+        ..Summary::begin(config, inv, "adopt", started_at)
+    }
+    .end(inv, commit.as_deref(), started.elapsed().as_secs_f64());
+    finish(&ctx, &hosts, &summary, id).await;
+    fleet.close().await;
+    super::publish(&summary, inv, &github).await;
+    result.map(|_| ())
+}
+
+async fn dry_run(
+    config: &Config,
+    inv: &Invocation,
+    vars: &BTreeMap<String, String>,
+    l: &Layout,
+    file: &str,
+    id: ReleaseId,
+) -> Result<()> {
+    let fleet = super::connect(config, inv, vars).await?;
+    println!("Dry run: setup --adopt {} — nothing will be changed.", config.env.name);
+    let mut refusals = Vec::new();
+    for (h, t) in &fleet.hosts {
+        let p = match probe(t, l, file, config).await {
+            Ok(p) => p,
+            Err(e) => {
+                fleet.close().await;
+                return Err(e);
+            }
+        };
+        match p.refusal(l, file) {
+            Some(why) => {
+                println!("{h}: would refuse: {why}");
+                refusals.push(format!("{h}: {why}"));
+            }
+            None => print!("{}", p.plan(&h.to_string(), l, id, &config.env.health_url)),
+        }
+    }
+    fleet.close().await;
+    match refusals.is_empty() {
+        true => Ok(()),
+        false => Err(Error::refused(format!(
+            "setup --adopt would refuse: {}",
+            refusals.join("; ")
+        ))),
+    }
+}
+
+/// Probes, locks, probes again under the lock, then adopts host after host. Returns the
+/// revision the release got.
+async fn run<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &mut [HostRun<T>],
+    file: &str,
+    id: ReleaseId,
+    checks: &mut Vec<health::CheckResult>,
+) -> Result<String> {
+    let l = &ctx.layout;
+    for h in hosts.iter() {
+        if let Some(why) = probe(&h.t, l, file, ctx.config).await?.refusal(l, file) {
+            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
+        }
+    }
+    lock_all(ctx, hosts).await?;
+    let mut probes = Vec::new();
+    for h in hosts.iter() {
+        let p = probe(&h.t, l, file, ctx.config).await?;
+        if let Some(why) = p.refusal(l, file) {
+            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
+        }
+        probes.push(p);
+    }
+    let mut revision = String::new();
+    for (h, p) in hosts.iter_mut().zip(&probes) {
+        let mut stage = Stage::Nothing;
+        match one(ctx, h, p, file, id, &mut stage, checks).await {
+            Ok(()) => {
+                h.state.current = Some(id);
+                revision = p.revision();
+            }
+            Err(e) if stage == Stage::Done => return Err(e),
+            Err(e) => return Err(undo(ctx, h, p, id, stage, e).await),
+        }
+    }
+    Ok(revision)
+}
+
+/// How far the adoption got on a host: what undo takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Nothing,
+    /// The release, `current` and shared files may exist.
+    Linked,
+    /// The temporary copy may run.
+    Temporary,
+    /// The old processes may be gone (their snapshot is on the host).
+    Retired,
+    /// Verified: the app runs from `current`; what is left is tidying up.
+    Done,
+}
+
+async fn one<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    p: &Probe,
+    file: &str,
+    id: ReleaseId,
+    stage: &mut Stage,
+    checks: &mut Vec<health::CheckResult>,
+) -> Result<()> {
+    let (l, env, name) = (&ctx.layout, &ctx.config.env, h.name());
+    let revision = p.revision();
+    *stage = Stage::Linked;
+    h.progress = Progress::Prepared;
+    let link = commands::adopt_link(l, id, &revision, &env.linked_files);
+    let what = format!("{} → releases/{id} (hard links)", l.deploy_dir);
+    ctx.steps
+        .run(&name, "adopt", &what, h.exec(&link, Mode::Capture, "adopt"))
+        .await?;
+    let switch = commands::switch(l, id, None);
+    let what = format!("current → releases/{id}");
+    h.progress = Progress::Switched;
+    ctx.steps
+        .run(&name, "switch", &what, h.exec(&switch, Mode::Capture, "switch"))
+        .await?;
+    let hook = HookEnv {
+        environment: ctx.env_name(),
+        release: id,
+        revision: &revision,
+    };
+    let drain = env.drain.then_some(env.drain_timeout);
+    let wait = env.health_timeout.as_millis();
+    *stage = Stage::Temporary;
+    let temporary = commands::adopt_start(l, file, &hook, drain, ADOPT_SUFFIX, wait);
+    let what = p.names(ADOPT_SUFFIX).join(", ");
+    ctx.steps
+        .run(
+            &name,
+            "start temporary",
+            &what,
+            h.exec(&temporary, Mode::Capture, "start the temporary copy"),
+        )
+        .await?;
+    *stage = Stage::Retired;
+    let what = format!("{} old process(es) running from {}", p.old.len(), l.deploy_dir);
+    let retire = commands::adopt_retire(l);
+    ctx.steps
+        .run(
+            &name,
+            "retire old",
+            &what,
+            h.exec(&retire, Mode::Capture, "delete the old processes"),
+        )
+        .await?;
+    let start = commands::adopt_start(l, file, &hook, drain, "", wait);
+    let what = p.names("").join(", ");
+    ctx.steps
+        .run(
+            &name,
+            "start",
+            &what,
+            h.exec(&start, Mode::Capture, "start from current"),
+        )
+        .await?;
+    let tool = match env.health_from_host {
+        true => Some(crate::health_host::detect(&h.t).await?),
+        false => None,
+    };
+    let url = health::url_for(&env.health_url, &h.spec);
+    let v = ctx
+        .steps
+        .run(&name, "verify", &url, activate::verify(ctx, h, id, &revision, tool))
+        .await?;
+    checks.extend(v.checks);
+    *stage = Stage::Done;
+    let tidy = commands::adopt_finish(l, &p.names(ADOPT_SUFFIX));
+    let what = "delete the temporary copy, pm2 save, remove the originals";
+    ctx.steps
+        .run_uncancelled(&name, "finish", what, h.exec(&tidy, Mode::Capture, "finish"))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            Error::failed(format!(
+                "{e}; the app serves releases/{id} from current (verified), but finish by hand: `pm2 delete` the *{ADOPT_SUFFIX} apps, `pm2 save`, and remove the originals from {}",
+                l.deploy_dir
+            ))
+        })
+}
+
+/// Puts the host back as it was before the adoption; the error says what happened and what
+/// the host is left with.
+async fn undo<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    p: &Probe,
+    id: ReleaseId,
+    stage: Stage,
+    e: Error,
+) -> Error {
+    let (l, name) = (&ctx.layout, h.name());
+    let wait = ctx.config.env.health_timeout.as_millis();
+    let mut failed = Vec::new();
+    if stage >= Stage::Temporary {
+        let real = if stage >= Stage::Retired {
+            p.names("")
+        } else {
+            Vec::new()
+        };
+        let s = commands::adopt_undo_pm2(l, &real, &p.names(ADOPT_SUFFIX), wait);
+        let what = "the old app back, the temporary copy deleted";
+        if let Err(e) = ctx
+            .steps
+            .run_uncancelled(&name, "undo pm2", what, h.exec(&s, Mode::Capture, "undo pm2"))
+            .await
+        {
+            failed.push(e.message);
+        }
+    }
+    let s = commands::adopt_undo_files(l, id, &p.to_share(), !p.shared);
+    if let Err(e) = ctx
+        .steps
+        .run_uncancelled(
+            &name,
+            "undo files",
+            "releases/ and current removed",
+            h.exec(&s, Mode::Capture, "undo files"),
+        )
+        .await
+    {
+        failed.push(e.message);
+    }
+    h.progress = Progress::Locked;
+    let d = &l.deploy_dir;
+    let mut msg = e.message.clone();
+    match failed.is_empty() {
+        true => {
+            let _ = write!(
+                msg,
+                "; put back as it was: the old app serves from {d} again, releases/ and current are removed"
+            );
+        }
+        false => {
+            let _ = write!(
+                msg,
+                "; putting it back FAILED too ({}): check `pm2 list` and {d} on {name}",
+                failed.join("; ")
+            );
+        }
+    }
+    Error { message: msg, ..e }
+}
+
+/// Logs the adoption on every host it locked, then unlocks.
+async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Summary, id: ReleaseId) {
+    if summary.status != Status::Refused {
+        let markdown = summary.to_markdown();
+        for h in hosts.iter().filter(|h| h.progress > Progress::Untouched) {
+            let fields = json!({
+                "release": h.state.current.map(|c| c.to_string()),
+                "adopted": h.state.current == Some(id),
+            });
+            let line = crate::journal::line(summary, &id.to_string(), h.t.name(), fields);
+            crate::journal::record(&h.t, &ctx.layout, &line, &markdown).await;
+        }
+    }
+    unlock_all(ctx, hosts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    fn layout() -> Layout {
+        Layout::new(
+            RemotePath::parse("d", "/srv/app").unwrap(),
+            RemotePath::parse("b", "/srv/backups").unwrap(),
+        )
+    }
+
+    #[test]
+    fn probe_parses_and_refuses() {
+        let p = parse_probe(
+            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp 1 web app\nold 0 web app\nold 1 web app\n",
+        );
+        assert_eq!(p.apps, vec![(true, "web app".to_string())]);
+        assert_eq!(p.old.len(), 2);
+        assert_eq!(p.revision(), "adopted");
+        assert_eq!(p.to_share(), vec![".env".to_string()]);
+        assert!(p.refusal(&layout(), "ecosystem.config.js").is_none());
+        let plan = p.plan(
+            "h",
+            &layout(),
+            ReleaseId::parse("id", "20260118_143000").unwrap(),
+            "http://x",
+        );
+        assert!(plan.contains("web app-tj-adopt") && plan.contains("2 old"), "{plan}");
+        let why = |t: &str| {
+            parse_probe(t)
+                .refusal(&layout(), "ecosystem.config.js")
+                .unwrap_or_default()
+        };
+        assert!(why("releases 1\nentries 3\n").contains("already exists"));
+        assert!(why("entries 0\n").contains("nothing to adopt"));
+        assert!(why("entries 2\npackage 1\n").contains("is missing"));
+        assert!(why("entries 2\necosystem 1\napp 0 w\n").contains("fork mode"));
+        assert!(why("entries 2\necosystem 1\napp 1 w\nlinked differs .env\n").contains("differ"));
+        assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
+    }
+}

@@ -1,0 +1,185 @@
+//! `setup --adopt` (issue #16) on the real sshd and PM2 of tests/support: a runbook-style host
+//! (the sample app unpacked in deploy_dir, `pm2 start ecosystem.config.js` run there) is
+//! adopted under load without a failed request, then deployed to and rolled back like any
+//! host; refusals and the dry run change nothing.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{DEPLOY_USER, Run, Sandbox, sh_ok, sha};
+
+fn run(sb: &Sandbox, args: &[&str]) -> Run {
+    Run::of(sb.cmd(args).output().expect("run tj-deploy"))
+}
+
+/// `pm2 <args>` as the deploy user with the sandbox's PM2_HOME, run in `dir`.
+fn pm2(sb: &Sandbox, dir: &std::path::Path, args: &str) -> String {
+    let pm2 = support::pm2_bin();
+    let tools = pm2.parent().unwrap().display().to_string();
+    sh_ok(&format!(
+        "cd {dir} && runuser -u {DEPLOY_USER} -- env HOME={home} PM2_HOME={home} PATH={tools}:/usr/bin:/bin TJ_APP_NAME={name} TJ_CURRENT={dir} {pm2} {args}",
+        dir = dir.display(),
+        home = sb.pm2_home.display(),
+        name = sb.app_name,
+        pm2 = pm2.display(),
+    ))
+}
+
+/// The runbook's way: the app unpacked in deploy_dir with its `.env` and node_modules, started
+/// from there (`cwd` = deploy_dir) in cluster mode. Returns the inode of a node_modules file.
+fn runbook_host(sb: &Sandbox) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let d = sb.deploy_dir.display();
+    sh_ok(&format!(
+        "cd {d} && mv shared/.env .env && rmdir shared && cp -r {b}/. . && mkdir -p node_modules/dep && echo 'module.exports = 1;' > node_modules/dep/index.js && chown -R {DEPLOY_USER}: .",
+        b = sb.build_dir.display()
+    ));
+    pm2(sb, &sb.deploy_dir, "start ecosystem.config.js");
+    for _ in 0..100 {
+        if sb.health().is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sb.health().map(|(s, _)| s), Some(200), "the runbook app serves");
+    std::fs::metadata(sb.deploy_dir.join("node_modules/dep/index.js"))
+        .unwrap()
+        .ino()
+}
+
+/// (name, pid, /proc/<pid>/cwd) of every PM2 process.
+fn workers(sb: &Sandbox) -> Vec<(String, u64, String)> {
+    let out = pm2(sb, &sb.root, "jlist");
+    let line = out.lines().rfind(|l| l.starts_with('[')).expect("pm2 jlist");
+    let list: serde_json::Value = serde_json::from_str(line).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let pid = p["pid"].as_u64().unwrap_or(0);
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .map(|c| c.display().to_string())
+                .unwrap_or_default();
+            (p["name"].as_str().unwrap_or("").to_string(), pid, cwd)
+        })
+        .collect()
+}
+
+fn load(sb: &Sandbox) -> std::process::Child {
+    let child = Command::new("nice")
+        .args(["-n", "19", "node"])
+        .arg(support::repo().join("tests/support/load.js"))
+        .arg(format!("http://127.0.0.1:{}/api/health", sb.app_port))
+        .args(["8", "120"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node must be installed");
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+fn load_stats(child: std::process::Child) -> serde_json::Value {
+    std::thread::sleep(Duration::from_secs(1));
+    sh_ok(&format!("kill -TERM {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).expect("load.js prints JSON")
+}
+
+/// Nothing to adopt (exit 3, untouched); the dry run prints the plan and changes nothing;
+/// under 8 clients without keep-alive the adoption fails no request and every worker ends up
+/// in the new release (node_modules hard-linked, `.env` moved into shared/); a second adoption
+/// is refused byte-identically; then a deploy and `rollback --to latest` work as on any host.
+#[test]
+fn a_runbook_host_is_adopted_under_load_then_deployed_and_rolled_back() {
+    let sb = Sandbox::new("adopt");
+    let before = sb.snapshot();
+    let none = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    none.expect(3);
+    assert!(none.all().contains("nothing to adopt"), "{}", none.all());
+    assert_eq!(sb.snapshot(), before, "a refusal changes nothing");
+
+    let inode = runbook_host(&sb);
+    let old_pids: Vec<u64> = workers(&sb).iter().map(|w| w.1).collect();
+    assert_eq!(old_pids.len(), 2, "two cluster workers");
+    let before = sb.snapshot();
+    let dry = run(&sb, &["setup", "-e", "staging", "--adopt", "--dry-run"]);
+    dry.expect(0);
+    assert!(dry.stdout.contains("Dry run: setup --adopt staging"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("-tj-adopt") && dry.stdout.contains("2 old process"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(sb.snapshot(), before, "a dry run changes nothing");
+
+    let l = load(&sb);
+    let r = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    let stats = load_stats(l);
+    println!("load during adopt: {stats}\n{}", r.all());
+    r.expect(0);
+    assert!(stats["requests"].as_u64().unwrap() > 100, "load too small: {stats}");
+    assert_eq!(stats["failures"], 0, "requests failed during the adoption: {stats}");
+
+    let releases = sb.releases();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    let rel = &releases[0];
+    assert_eq!(sb.current().as_deref(), Some(format!("releases/{rel}").as_str()));
+    let release_dir = sb.deploy_dir.join("releases").join(rel);
+    let w = workers(&sb);
+    assert_eq!(w.len(), 2, "only the app's own workers are left: {w:?}");
+    for (name, pid, cwd) in &w {
+        assert_eq!(name, &sb.app_name);
+        assert!(!old_pids.contains(pid), "the old workers are gone");
+        assert_eq!(
+            cwd,
+            &release_dir.display().to_string(),
+            "pid {pid} runs in the new release"
+        );
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        let moved = std::fs::metadata(release_dir.join("node_modules/dep/index.js")).unwrap();
+        assert_eq!(moved.ino(), inode, "node_modules moved, not copied");
+    }
+    assert!(sb.deploy_dir.join("shared/.env").is_file());
+    assert_eq!(
+        std::fs::read_link(release_dir.join(".env")).unwrap(),
+        sb.deploy_dir.join("shared/.env")
+    );
+    for gone in ["server.js", "package.json", ".env", "node_modules"] {
+        assert!(!sb.deploy_dir.join(gone).exists(), "{gone} left in deploy_dir");
+    }
+    assert_eq!(
+        std::fs::read_to_string(release_dir.join("REVISION")).unwrap().trim(),
+        "adopted"
+    );
+    assert_eq!(sb.revision().as_deref(), Some("adopted"));
+    let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["status"].as_str()),
+        (Some("adopt"), Some("success")),
+        "{log}"
+    );
+    assert!(!sb.lock_exists());
+    let dump = std::fs::read_to_string(sb.pm2_home.join("dump.pm2")).expect("pm2 save ran");
+    assert!(dump.contains(&format!("{}/current", sb.deploy_dir.display())), "{dump}");
+    let status = run(&sb, &["status", "-e", "staging", "--json"]);
+    status.expect(0);
+    assert!(status.stdout.contains(rel.as_str()), "{}", status.stdout);
+
+    let before = sb.snapshot();
+    let again = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    again.expect(3);
+    assert!(again.all().contains("already exists"), "{}", again.all());
+    assert_eq!(sb.snapshot(), before, "a refused adoption changes nothing");
+
+    sb.deploy(&sha(1)).expect(0);
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
+    let back = run(&sb, &["rollback", "-e", "staging", "--to", "latest"]);
+    back.expect(0);
+    assert_eq!(sb.current().as_deref(), Some(format!("releases/{rel}").as_str()));
+    assert_eq!(sb.revision().as_deref(), Some("adopted"));
+}
