@@ -183,3 +183,53 @@ fn a_runbook_host_is_adopted_under_load_then_deployed_and_rolled_back() {
     assert_eq!(sb.current().as_deref(), Some(format!("releases/{rel}").as_str()));
     assert_eq!(sb.revision().as_deref(), Some("adopted"));
 }
+
+/// The handover fails after the old processes were deleted (a `pm2` wrapper refuses to start
+/// the app's own names from `current`): the old app is started again from deploy_dir, the
+/// temporary copy is deleted, releases/, current and shared/ are gone, no request fails, the
+/// run exits 1 and logs a failed `adopt`. Without the wrapper a second adoption succeeds.
+#[test]
+fn a_failed_handover_puts_the_runbook_host_back() {
+    let sb = Sandbox::new("adoptfail");
+    runbook_host(&sb);
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    std::fs::write(
+        hostbin.join("pm2"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = start ] && [ -n \"${{TJ_ADOPT_BASE:-}}\" ] && [ -z \"${{TJ_ADOPT_SUFFIX:-}}\" ]; then echo 'simulated: pm2 start failed' >&2; exit 1; fi\nexec {} \"$@\"\n",
+            support::pm2_bin().display()
+        ),
+    )
+    .unwrap();
+    sh_ok(&format!("chmod 755 {0} {0}/pm2", hostbin.display()));
+
+    let l = load(&sb);
+    let r = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    let stats = load_stats(l);
+    println!("load during the failed adoption: {stats}\n{}", r.all());
+    r.expect(1);
+    assert_eq!(stats["failures"], 0, "requests failed while putting back: {stats}");
+    assert!(r.all().contains("simulated: pm2 start failed"), "{}", r.all());
+    assert!(r.all().contains("put back as it was"), "{}", r.all());
+    for gone in ["releases", "current", "shared"] {
+        assert!(!sb.deploy_dir.join(gone).exists(), "{gone} is removed");
+    }
+    for kept in ["server.js", ".env", "node_modules/dep/index.js"] {
+        assert!(sb.deploy_dir.join(kept).exists(), "{kept} is back in deploy_dir");
+    }
+    let w = workers(&sb);
+    assert_eq!(w.len(), 2, "{w:?}");
+    for (name, pid, cwd) in &w {
+        assert_eq!(name, &sb.app_name, "the temporary copy is deleted");
+        assert_eq!(cwd, &sb.deploy_dir.display().to_string(), "pid {pid} serves from deploy_dir");
+    }
+    assert_eq!(sb.health().map(|(s, _)| s), Some(200));
+    let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
+    assert!(log.contains("\"kind\":\"adopt\"") && log.contains("\"status\":\"failure\""), "{log}");
+    assert!(!sb.lock_exists());
+
+    std::fs::remove_file(hostbin.join("pm2")).unwrap();
+    run(&sb, &["setup", "-e", "staging", "--adopt"]).expect(0);
+    assert_eq!(sb.releases().len(), 1);
+}

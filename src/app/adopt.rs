@@ -216,7 +216,7 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     };
     let summary = Summary {
         status,
-        release: Some(id.to_string()),
+        release: result.is_ok().then(|| id.to_string()),
         steps: steps.take(),
         checks,
         message,
