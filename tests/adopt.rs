@@ -222,14 +222,63 @@ fn a_failed_handover_puts_the_runbook_host_back() {
     assert_eq!(w.len(), 2, "{w:?}");
     for (name, pid, cwd) in &w {
         assert_eq!(name, &sb.app_name, "the temporary copy is deleted");
-        assert_eq!(cwd, &sb.deploy_dir.display().to_string(), "pid {pid} serves from deploy_dir");
+        assert_eq!(
+            cwd,
+            &sb.deploy_dir.display().to_string(),
+            "pid {pid} serves from deploy_dir"
+        );
     }
     assert_eq!(sb.health().map(|(s, _)| s), Some(200));
     let log = std::fs::read_to_string(sb.deploy_dir.join(".tj-deploy/deployments.log")).unwrap();
-    assert!(log.contains("\"kind\":\"adopt\"") && log.contains("\"status\":\"failure\""), "{log}");
+    assert!(
+        log.contains("\"kind\":\"adopt\"") && log.contains("\"status\":\"failure\""),
+        "{log}"
+    );
     assert!(!sb.lock_exists());
 
     std::fs::remove_file(hostbin.join("pm2")).unwrap();
     run(&sb, &["setup", "-e", "staging", "--adopt"]).expect(0);
     assert_eq!(sb.releases().len(), 1);
+}
+
+/// `setup --check` with one host unreachable: that host gets FAIL "ssh login" with the fix,
+/// the other is still checked (its HTTP client for health_from = "host" named, the Node checks
+/// in order: node, pm2, the PM2 daemon's node), exit 1.
+#[test]
+fn setup_check_reports_an_unreachable_host_and_checks_the_others() {
+    let sb = Sandbox::new("setupdown");
+    sb.deploy(&sha(1)).expect(0);
+    let down = format!("{DEPLOY_USER}@127.0.0.1:{}", support::free_port());
+    let text = support::config_text(
+        &sb.build_dir,
+        &[sb.sshd.host(), down.clone()],
+        &sb.deploy_dir,
+        &sb.backup_dir,
+        &format!("http://127.0.0.1:{}/api/health", sb.app_port),
+        "health_from = \"host\"",
+    );
+    std::fs::write(&sb.config, text).unwrap();
+    let r = run(&sb, &["setup", "-e", "staging", "--check"]);
+    println!("{}", r.all());
+    r.expect(1);
+    let out = &r.stdout;
+    let port = down.rsplit(':').next().unwrap();
+    assert!(out.contains(&format!("{down}\n  FAIL  ssh login: ")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "fix: check `ssh -p {port} {DEPLOY_USER}@127.0.0.1 true` works"
+        )),
+        "{out}"
+    );
+    let up = out.split(&format!("{down}\n")).next().unwrap();
+    assert!(up.contains("PASS  ssh login: connected"), "{out}");
+    assert!(up.contains("PASS  deploy_dir"), "the reachable host is checked: {out}");
+    assert!(
+        up.contains("PASS  http client: curl (health_from = \"host\" probes with it)"),
+        "{out}"
+    );
+    let at = |s: &str| up.find(s).unwrap_or_else(|| panic!("{s} missing:\n{out}"));
+    assert!(at("  node: ") < at("  pm2: "), "{out}");
+    assert!(at("  pm2: ") < at("  pm2 daemon node: "), "{out}");
+    assert!(up.contains("(the app asks for >=18"), "{out}");
 }

@@ -154,6 +154,7 @@ async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation,
     let http = crate::health::client()?;
     let health = checks::health(&http, config, h).await;
     let mut out = judge(&h.to_string(), config, &facts, db, health);
+    out.push(checks::http_client(&h.to_string(), config, checks::http_tool(t).await));
     for c in created {
         out.insert(
             0,
@@ -179,9 +180,17 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         ));
     }
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
-    let fleet = super::connect(config, inv, vars).await?;
+    let (fleet, unreachable) = super::connect_each(config, inv, vars).await?;
     let mut all = Vec::new();
-    for (h, t) in &fleet.hosts {
+    for spec in &config.env.hosts {
+        let Some((h, t)) = fleet.hosts.iter().find(|(h, _)| h == spec) else {
+            let why = unreachable
+                .iter()
+                .find(|(h, _)| h == spec)
+                .map_or_else(|| "not connected".to_string(), |(_, e)| e.message.clone());
+            all.push(checks::ssh_login_failed(spec, why));
+            continue;
+        };
         all.push(Check {
             host: h.to_string(),
             name: "ssh login".into(),
