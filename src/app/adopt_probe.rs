@@ -1,0 +1,181 @@
+//! What `setup --adopt` reads on a host before it changes anything
+//! ([`crate::remote::commands::adopt_probe`]), why it refuses a host, and the plan a dry run
+//! prints.
+
+use std::fmt::Write as _;
+
+use crate::config::ReleaseId;
+use crate::remote::commands::ADOPT_SUFFIX;
+use crate::remote::layout::Layout;
+
+/// What [`crate::remote::commands::adopt_probe`] found on a host.
+#[derive(Debug, Default, Clone)]
+pub struct Probe {
+    pub releases: bool,
+    pub current: bool,
+    pub shared: bool,
+    pub entries: u32,
+    pub package: bool,
+    pub ecosystem: bool,
+    pub revision: Option<String>,
+    /// (state, linked file): linked | same | differs | shared | app | missing.
+    pub linked: Vec<(String, String)>,
+    /// (cluster mode, name) of each app of the ecosystem file.
+    pub apps: Vec<(bool, String)>,
+    pub apps_failed: bool,
+    /// (pm_id, name) of each PM2 process running from deploy_dir.
+    pub old: Vec<(String, String)>,
+}
+
+pub fn parse_probe(stdout: &str) -> Probe {
+    let mut p = Probe::default();
+    for line in stdout.lines() {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let two = rest.split_once(' ');
+        match key {
+            "releases" => p.releases = true,
+            "current" => p.current = true,
+            "shared" => p.shared = true,
+            "entries" => p.entries = rest.parse().unwrap_or(0),
+            "package" => p.package = true,
+            "ecosystem" => p.ecosystem = true,
+            "revision" => p.revision = (rest != "-" && !rest.is_empty()).then(|| rest.to_string()),
+            "linked" => p.linked.extend(two.map(|(s, f)| (s.to_string(), f.to_string()))),
+            "app" => p.apps.extend(two.map(|(c, n)| (c == "1", n.to_string()))),
+            "apps" => p.apps_failed = true,
+            "old" => p.old.extend(two.map(|(i, n)| (i.to_string(), n.to_string()))),
+            _ => {}
+        }
+    }
+    p
+}
+
+impl Probe {
+    /// Why this host cannot be adopted, if it cannot.
+    pub fn refusal(&self, l: &Layout, file: &str) -> Option<String> {
+        let d = &l.deploy_dir;
+        if self.releases || self.current {
+            return Some(format!(
+                "{d}/releases or {d}/current already exists: this host is managed by tj-deploy (or half set up by hand); nothing to adopt"
+            ));
+        }
+        if self.entries == 0 || !(self.package || self.ecosystem) {
+            return Some(format!(
+                "nothing to adopt: {d} holds no app (no package.json, no {file})"
+            ));
+        }
+        if !self.ecosystem {
+            return Some(format!(
+                "{d}/{file} (the ecosystem file `reload` names) is missing: the handover starts the app from it"
+            ));
+        }
+        if self.apps_failed || self.apps.is_empty() {
+            return Some(format!("{d}/{file} could not be evaluated with node, or lists no app"));
+        }
+        if let Some((_, n)) = self.apps.iter().find(|(cluster, _)| !cluster) {
+            return Some(format!(
+                "app '{n}' runs in fork mode: it cannot be handed over without stopping it (two copies cannot share its port); use exec_mode: 'cluster' or deploy afresh"
+            ));
+        }
+        for (state, f) in &self.linked {
+            match state.as_str() {
+                "differs" => {
+                    return Some(format!(
+                        "{d}/{f} and {d}/shared/{f} differ: keep the one the app should use (remove the other), then adopt"
+                    ));
+                }
+                "missing" => return Some(format!("linked file {f} is in neither {d} nor {d}/shared")),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    pub fn names(&self, suffix: &str) -> Vec<String> {
+        self.apps.iter().map(|(_, n)| format!("{n}{suffix}")).collect()
+    }
+
+    /// Linked files only the app has: the adoption hard-links them into `shared/`.
+    pub fn to_share(&self) -> Vec<String> {
+        self.linked
+            .iter()
+            .filter(|(s, _)| s == "app")
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    pub fn revision(&self) -> String {
+        self.revision.clone().unwrap_or_else(|| "adopted".into())
+    }
+
+    /// The plan a dry run prints for this host.
+    pub fn plan(&self, host: &str, l: &Layout, id: ReleaseId, health_url: &str) -> String {
+        let d = &l.deploy_dir;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{host}: lock; hard-link the {} entries of {d} (node_modules included, nothing copied) into releases/{id}; REVISION {}",
+            self.entries,
+            self.revision()
+        );
+        for (state, f) in &self.linked {
+            let how = if state == "app" {
+                "hard-linked into shared/, then "
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "  linked file {f}: {how}linked from shared/");
+        }
+        let names = self.names("").join(", ");
+        let old = self.old.len();
+        let _ = writeln!(
+            s,
+            "  current → releases/{id}; PM2: start {names} as {} from current, wait until listening; delete the {old} old process(es) running from {d} (they drain); start {names} from current; verify {health_url}; delete the temporary copy; pm2 save; remove the originals from {d}; log `adopt`; unlock",
+            self.names(ADOPT_SUFFIX).join(", ")
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    fn layout() -> Layout {
+        Layout::new(
+            RemotePath::parse("d", "/srv/app").unwrap(),
+            RemotePath::parse("b", "/srv/backups").unwrap(),
+        )
+    }
+
+    #[test]
+    fn probe_parses_and_refuses() {
+        let p = parse_probe(
+            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp 1 web app\nold 0 web app\nold 1 web app\n",
+        );
+        assert_eq!(p.apps, vec![(true, "web app".to_string())]);
+        assert_eq!(p.old.len(), 2);
+        assert_eq!(p.revision(), "adopted");
+        assert_eq!(p.to_share(), vec![".env".to_string()]);
+        assert!(p.refusal(&layout(), "ecosystem.config.js").is_none());
+        let plan = p.plan(
+            "h",
+            &layout(),
+            ReleaseId::parse("id", "20260118_143000").unwrap(),
+            "http://x",
+        );
+        assert!(plan.contains("web app-tj-adopt") && plan.contains("2 old"), "{plan}");
+        let why = |t: &str| {
+            parse_probe(t)
+                .refusal(&layout(), "ecosystem.config.js")
+                .unwrap_or_default()
+        };
+        assert!(why("releases 1\nentries 3\n").contains("already exists"));
+        assert!(why("entries 0\n").contains("nothing to adopt"));
+        assert!(why("entries 2\npackage 1\n").contains("is missing"));
+        assert!(why("entries 2\necosystem 1\napp 0 w\n").contains("fork mode"));
+        assert!(why("entries 2\necosystem 1\napp 1 w\nlinked differs .env\n").contains("differ"));
+        assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
+    }
+}
