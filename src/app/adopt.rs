@@ -75,8 +75,8 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     };
     let mut hosts: Vec<HostRun<&AnyTransport>> =
         fleet.borrowed().into_iter().map(|(s, t)| HostRun::new(s, t)).collect();
-    let mut checks = Vec::new();
-    let result = run(&ctx, &mut hosts, &file, id, &mut checks).await;
+    let mut found = Found::default();
+    let result = run(&ctx, &mut hosts, &file, id, &mut found).await;
     // The marker of an app without a known commit is no commit.
     let commit = result.as_ref().ok().filter(|r| r.as_str() != "adopted").cloned();
     let (status, message) = match &result {
@@ -93,7 +93,9 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         status,
         release: result.is_ok().then(|| id.to_string()),
         steps: steps.take(),
-        checks,
+        checks: found.checks,
+        warnings: found.warnings,
+        availability: found.availability,
         message,
         ..Summary::begin(config, inv, "adopt", started_at)
     }
@@ -148,7 +150,7 @@ async fn run<T: Transport>(
     hosts: &mut [HostRun<T>],
     file: &str,
     id: ReleaseId,
-    checks: &mut Vec<health::CheckResult>,
+    found: &mut Found,
 ) -> Result<String> {
     let l = &ctx.layout;
     for h in hosts.iter() {
@@ -165,10 +167,43 @@ async fn run<T: Transport>(
         }
         probes.push(p);
     }
+    // Availability from the runner while the hosts are handed over (health_from = "host" has
+    // no window here: the hosts' own probe loops belong to the deploy pipeline).
+    let env = &ctx.config.env;
+    let window = match env.health_from_host {
+        true => None,
+        false => {
+            let mut urls: Vec<String> = hosts
+                .iter()
+                .map(|h| health::url_for(&env.health_url, &h.spec))
+                .collect();
+            urls.dedup();
+            Some(crate::availability::Probe::start(
+                &urls,
+                &crate::availability::client()?,
+            ))
+        }
+    };
+    let adopted = each(ctx, hosts, &probes, file, id, found).await;
+    if let Some(w) = window {
+        found.availability = Some(w.stop().await);
+    }
+    adopted
+}
+
+/// Adopts host after host; the first failure is put back on its host and ends the run.
+async fn each<T: Transport>(
+    ctx: &Ctx<'_>,
+    hosts: &mut [HostRun<T>],
+    probes: &[Probe],
+    file: &str,
+    id: ReleaseId,
+    found: &mut Found,
+) -> Result<String> {
     let mut revision = String::new();
-    for (h, p) in hosts.iter_mut().zip(&probes) {
+    for (h, p) in hosts.iter_mut().zip(probes) {
         let mut stage = Stage::Nothing;
-        match one(ctx, h, p, file, id, &mut stage, checks).await {
+        match one(ctx, h, p, file, id, &mut stage, found).await {
             Ok(()) => {
                 h.state.current = Some(id);
                 revision = p.revision();
@@ -178,6 +213,14 @@ async fn run<T: Transport>(
         }
     }
     Ok(revision)
+}
+
+/// What the run found on its way, for the summary.
+#[derive(Default)]
+struct Found {
+    checks: Vec<health::CheckResult>,
+    warnings: Vec<String>,
+    availability: Option<crate::availability::Report>,
 }
 
 /// How far the adoption got on a host: what undo takes back.
@@ -219,7 +262,7 @@ async fn one<T: Transport>(
     file: &str,
     id: ReleaseId,
     stage: &mut Stage,
-    checks: &mut Vec<health::CheckResult>,
+    found: &mut Found,
 ) -> Result<()> {
     let (l, env, name) = (&ctx.layout, &ctx.config.env, h.name());
     let revision = p.revision();
@@ -230,6 +273,12 @@ async fn one<T: Transport>(
         release: id,
         revision: &revision,
     };
+    for w in crate::ecosystem::lint_host(&h.t, l, env.reload.as_deref(), &hook, env.drain_timeout).await {
+        if !found.warnings.contains(&w) {
+            crate::ui::warn(&w);
+            found.warnings.push(w);
+        }
+    }
     let drain = env.drain.then_some(env.drain_timeout);
     let wait = env.health_timeout.as_millis();
     *stage = Stage::Temporary;
@@ -273,7 +322,7 @@ async fn one<T: Transport>(
         .steps
         .run(&name, "verify", &url, activate::verify(ctx, h, id, &revision, tool))
         .await?;
-    checks.extend(v.checks);
+    found.checks.extend(v.checks);
     *stage = Stage::Done;
     let tidy = commands::adopt_finish(l, &p.names(ADOPT_SUFFIX));
     let what = "delete the temporary copy, pm2 save, remove the originals";

@@ -22,6 +22,8 @@ pub struct Probe {
     pub linked: Vec<(String, String)>,
     /// (cluster mode, name) of each app of the ecosystem file.
     pub apps: Vec<(bool, String)>,
+    /// (name, cwd) of each app whose explicit cwd lies outside `current` (`?`: unprintable).
+    pub cwd_outside: Vec<(String, String)>,
     pub apps_failed: bool,
     /// (pm_id, name) of each PM2 process running from deploy_dir.
     pub old: Vec<(String, String)>,
@@ -41,7 +43,15 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "ecosystem" => p.ecosystem = true,
             "revision" => p.revision = (rest != "-" && !rest.is_empty()).then(|| rest.to_string()),
             "linked" => p.linked.extend(two.map(|(s, f)| (s.to_string(), f.to_string()))),
-            "app" => p.apps.extend(two.map(|(c, n)| (c == "1", n.to_string()))),
+            "app" => {
+                let mut w = rest.splitn(3, ' ');
+                if let (Some(c), Some(cwd), Some(n)) = (w.next(), w.next(), w.next()) {
+                    p.apps.push((c == "1", n.to_string()));
+                    if cwd != "-" && cwd != "." {
+                        p.cwd_outside.push((n.to_string(), cwd.to_string()));
+                    }
+                }
+            }
             "apps" => p.apps_failed = true,
             "old" => p.old.extend(two.map(|(i, n)| (i.to_string(), n.to_string()))),
             _ => {}
@@ -75,6 +85,11 @@ impl Probe {
         if let Some((_, n)) = self.apps.iter().find(|(cluster, _)| !cluster) {
             return Some(format!(
                 "app '{n}' runs in fork mode: it cannot be handed over without stopping it (two copies cannot share its port); use exec_mode: 'cluster' or deploy afresh"
+            ));
+        }
+        if let Some((n, cwd)) = self.cwd_outside.first() {
+            return Some(format!(
+                "app '{n}' has cwd {cwd}, not under {d}/current: started from it, the app would keep running from {d} (whose files the adoption removes); set cwd: process.env.TJ_CURRENT in {d}/{file} and adopt again"
             ));
         }
         for (state, f) in &self.linked {
@@ -152,7 +167,7 @@ mod tests {
     #[test]
     fn probe_parses_and_refuses() {
         let p = parse_probe(
-            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp 1 web app\nold 0 web app\nold 1 web app\n",
+            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp 1 . web app\nold 0 web app\nold 1 web app\n",
         );
         assert_eq!(p.apps, vec![(true, "web app".to_string())]);
         assert_eq!(p.old.len(), 2);
@@ -174,8 +189,9 @@ mod tests {
         assert!(why("releases 1\nentries 3\n").contains("already exists"));
         assert!(why("entries 0\n").contains("nothing to adopt"));
         assert!(why("entries 2\npackage 1\n").contains("is missing"));
-        assert!(why("entries 2\necosystem 1\napp 0 w\n").contains("fork mode"));
-        assert!(why("entries 2\necosystem 1\napp 1 w\nlinked differs .env\n").contains("differ"));
+        assert!(why("entries 2\necosystem 1\napp 0 - w\n").contains("fork mode"));
+        assert!(why("entries 2\necosystem 1\napp 1 - w\nlinked differs .env\n").contains("differ"));
+        assert!(why("entries 2\necosystem 1\napp 1 /srv/app w\n").contains("cwd /srv/app, not under /srv/app/current"));
         assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
     }
 }

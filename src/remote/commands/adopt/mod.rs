@@ -16,13 +16,17 @@ const ADOPT_WRAP_JS: &str = include_str!("wrap.config.js");
 const WAIT_JS: &str = include_str!("wait.js");
 /// Lists (and snapshots) the PM2 processes running from deploy_dir itself.
 const OLD_JS: &str = include_str!("old.js");
-/// Prints `app <cluster 0|1> <name>` per app of the ecosystem file given.
+/// Prints `app <cluster 0|1> <cwd: - (none) | . (under TJ_CURRENT) | the other path> <name>`
+/// per app of the ecosystem file given (a cwd holding a space is printed as `?`).
 const APPS_JS: &str = "const path = require('path'); let m = require(path.resolve(process.argv[1]));
 if (m && m.__esModule && m.default) m = m.default;
 const apps = Array.isArray(m) ? m : m && Array.isArray(m.apps) ? m.apps : m && m.script ? [m] : [];
+const cur = process.env.TJ_CURRENT;
 for (const a of apps) { const s = String(a.script || 'app'); const mode = String(a.exec_mode || a.execMode || '');
   const cluster = mode.startsWith('cluster') || (!mode && a.instances !== undefined);
-  console.log(`app ${cluster ? 1 : 0} ${a.name || path.basename(s, path.extname(s))}`); }";
+  const c = a.cwd === undefined || a.cwd === null ? '-' : path.resolve(String(a.cwd));
+  const cwd = c === '-' ? c : c === cur || c.startsWith(cur + '/') ? '.' : /\\s/.test(c) ? '?' : c;
+  console.log(`app ${cluster ? 1 : 0} ${cwd} ${a.name || path.basename(s, path.extname(s))}`); }";
 
 /// The name suffix of the temporary copy.
 pub const ADOPT_SUFFIX: &str = "-tj-adopt";
@@ -40,8 +44,8 @@ fn each_entry(s: Script, body: &str) -> Script {
 
 /// Reads only. Prints `releases 1`, `current 1`, `shared 1` when present, `entries <n>`,
 /// `package 1`, `ecosystem 1`, `revision <git HEAD or REVISION|->`, `linked <state> <name>`
-/// (state: linked | same | differs | shared | app | missing), `app <cluster 0|1> <name>` per
-/// app of the ecosystem file, and `old <pm_id> <name>` per PM2 process running from deploy_dir.
+/// (state: linked | same | differs | shared | app | missing), `app <cluster 0|1> <cwd> <name>`
+/// per app of the ecosystem file (see `APPS_JS`), and `old <pm_id> <name>` per PM2 process running from deploy_dir.
 pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
     let mut s = with_dirs("adopt-probe", l)
         .var("FILE", file)
