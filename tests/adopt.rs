@@ -282,3 +282,54 @@ fn setup_check_reports_an_unreachable_host_and_checks_the_others() {
     assert!(at("  pm2: ") < at("  pm2 daemon node: "), "{out}");
     assert!(up.contains("(the app asks for >=18"), "{out}");
 }
+
+/// The runbook's own ecosystem file (`script: 'npm'` in cluster mode: npm is the worker, the
+/// server its child, which PM2 cannot hand over): no temporary copy; the old processes go, the
+/// app starts from `current`, is verified, and the summary carries the availability figure and
+/// the lint's fix instead of promising zero.
+#[test]
+fn a_runbook_npm_app_is_adopted_with_the_gap_reported() {
+    let sb = Sandbox::new("adoptnpm");
+    runbook_host(&sb);
+    pm2(&sb, &sb.root, "delete all");
+    std::fs::write(
+        sb.deploy_dir.join("ecosystem.config.js"),
+        "module.exports = { apps: [{ name: process.env.TJ_APP_NAME, script: 'npm', args: 'start', cwd: process.env.TJ_CURRENT, exec_mode: 'cluster', instances: 2 }] };\n",
+    )
+    .unwrap();
+    pm2(&sb, &sb.deploy_dir, "start ecosystem.config.js");
+    for _ in 0..100 {
+        if sb.health().is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sb.health().map(|(s, _)| s), Some(200), "the npm runbook app serves");
+    let dry = run(&sb, &["setup", "-e", "staging", "--adopt", "--dry-run"]);
+    dry.expect(0);
+    assert!(dry.stdout.contains("no temporary copy"), "{}", dry.stdout);
+
+    let l = load(&sb);
+    let r = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    let stats = load_stats(l);
+    println!("load during the npm adoption: {stats}\n{}", r.all());
+    r.expect(0);
+    assert!(
+        r.all().contains("script 'npm' in cluster mode"),
+        "the lint's fix: {}",
+        r.all()
+    );
+    assert!(r.stdout.contains("availability"), "{}", r.stdout);
+    let rel = sb.releases().pop().expect("a release");
+    assert_eq!(sb.current().as_deref(), Some(format!("releases/{rel}").as_str()));
+    let release_dir = sb.deploy_dir.join("releases").join(&rel).display().to_string();
+    // npm's stray children fight over the port and PM2 restarts the losers: a listed pid may be
+    // gone already; every one that runs, runs in the release.
+    let w = workers(&sb);
+    assert!(w.iter().any(|(_, _, cwd)| !cwd.is_empty()), "{w:?}");
+    for (name, pid, cwd) in w.iter().filter(|w| !w.2.is_empty()) {
+        assert_eq!(name, &sb.app_name);
+        assert_eq!(cwd, &release_dir, "pid {pid} runs in the new release");
+    }
+    assert_eq!(sb.health().map(|(s, _)| s), Some(200));
+}

@@ -282,16 +282,12 @@ async fn one<T: Transport>(
     let drain = env.drain.then_some(env.drain_timeout);
     let wait = env.health_timeout.as_millis();
     *stage = Stage::Temporary;
-    let temporary = commands::adopt_start(l, file, &hook, drain, ADOPT_SUFFIX, wait);
-    let what = p.names(ADOPT_SUFFIX).join(", ");
-    ctx.steps
-        .run(
-            &name,
-            "start temporary",
-            &what,
-            h.exec(&temporary, Mode::Capture, "start the temporary copy"),
-        )
-        .await?;
+    if p.direct().is_none() {
+        let temporary = commands::adopt_start(l, file, &hook, drain, ADOPT_SUFFIX, wait);
+        let what = p.temporary().join(", ");
+        let run = h.exec(&temporary, Mode::Capture, "start the temporary copy");
+        ctx.steps.run(&name, "start temporary", &what, run).await?;
+    }
     *stage = Stage::Retired;
     let what = format!("{} old process(es) running from {}", p.old.len(), l.deploy_dir);
     let retire = commands::adopt_retire(l);
@@ -324,8 +320,11 @@ async fn one<T: Transport>(
         .await?;
     found.checks.extend(v.checks);
     *stage = Stage::Done;
-    let tidy = commands::adopt_finish(l, &p.names(ADOPT_SUFFIX));
-    let what = "delete the temporary copy, pm2 save, remove the originals";
+    let tidy = commands::adopt_finish(l, &p.temporary());
+    let what = match p.direct() {
+        Some(_) => "pm2 save, remove the originals",
+        None => "delete the temporary copy, pm2 save, remove the originals",
+    };
     ctx.steps
         .run_uncancelled(&name, "finish", what, h.exec(&tidy, Mode::Capture, "finish"))
         .await
@@ -357,7 +356,7 @@ async fn undo<T: Transport>(
         } else {
             Vec::new()
         };
-        let s = commands::adopt_undo_pm2(l, &real, &p.names(ADOPT_SUFFIX), wait);
+        let s = commands::adopt_undo_pm2(l, &real, &p.temporary(), wait);
         let what = "the old app back, the temporary copy deleted";
         if let Err(e) = ctx
             .steps

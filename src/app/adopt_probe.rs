@@ -20,8 +20,9 @@ pub struct Probe {
     pub revision: Option<String>,
     /// (state, linked file): linked | same | differs | shared | app | missing.
     pub linked: Vec<(String, String)>,
-    /// (cluster mode, name) of each app of the ecosystem file.
-    pub apps: Vec<(bool, String)>,
+    /// (mode: fork | cluster | npm, name) of each app of the ecosystem file; `npm`: cluster
+    /// mode with a package manager as the script (its server is a child PM2 cannot hand over).
+    pub apps: Vec<(String, String)>,
     /// (name, cwd) of each app whose explicit cwd lies outside `current` (`?`: unprintable).
     pub cwd_outside: Vec<(String, String)>,
     pub apps_failed: bool,
@@ -46,7 +47,7 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "app" => {
                 let mut w = rest.splitn(3, ' ');
                 if let (Some(c), Some(cwd), Some(n)) = (w.next(), w.next(), w.next()) {
-                    p.apps.push((c == "1", n.to_string()));
+                    p.apps.push((c.to_string(), n.to_string()));
                     if cwd != "-" && cwd != "." {
                         p.cwd_outside.push((n.to_string(), cwd.to_string()));
                     }
@@ -82,7 +83,7 @@ impl Probe {
         if self.apps_failed || self.apps.is_empty() {
             return Some(format!("{d}/{file} could not be evaluated with node, or lists no app"));
         }
-        if let Some((_, n)) = self.apps.iter().find(|(cluster, _)| !cluster) {
+        if let Some((_, n)) = self.apps.iter().find(|(mode, _)| mode == "fork") {
             return Some(format!(
                 "app '{n}' runs in fork mode: it cannot be handed over without stopping it (two copies cannot share its port); use exec_mode: 'cluster' or deploy afresh"
             ));
@@ -104,6 +105,20 @@ impl Probe {
             }
         }
         None
+    }
+
+    /// An app whose server PM2 cannot hand over (a package manager as the script): no
+    /// temporary copy; the old processes go, then the app starts from `current` (a gap).
+    pub fn direct(&self) -> Option<&str> {
+        self.apps.iter().find(|(m, _)| m == "npm").map(|(_, n)| n.as_str())
+    }
+
+    /// The names of the temporary copy; none when the app is handed over directly.
+    pub fn temporary(&self) -> Vec<String> {
+        match self.direct() {
+            Some(_) => Vec::new(),
+            None => self.names(ADOPT_SUFFIX),
+        }
     }
 
     pub fn names(&self, suffix: &str) -> Vec<String> {
@@ -143,10 +158,23 @@ impl Probe {
         }
         let names = self.names("").join(", ");
         let old = self.old.len();
+        let handover = match self.direct() {
+            Some(n) => format!(
+                "no temporary copy (app '{n}' runs a package manager as its script: its server cannot share the port, so requests fail until it is back; the availability line counts them): delete the {old} old process(es) running from {d}; start {names} from current"
+            ),
+            None => format!(
+                "start {names} as {} from current, wait until listening; delete the {old} old process(es) running from {d} (they drain); start {names} from current",
+                self.names(ADOPT_SUFFIX).join(", ")
+            ),
+        };
         let _ = writeln!(
             s,
-            "  current → releases/{id}; PM2: start {names} as {} from current, wait until listening; delete the {old} old process(es) running from {d} (they drain); start {names} from current; verify {health_url}; delete the temporary copy; pm2 save; remove the originals from {d}; log `adopt`; unlock",
-            self.names(ADOPT_SUFFIX).join(", ")
+            "  current → releases/{id}; PM2: {handover}; verify {health_url};{} pm2 save; remove the originals from {d}; log `adopt`; unlock",
+            if self.direct().is_some() {
+                ""
+            } else {
+                " delete the temporary copy;"
+            }
         );
         s
     }
@@ -167,9 +195,10 @@ mod tests {
     #[test]
     fn probe_parses_and_refuses() {
         let p = parse_probe(
-            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp 1 . web app\nold 0 web app\nold 1 web app\n",
+            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp cluster . web app\nold 0 web app\nold 1 web app\n",
         );
-        assert_eq!(p.apps, vec![(true, "web app".to_string())]);
+        assert_eq!(p.apps, vec![("cluster".to_string(), "web app".to_string())]);
+        assert_eq!(p.direct(), None);
         assert_eq!(p.old.len(), 2);
         assert_eq!(p.revision(), "adopted");
         assert_eq!(p.to_share(), vec![".env".to_string()]);
@@ -189,9 +218,12 @@ mod tests {
         assert!(why("releases 1\nentries 3\n").contains("already exists"));
         assert!(why("entries 0\n").contains("nothing to adopt"));
         assert!(why("entries 2\npackage 1\n").contains("is missing"));
-        assert!(why("entries 2\necosystem 1\napp 0 - w\n").contains("fork mode"));
-        assert!(why("entries 2\necosystem 1\napp 1 - w\nlinked differs .env\n").contains("differ"));
-        assert!(why("entries 2\necosystem 1\napp 1 /srv/app w\n").contains("cwd /srv/app, not under /srv/app/current"));
+        assert!(why("entries 2\necosystem 1\napp fork - w\n").contains("fork mode"));
+        assert!(why("entries 2\necosystem 1\napp cluster - w\nlinked differs .env\n").contains("differ"));
+        assert!(
+            why("entries 2\necosystem 1\napp cluster /srv/app w\n")
+                .contains("cwd /srv/app, not under /srv/app/current")
+        );
         assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
     }
 }

@@ -16,17 +16,26 @@ const ADOPT_WRAP_JS: &str = include_str!("wrap.config.js");
 const WAIT_JS: &str = include_str!("wait.js");
 /// Lists (and snapshots) the PM2 processes running from deploy_dir itself.
 const OLD_JS: &str = include_str!("old.js");
-/// Prints `app <cluster 0|1> <cwd: - (none) | . (under TJ_CURRENT) | the other path> <name>`
-/// per app of the ecosystem file given (a cwd holding a space is printed as `?`).
+/// Prints `app <fork|cluster|npm> <cwd: - (none) | . (under TJ_CURRENT) | the other path>
+/// <name>` per app of the ecosystem file given (`npm`: cluster mode with a package manager as
+/// the script, whose server is its child; a cwd holding a space is printed as `?`).
 const APPS_JS: &str = "const path = require('path'); let m = require(path.resolve(process.argv[1]));
 if (m && m.__esModule && m.default) m = m.default;
 const apps = Array.isArray(m) ? m : m && Array.isArray(m.apps) ? m.apps : m && m.script ? [m] : [];
 const cur = process.env.TJ_CURRENT;
 for (const a of apps) { const s = String(a.script || 'app'); const mode = String(a.exec_mode || a.execMode || '');
   const cluster = mode.startsWith('cluster') || (!mode && a.instances !== undefined);
+  const pm = ['npm', 'yarn', 'pnpm', 'npx'].includes(s.split('/').pop());
   const c = a.cwd === undefined || a.cwd === null ? '-' : path.resolve(String(a.cwd));
   const cwd = c === '-' ? c : c === cur || c.startsWith(cur + '/') ? '.' : /\\s/.test(c) ? '?' : c;
-  console.log(`app ${cluster ? 1 : 0} ${cwd} ${a.name || path.basename(s, path.extname(s))}`); }";
+  console.log(`app ${cluster ? (pm ? 'npm' : 'cluster') : 'fork'} ${cwd} ${a.name || path.basename(s, path.extname(s))}`); }";
+
+/// The apps of the old app's snapshot as [`WAIT_JS`] takes them: a package manager as the
+/// script (npm-cli.js once PM2 resolved it) never listens itself, so only `online` is awaited.
+const OLD_APPS_JS: &str = "for (const a of require(process.argv[1]).apps) {
+  const pm = /(^|\\/)(npm|yarn|pnpm|npx)(-cli)?(\\.c?js)?$/.test(String(a.script || ''));
+  console.log(JSON.stringify({ name: a.name, cluster: a.exec_mode === 'cluster' && !pm }));
+}";
 
 /// The name suffix of the temporary copy.
 pub const ADOPT_SUFFIX: &str = "-tj-adopt";
@@ -44,7 +53,7 @@ fn each_entry(s: Script, body: &str) -> Script {
 
 /// Reads only. Prints `releases 1`, `current 1`, `shared 1` when present, `entries <n>`,
 /// `package 1`, `ecosystem 1`, `revision <git HEAD or REVISION|->`, `linked <state> <name>`
-/// (state: linked | same | differs | shared | app | missing), `app <cluster 0|1> <cwd> <name>`
+/// (state: linked | same | differs | shared | app | missing), `app <mode> <cwd> <name>`
 /// per app of the ecosystem file (see `APPS_JS`), and `old <pm_id> <name>` per PM2 process running from deploy_dir.
 pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
     let mut s = with_dirs("adopt-probe", l)
@@ -192,7 +201,8 @@ pub fn adopt_undo_pm2(l: &Layout, real: &[String], temporary: &[String], wait_ms
     }
     s = s
         .line("  mkdir -p \"$M/adopt-listen\"")
-        .line("  APPS=$(node -e 'for (const a of require(process.argv[1]).apps) console.log(JSON.stringify({ name: a.name, cluster: a.exec_mode === \"cluster\" }))' \"$M/adopt-old.json\")")
+        .var("OLD_APPS_JS", OLD_APPS_JS)
+        .line("  APPS=$(node -e \"$OLD_APPS_JS\" \"$M/adopt-old.json\")")
         .line("  if [ -n \"$APPS\" ]; then (cd \"$D\" && pm2 start \"$M/adopt-old.json\" >&2); node -e \"$WAIT_JS\" \"$APPS\" \"$M/adopt-listen\" \"$WAIT_MS\"; fi")
         .line("fi");
     for n in temporary {

@@ -2,7 +2,7 @@
 // tj-deploy `setup --adopt`: the app's PM2 apps (TJ_ADOPT_BASE: the drain wrapper, or the app's
 // own ecosystem file) with listen.js preloaded and TJ_ADOPT_SUFFIX appended to every name (the
 // temporary copy that serves while the old app drains). Run with node, it prints the apps as
-// JSON lines: {name, cluster}.
+// JSON lines: {name, cluster: whether to wait until it listens}.
 const path = require('path');
 
 const listen = path.join(__dirname, 'listen.js');
@@ -25,7 +25,10 @@ for (const app of apps) {
 if (require.main === module) {
   for (const app of apps) {
     const mode = String(app.exec_mode || app.execMode || '');
-    const cluster = mode.startsWith('cluster') || (!mode && app.instances !== undefined);
+    const script = String(app.script || '').split('/').pop();
+    // A package manager as the script never listens itself: its child does, unseen.
+    const pm = ['npm', 'yarn', 'pnpm', 'npx'].includes(script);
+    const cluster = !pm && (mode.startsWith('cluster') || (!mode && app.instances !== undefined));
     console.log(JSON.stringify({ name: app.name, cluster }));
   }
 }
