@@ -28,28 +28,7 @@ use crate::steps::Steps;
 #[path = "adopt_probe.rs"]
 mod probing;
 pub use probing::{Probe, parse_probe};
-
-async fn probe<T: Transport>(t: &T, l: &Layout, file: &str, config: &Config) -> Result<Probe> {
-    let out = t
-        .run(&commands::adopt_probe(l, file, &config.env.linked_files), Mode::Capture)
-        .await?
-        .check(&format!("{}: adopt probe", t.name()))?;
-    Ok(parse_probe(&out.stdout))
-}
-
-/// The ecosystem file the handover starts the app from (`reload` must name one).
-fn ecosystem_file(config: &Config) -> Result<String> {
-    let reload = config.env.reload.as_deref().ok_or_else(|| {
-        Error::invalid(
-            "setup --adopt: the environment has no `reload` command, so tj-deploy does not know how the app runs",
-        )
-    })?;
-    crate::ecosystem::file_from_reload(reload).ok_or_else(|| {
-        Error::invalid(format!(
-            "setup --adopt: `reload` ({reload}) names no ecosystem file to start the app from"
-        ))
-    })
-}
+use probing::{ecosystem_file, probe};
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let file = ecosystem_file(config)?;
@@ -200,7 +179,7 @@ async fn each<T: Transport>(
     id: ReleaseId,
     found: &mut Found,
 ) -> Result<String> {
-    let mut revision = String::new();
+    let (mut revision, mut done) = (String::new(), Vec::new());
     for (h, p) in hosts.iter_mut().zip(probes) {
         let mut stage = Stage::Nothing;
         match one(ctx, h, p, file, id, &mut stage, found).await {
@@ -209,8 +188,19 @@ async fn each<T: Transport>(
                 revision = p.revision();
             }
             Err(e) if stage == Stage::Done => return Err(e),
-            Err(e) => return Err(undo(ctx, h, p, id, stage, e).await),
+            Err(e) => {
+                let mut e = undo(ctx, h, p, id, stage, e).await;
+                if !done.is_empty() {
+                    let _ = write!(
+                        e.message,
+                        "; adopted before (kept, serving releases/{id}): {}",
+                        done.join(", ")
+                    );
+                }
+                return Err(e);
+            }
         }
+        done.push(h.name());
     }
     Ok(revision)
 }
@@ -221,6 +211,15 @@ struct Found {
     checks: Vec<health::CheckResult>,
     warnings: Vec<String>,
     availability: Option<crate::availability::Report>,
+}
+
+impl Found {
+    fn warn(&mut self, w: String) {
+        if !self.warnings.contains(&w) {
+            crate::ui::warn(&w);
+            self.warnings.push(w);
+        }
+    }
 }
 
 /// How far the adoption got on a host: what undo takes back.
@@ -274,10 +273,7 @@ async fn one<T: Transport>(
         revision: &revision,
     };
     for w in crate::ecosystem::lint_host(&h.t, l, env.reload.as_deref(), &hook, env.drain_timeout).await {
-        if !found.warnings.contains(&w) {
-            crate::ui::warn(&w);
-            found.warnings.push(w);
-        }
+        found.warn(w);
     }
     let drain = env.drain.then_some(env.drain_timeout);
     let wait = env.health_timeout.as_millis();

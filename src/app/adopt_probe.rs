@@ -4,9 +4,11 @@
 
 use std::fmt::Write as _;
 
-use crate::config::ReleaseId;
+use crate::config::{Config, ReleaseId};
+use crate::error::{Error, Result};
 use crate::remote::commands::ADOPT_SUFFIX;
 use crate::remote::layout::Layout;
+use crate::remote::{Mode, Transport, commands};
 
 /// What [`crate::remote::commands::adopt_probe`] found on a host.
 #[derive(Debug, Default, Clone)]
@@ -178,6 +180,28 @@ impl Probe {
         );
         s
     }
+}
+
+pub(super) async fn probe<T: Transport>(t: &T, l: &Layout, file: &str, config: &Config) -> Result<Probe> {
+    let out = t
+        .run(&commands::adopt_probe(l, file, &config.env.linked_files), Mode::Capture)
+        .await?
+        .check(&format!("{}: adopt probe", t.name()))?;
+    Ok(parse_probe(&out.stdout))
+}
+
+/// The ecosystem file the handover starts the app from (`reload` must name one).
+pub(super) fn ecosystem_file(config: &Config) -> Result<String> {
+    let reload = config.env.reload.as_deref().ok_or_else(|| {
+        Error::invalid(
+            "setup --adopt: the environment has no `reload` command, so tj-deploy does not know how the app runs",
+        )
+    })?;
+    crate::ecosystem::file_from_reload(reload).ok_or_else(|| {
+        Error::invalid(format!(
+            "setup --adopt: `reload` ({reload}) names no ecosystem file to start the app from"
+        ))
+    })
 }
 
 #[cfg(test)]
