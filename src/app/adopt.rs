@@ -187,7 +187,10 @@ async fn each<T: Transport>(
                 h.state.current = Some(id);
                 revision = p.revision();
             }
-            Err(e) if stage == Stage::Done => return Err(e),
+            Err(e) if stage == Stage::Done => {
+                h.state.current = Some(id);
+                return Err(e);
+            }
             Err(e) => {
                 let mut e = undo(ctx, h, p, id, stage, e).await;
                 if !done.is_empty() {
