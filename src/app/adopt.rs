@@ -290,24 +290,12 @@ async fn one<T: Transport>(
     *stage = Stage::Retired;
     let what = format!("{} old process(es) running from {}", p.old.len(), l.deploy_dir);
     let retire = commands::adopt_retire(l);
-    ctx.steps
-        .run(
-            &name,
-            "retire old",
-            &what,
-            h.exec(&retire, Mode::Capture, "delete the old processes"),
-        )
-        .await?;
+    let run = h.exec(&retire, Mode::Capture, "delete the old processes");
+    ctx.steps.run(&name, "retire old", &what, run).await?;
     let start = commands::adopt_start(l, file, &hook, drain, "", wait);
     let what = p.names("").join(", ");
-    ctx.steps
-        .run(
-            &name,
-            "start",
-            &what,
-            h.exec(&start, Mode::Capture, "start from current"),
-        )
-        .await?;
+    let run = h.exec(&start, Mode::Capture, "start from current");
+    ctx.steps.run(&name, "start", &what, run).await?;
     let tool = match env.health_from_host {
         true => Some(crate::health_host::detect(&h.t).await?),
         false => None,
