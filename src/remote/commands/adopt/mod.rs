@@ -232,3 +232,92 @@ pub fn adopt_undo_files(l: &Layout, id: ReleaseId, created: &[String], made_shar
     }
     s.line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\"").repeatable()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    fn sh(script: &str, home: &std::path::Path) -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .env("PM2_HOME", home.join("no-pm2"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn tree(d: &std::path::Path) -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "find . -printf '%p %s %m %n\\n' | sort"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// On a real directory: the probe reads a git checkout's HEAD, the linked file only the app
+    /// has, the apps; the link step hard-links (same inode) and shares `.env`; undo restores the
+    /// tree exactly.
+    #[test]
+    fn probe_link_and_undo_on_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app dir");
+        std::fs::create_dir_all(d.join("node_modules/dep")).unwrap();
+        std::fs::write(d.join("node_modules/dep/index.js"), "1").unwrap();
+        std::fs::write(d.join("package.json"), "{}").unwrap();
+        std::fs::write(d.join(".env"), "PORT=1\n").unwrap();
+        std::fs::write(
+            d.join("ecosystem.config.js"),
+            "module.exports = { apps: [{ name: 'web', script: 'server.js', exec_mode: 'cluster', instances: 2, cwd: process.env.TJ_CURRENT }] };",
+        )
+        .unwrap();
+        let git = |args: &str| {
+            sh(
+                &format!(
+                    "cd {} && git -c user.name=t -c user.email=t@t {args} >/dev/null 2>&1 && git rev-parse HEAD 2>/dev/null || true",
+                    quote(&d.display().to_string())
+                ),
+                dir.path(),
+            )
+        };
+        git("init -q . && git add -A && git commit -qm x");
+        let head = git("log -1").trim().to_string();
+        let l = Layout::new(
+            RemotePath::parse("d", d.to_str().unwrap()).unwrap(),
+            RemotePath::parse("b", dir.path().join("backups").to_str().unwrap()).unwrap(),
+        );
+        let linked = vec![".env".to_string()];
+        let before = tree(&d);
+        let p = sh(adopt_probe(&l, "ecosystem.config.js", &linked).text(), dir.path());
+        assert!(p.contains("entries 5\n"), "{p}");
+        assert!(p.contains("package 1\necosystem 1\n"), "{p}");
+        let has_git = !sh("command -v git || true", dir.path()).trim().is_empty();
+        assert!(!has_git || head.len() == 40, "a commit was made: {head:?}");
+        if has_git {
+            assert!(p.contains(&format!("revision {head}\n")), "{p}");
+        }
+        assert!(p.contains("linked app .env\n"), "{p}");
+        assert!(p.contains("app cluster . web\n"), "{p}");
+        assert!(!p.contains("shared 1"), "{p}");
+
+        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+        sh(adopt_link(&l, id, "abc", &linked).text(), dir.path());
+        let r = d.join("releases/20260118_143000");
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(r.join("node_modules/dep/index.js")),
+            ino(d.join("node_modules/dep/index.js"))
+        );
+        assert_eq!(ino(d.join("shared/.env")), ino(d.join(".env")));
+        assert_eq!(std::fs::read_link(r.join(".env")).unwrap(), d.join("shared/.env"));
+        assert_eq!(std::fs::read_to_string(r.join("REVISION")).unwrap(), "abc\n");
+        let again = sh(adopt_probe(&l, "ecosystem.config.js", &linked).text(), dir.path());
+        assert!(again.contains("releases 1") && again.contains("shared 1"), "{again}");
+
+        sh(adopt_undo_files(&l, id, &linked, true).text(), dir.path());
+        assert_eq!(tree(&d), before, "undo restores the tree");
+    }
+}
