@@ -151,10 +151,14 @@ async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation,
             .stdout,
     );
     let db = checks::database(t, l).await;
-    let http = crate::health::client()?;
-    let health = checks::health(&http, config, h).await;
+    let tool = checks::http_tool(t).await;
+    // With health_from = "host" the health URL is asked on the host, as a deploy asks it.
+    let health = match (&tool, config.env.health_from_host) {
+        (Ok(Some(tool)), true) => checks::health_on_host(t, *tool, config, h).await,
+        _ => checks::health(&crate::health::client()?, config, h).await,
+    };
     let mut out = judge(&h.to_string(), config, &facts, db, health);
-    out.push(checks::http_client(&h.to_string(), config, checks::http_tool(t).await));
+    out.push(checks::http_client(&h.to_string(), config, tool));
     for c in created {
         out.insert(
             0,

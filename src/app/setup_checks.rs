@@ -37,6 +37,19 @@ pub async fn health(http: &reqwest::Client, config: &Config, h: &HostSpec) -> st
     }
 }
 
+/// The health URL's HTTP status asked on the host with its own client (`health_from = "host"`).
+pub async fn health_on_host<T: Transport>(
+    t: &T,
+    tool: HttpTool,
+    config: &Config,
+    h: &HostSpec,
+) -> std::result::Result<u16, String> {
+    let url = crate::health::url_for(&config.env.health_url, h);
+    crate::health_host::request(t, tool, "GET", &url, config.env.health_request_timeout)
+        .await
+        .map(|a| a.status)
+}
+
 struct Out<'a> {
     host: &'a str,
     list: Vec<Check>,
