@@ -285,11 +285,14 @@ fn setup_check_reports_an_unreachable_host_and_checks_the_others() {
 
 /// The runbook's own ecosystem file (`script: 'npm'` in cluster mode: npm is the worker, the
 /// server its child, which PM2 cannot hand over): no temporary copy; the old processes go, the
-/// app starts from `current`, is verified, and the summary carries the availability figure and
-/// the lint's fix instead of promising zero.
+/// app starts from `current`, is verified (on the host: health_from = "host"), and the summary
+/// carries the availability figure (probed on the host) and the lint's fix instead of promising
+/// zero.
 #[test]
 fn a_runbook_npm_app_is_adopted_with_the_gap_reported() {
     let sb = Sandbox::new("adoptnpm");
+    // Verification and the availability probes from the host itself this time.
+    sb.write_config("health_from = \"host\"");
     runbook_host(&sb);
     pm2(&sb, &sb.root, "delete all");
     std::fs::write(

@@ -17,7 +17,7 @@ use crate::config::{Config, Invocation, ReleaseId};
 use crate::error::{Error, Kind, Result};
 use crate::health;
 use crate::lock::LockOwner;
-use crate::pipeline::{Ctx, HostRun, Progress, activate, lock_all, unlock_all};
+use crate::pipeline::{Ctx, HostRun, Progress, activate, availability, lock_all, unlock_all};
 use crate::remote::commands::{self, ADOPT_SUFFIX, HookEnv};
 use crate::remote::layout::Layout;
 use crate::remote::{AnyTransport, Mode, Transport};
@@ -146,28 +146,25 @@ async fn run<T: Transport>(
         }
         probes.push(p);
     }
-    // Availability from the runner while the hosts are handed over (health_from = "host" has
-    // no window here: the hosts' own probe loops belong to the deploy pipeline).
-    let env = &ctx.config.env;
-    let window = match env.health_from_host {
-        true => None,
-        false => {
-            let mut urls: Vec<String> = hosts
-                .iter()
-                .map(|h| health::url_for(&env.health_url, &h.spec))
-                .collect();
-            urls.dedup();
-            Some(crate::availability::Probe::start(
-                &urls,
-                &crate::availability::client()?,
-            ))
-        }
+    // Availability while the hosts are handed over, as during a deploy's activation (from the
+    // runner, or with health_from = "host" on each host); reported, never failing the run.
+    let window = availability::Window::open(ctx, hosts).await?;
+    let (ts, mut views) = availability::views(hosts);
+    let mut revision = String::new();
+    let activation = async {
+        revision = each(ctx, &mut views, &probes, file, id, found).await?;
+        Ok(())
     };
-    let adopted = each(ctx, hosts, &probes, file, id, found).await;
-    if let Some(w) = window {
-        found.availability = Some(w.stop().await);
+    let (report, adopted) = window.during(ctx, &ts, activation, false).await;
+    let live: Vec<_> = views.iter().map(|v| v.state.current).collect();
+    let progress = availability::progress(&views);
+    drop((ts, views));
+    availability::settle(hosts, progress);
+    for (h, current) in hosts.iter_mut().zip(live) {
+        h.state.current = current;
     }
-    adopted
+    found.availability = Some(report);
+    adopted.map(|()| revision)
 }
 
 /// Adopts host after host; the first failure is put back on its host and ends the run.
@@ -296,9 +293,9 @@ async fn one<T: Transport>(
     let what = p.names("").join(", ");
     let run = h.exec(&start, Mode::Capture, "start from current");
     ctx.steps.run(&name, "start", &what, run).await?;
-    let tool = match env.health_from_host {
-        true => Some(crate::health_host::detect(&h.t).await?),
-        false => None,
+    let tool = match (env.health_from_host, h.http_tool) {
+        (true, None) => Some(crate::health_host::detect(&h.t).await?),
+        (_, tool) => tool,
     };
     let url = health::url_for(&env.health_url, &h.spec);
     let v = ctx
