@@ -90,6 +90,11 @@ impl Probe {
                 "app '{n}' runs in fork mode: it cannot be handed over without stopping it (two copies cannot share its port); use exec_mode: 'cluster' or deploy afresh"
             ));
         }
+        if let Some((_, n)) = self.old.iter().find(|(_, n)| !self.apps.iter().any(|(_, a)| a == n)) {
+            return Some(format!(
+                "PM2 runs '{n}' from {d}, which {file} does not start: the handover would stop it and not start it again; add it to {file} or `pm2 delete` it first"
+            ));
+        }
         if let Some((n, cwd)) = self.cwd_outside.first() {
             return Some(format!(
                 "app '{n}' has cwd {cwd}, not under {d}/current: started from it, the app would keep running from {d} (whose files the adoption removes); set cwd: process.env.TJ_CURRENT in {d}/{file} and adopt again"
@@ -249,5 +254,6 @@ mod tests {
                 .contains("cwd /srv/app, not under /srv/app/current")
         );
         assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
+        assert!(why("entries 2\necosystem 1\napp cluster - w\nold 3 cron\n").contains("PM2 runs 'cron'"));
     }
 }

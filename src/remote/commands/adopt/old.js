@@ -1,8 +1,9 @@
 'use strict';
-// tj-deploy `setup --adopt`: the PM2 processes running from deploy_dir itself (the runbook's
-// app). argv: deploy_dir, listen.js, a file to write their definition to ('-': none). Prints
-// `old <pm_id> <name>` per process. The definition (0600, it holds the app's environment) lets a
-// failed adoption start the old app again as it ran, with listen.js so its workers are awaited.
+// tj-deploy `setup --adopt`: the PM2 processes running from deploy_dir itself or a directory
+// of the app in it (the runbook's app). argv: deploy_dir, listen.js, a file to write their
+// definition to ('-': none). Prints `old <pm_id> <name>` per process. The definition (0600, it
+// holds the app's environment) lets a failed adoption start the old app again as it ran, with
+// listen.js so its workers are awaited.
 const { execFileSync } = require('child_process');
 const fs = require('fs');
 
@@ -17,7 +18,10 @@ const real = (p) => {
 const text = execFileSync('pm2', ['jlist'], { encoding: 'utf8', maxBuffer: 256 << 20 });
 const list = JSON.parse(text.split('\n').filter((l) => l.startsWith('[')).pop() || '[]');
 const rd = real(D);
-const old = list.filter((p) => p.pm2_env && p.pm2_env.pm_cwd && (p.pm2_env.pm_cwd === D || real(p.pm2_env.pm_cwd) === rd));
+// deploy_dir or a directory of the app inside it; never tj-deploy's own (releases, current).
+const ours = (c) => c === `${rd}/releases` || c.startsWith(`${rd}/releases/`) || c === `${rd}/current` || c.startsWith(`${rd}/.tj-deploy`);
+const fromD = (c) => c === D || c === rd || (c.startsWith(`${rd}/`) && !ours(c));
+const old = list.filter((p) => p.pm2_env && p.pm2_env.pm_cwd && fromD(real(p.pm2_env.pm_cwd)));
 const apps = new Map();
 for (const p of old) {
   const e = p.pm2_env;
