@@ -58,9 +58,13 @@ pub struct SetupArgs {
     /// Only check; change nothing (exit 1 if anything FAILs).
     #[arg(long)]
     pub check: bool,
-    /// Move a runbook-style app (unpacked in deploy_dir) into releases/<id> (not available yet).
-    #[arg(long)]
+    /// Adopt a runbook-style app (unpacked in deploy_dir, run by PM2 from there): move it into
+    /// releases/<id> with a `current` link and hand PM2 over without stopping it.
+    #[arg(long, conflicts_with = "check")]
     pub adopt: bool,
+    /// With --adopt: print the plan and change nothing.
+    #[arg(long, requires = "adopt")]
+    pub dry_run: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -262,7 +266,8 @@ fn flags(cli: Cli) -> Flags {
             a.common
         }
         Some(Cmd::Setup(a)) => {
-            (f.command, f.ops.check, f.ops.adopt, f.json) = (Some("setup".into()), a.check, a.adopt, a.json);
+            (f.command, f.ops.check, f.ops.adopt, f.json, f.dry_run) =
+                (Some("setup".into()), a.check, a.adopt, a.json, a.dry_run);
             a.common
         }
         // Dispatched in main() before any of this: it reads no inputs and no config.

@@ -32,7 +32,7 @@ impl Run {
     }
 }
 
-const KINDS: [&str; 3] = ["deploy", "rollback", "restart"];
+const KINDS: [&str; 4] = ["deploy", "rollback", "restart", "adopt"];
 
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key)

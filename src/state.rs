@@ -173,7 +173,7 @@ fn unmanaged_current(host: &str, l: &Layout, kind: &str) -> Error {
     Error::invalid(format!(
         "{host}: {current} is a {kind}, not a symlink to a release: this server was not set up by tj-deploy, and nothing was changed. \
          To adopt it, move it into a release and link it: `mkdir -p {releases} && mv {current} {release} && ln -s releases/{example} {current}`, \
-         then reload the app from {shown} (`tj-deploy setup --adopt` will do this for you)",
+         then reload the app from {shown} (`tj-deploy setup --adopt` does this for an app unpacked in the deploy_dir itself, not in a `current` directory)",
         current = q(&l.current()),
         releases = q(&l.releases()),
         release = q(&l.release(example)),

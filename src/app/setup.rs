@@ -151,9 +151,14 @@ async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation,
             .stdout,
     );
     let db = checks::database(t, l).await;
-    let http = crate::health::client()?;
-    let health = checks::health(&http, config, h).await;
+    let tool = checks::http_tool(t).await;
+    // With health_from = "host" the health URL is asked on the host, as a deploy asks it.
+    let health = match (&tool, config.env.health_from_host) {
+        (Ok(Some(tool)), true) => checks::health_on_host(t, *tool, config, h).await,
+        _ => checks::health(&crate::health::client()?, config, h).await,
+    };
     let mut out = judge(&h.to_string(), config, &facts, db, health);
+    out.push(checks::http_client(&h.to_string(), config, tool));
     for c in created {
         out.insert(
             0,
@@ -170,20 +175,26 @@ async fn one<T: Transport>(t: &T, l: &Layout, config: &Config, inv: &Invocation,
 }
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
+    if inv.ops.adopt {
+        return super::adopt::command(config, inv, vars).await;
+    }
     if inv.dry_run {
         return Err(Error::invalid(
-            "dry-run: `setup` has no dry run; `setup --check` checks every host and changes nothing",
-        ));
-    }
-    if inv.ops.adopt {
-        return Err(Error::invalid(
-            "setup --adopt is not available yet; move the app into releases/<id> by hand or deploy afresh",
+            "dry-run: `setup` has no dry run (`setup --adopt` has); `setup --check` checks every host and changes nothing",
         ));
     }
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
-    let fleet = super::connect(config, inv, vars).await?;
+    let (fleet, unreachable) = super::connect_each(config, inv, vars).await?;
     let mut all = Vec::new();
-    for (h, t) in &fleet.hosts {
+    for spec in &config.env.hosts {
+        let Some((h, t)) = fleet.hosts.iter().find(|(h, _)| h == spec) else {
+            let why = unreachable
+                .iter()
+                .find(|(h, _)| h == spec)
+                .map_or_else(|| "not connected".to_string(), |(_, e)| e.message.clone());
+            all.push(checks::ssh_login_failed(spec, why));
+            continue;
+        };
         all.push(Check {
             host: h.to_string(),
             name: "ssh login".into(),

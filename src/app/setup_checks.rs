@@ -3,6 +3,7 @@
 
 use super::{Check, Facts, Level, major, node_meets, wanted_node};
 use crate::config::{Config, HostSpec};
+use crate::remote::commands::HttpTool;
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport, commands};
 
@@ -34,6 +35,19 @@ pub async fn health(http: &reqwest::Client, config: &Config, h: &HostSpec) -> st
         Ok(r) => Ok(r.status().as_u16()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The health URL's HTTP status asked on the host with its own client (`health_from = "host"`).
+pub async fn health_on_host<T: Transport>(
+    t: &T,
+    tool: HttpTool,
+    config: &Config,
+    h: &HostSpec,
+) -> std::result::Result<u16, String> {
+    let url = crate::health::url_for(&config.env.health_url, h);
+    crate::health_host::request(t, tool, "GET", &url, config.env.health_request_timeout)
+        .await
+        .map(|a| a.status)
 }
 
 struct Out<'a> {
@@ -187,21 +201,49 @@ fn tools(o: &mut Out, config: &Config, f: &Facts, db: &Db) {
                 Some(fix),
             );
         }
-        (Some(v), _) => o.add("node", Level::Pass, v.clone(), None),
+        (Some(v), Some((want, from))) => o.add(
+            "node",
+            Level::Pass,
+            format!("{v} (the app asks for {want}, {from})"),
+            None,
+        ),
+        (Some(v), None) => o.add(
+            "node",
+            Level::Pass,
+            format!("{v} (the app states no Node version)"),
+            None,
+        ),
     }
-    daemon(o, config, f);
-    pm2(o, f);
+    pm2(o, config, f);
     let server = db.as_ref().ok().map(|n| n / 10_000);
     pg_dump(o, f, server);
 }
 
-/// PM2's daemon keeps the Node it started with, whatever `node` on the PATH is now.
+/// PM2's daemon keeps the Node it started with, whatever `node` on the PATH is now: judged
+/// against the app's requirement, or (when the app states none) against `node` on the PATH.
 fn daemon(o: &mut Out, config: &Config, f: &Facts) {
-    let (Some(d), Some((want, from))) = (&f.daemon_node, wanted_node(&config.package_dir)) else {
+    let Some(d) = &f.daemon_node else {
+        return;
+    };
+    let Some((want, from)) = wanted_node(&config.package_dir) else {
+        match f.node.as_deref().filter(|n| major(n) != major(d)) {
+            Some(n) => o.add(
+                "pm2 daemon node",
+                Level::Warn,
+                format!("the PM2 daemon runs node {d}, `node` on the PATH is {n}: the app runs on {d}"),
+                Some("pm2 update (restarts the daemon with the node on the PATH)".into()),
+            ),
+            None => o.add("pm2 daemon node", Level::Pass, d.clone(), None),
+        }
         return;
     };
     if major(d).is_some_and(|m| node_meets(&want, m)) {
-        o.add("pm2 daemon node", Level::Pass, d.clone(), None);
+        o.add(
+            "pm2 daemon node",
+            Level::Pass,
+            format!("{d} (the app asks for {want})"),
+            None,
+        );
     } else {
         let detail = format!("the PM2 daemon runs node {d}, the app asks for {want} ({from})");
         o.add(
@@ -213,7 +255,9 @@ fn daemon(o: &mut Out, config: &Config, f: &Facts) {
     }
 }
 
-fn pm2(o: &mut Out, f: &Facts) {
+/// PM2 itself, then the Node its daemon runs (right after `node`, which it is compared with),
+/// then whether the app comes back after a reboot.
+fn pm2(o: &mut Out, config: &Config, f: &Facts) {
     match &f.pm2 {
         Some(v) => o.add("pm2", Level::Pass, format!("PM2 {v}"), None),
         None => o.add(
@@ -223,6 +267,7 @@ fn pm2(o: &mut Out, f: &Facts) {
             Some("npm install -g pm2".into()),
         ),
     }
+    daemon(o, config, f);
     if f.startup {
         o.add(
             "pm2 startup",
@@ -272,5 +317,70 @@ fn pg_dump(o: &mut Out, f: &Facts, server: Option<u32>) {
             Some(format!("apt-get install postgresql-client-{s}")),
         ),
         (Some(d), _) => o.add("pg_dump", Level::Pass, format!("pg_dump {d}"), None),
+    }
+}
+
+/// A host that could not be reached: FAIL, with what to try from the runner.
+pub fn ssh_login_failed(h: &HostSpec, why: String) -> Check {
+    let port = h.port.map(|p| format!("-p {p} ")).unwrap_or_default();
+    let user = h.user.clone().unwrap_or_else(|| "$USER".into());
+    Check {
+        host: h.to_string(),
+        name: "ssh login".into(),
+        level: Level::Fail,
+        detail: why,
+        fix: Some(format!(
+            "check `ssh {port}{user}@{host} true` works from here: the host up and reachable, its key in known-hosts (`ssh-keyscan {port}{host}`), the deploy key in ~{user}/.ssh/authorized_keys",
+            host = h.host
+        )),
+    }
+}
+
+/// The host's HTTP client (`curl`, else `wget`, else `node`), `None` when it has none; an
+/// error reading it counts as none, with why.
+pub async fn http_tool<T: Transport>(t: &T) -> std::result::Result<Option<HttpTool>, String> {
+    let out = t
+        .run(&commands::http_tool_probe(), Mode::Capture)
+        .await
+        .map_err(|e| e.message)?;
+    Ok(HttpTool::parse(&out.stdout))
+}
+
+/// Which HTTP client `health_from = "host"` probes would use; FAIL without one when they must.
+pub fn http_client(host: &str, config: &Config, tool: std::result::Result<Option<HttpTool>, String>) -> Check {
+    let from_host = config.env.health_from_host;
+    let (level, detail, fix) = match tool {
+        Ok(Some(t)) if from_host => (
+            Level::Pass,
+            format!("{} (health_from = \"host\" probes with it)", t.name()),
+            None,
+        ),
+        Ok(Some(t)) => (
+            Level::Pass,
+            format!("{} (would serve health_from = \"host\")", t.name()),
+            None,
+        ),
+        Ok(None) if !from_host => (
+            Level::Pass,
+            "none of curl, wget, node (not needed: health_from = \"runner\")".into(),
+            None,
+        ),
+        Ok(None) => (
+            Level::Fail,
+            "none of curl, wget, node on the non-interactive PATH: health_from = \"host\" cannot probe".into(),
+            Some("sudo apt-get install curl".into()),
+        ),
+        Err(e) => (
+            if from_host { Level::Fail } else { Level::Warn },
+            format!("could not tell: {e}"),
+            None,
+        ),
+    };
+    Check {
+        host: host.to_string(),
+        name: "http client".into(),
+        level,
+        detail,
+        fix,
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::config::ReleaseId;
 use crate::remote::layout::Layout;
 
+mod adopt;
 mod backup;
 mod db;
 mod deps;
@@ -19,6 +20,7 @@ mod release;
 mod setup;
 mod watch;
 
+pub use adopt::*;
 pub use backup::*;
 pub use db::*;
 pub use deps::*;

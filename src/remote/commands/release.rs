@@ -16,7 +16,7 @@ pub fn inspect(l: &Layout, package_sha256: Option<&str>) -> Script {
         .line("if [ -d \"$D/releases\" ]; then")
         .line("  for r in \"$D\"/releases/*; do")
         .line("    [ -d \"$r\" ] || continue")
-        .line("    rev=-; if [ -f \"$r/REVISION\" ]; then rev=$(head -c 64 \"$r/REVISION\" | tr -cd '0-9a-f'); fi")
+        .line("    rev=-; if [ -f \"$r/REVISION\" ]; then rev=$(head -c 64 \"$r/REVISION\" | tr -cd '0-9a-z'); fi")
         .line("    bad=0; if [ -e \"$r/BAD_RELEASE\" ]; then bad=1; fi")
         .line("    printf 'release %s %s %s\\n' \"${r##*/}\" \"${rev:--}\" \"$bad\"")
         .line("  done")

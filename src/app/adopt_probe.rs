@@ -1,0 +1,259 @@
+//! What `setup --adopt` reads on a host before it changes anything
+//! ([`crate::remote::commands::adopt_probe`]), why it refuses a host, and the plan a dry run
+//! prints.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, ReleaseId};
+use crate::error::{Error, Result};
+use crate::remote::commands::ADOPT_SUFFIX;
+use crate::remote::layout::Layout;
+use crate::remote::{Mode, Transport, commands};
+
+/// What [`crate::remote::commands::adopt_probe`] found on a host.
+#[derive(Debug, Default, Clone)]
+pub struct Probe {
+    pub releases: bool,
+    pub current: bool,
+    pub shared: bool,
+    pub entries: u32,
+    pub package: bool,
+    pub ecosystem: bool,
+    pub revision: Option<String>,
+    /// (state, linked file): linked | same | differs | shared | app | missing.
+    pub linked: Vec<(String, String)>,
+    /// (mode: fork | cluster | npm, name) of each app of the ecosystem file; `npm`: cluster
+    /// mode with a package manager as the script (its server is a child PM2 cannot hand over).
+    pub apps: Vec<(String, String)>,
+    /// (name, cwd) of each app whose explicit cwd lies outside `current` (`?`: unprintable).
+    pub cwd_outside: Vec<(String, String)>,
+    pub apps_failed: bool,
+    /// (pm_id, name) of each PM2 process running from deploy_dir.
+    pub old: Vec<(String, String)>,
+}
+
+pub fn parse_probe(stdout: &str) -> Probe {
+    let mut p = Probe::default();
+    for line in stdout.lines() {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let two = rest.split_once(' ');
+        match key {
+            "releases" => p.releases = true,
+            "current" => p.current = true,
+            "shared" => p.shared = true,
+            "entries" => p.entries = rest.parse().unwrap_or(0),
+            "package" => p.package = true,
+            "ecosystem" => p.ecosystem = true,
+            "revision" => p.revision = (rest != "-" && !rest.is_empty()).then(|| rest.to_string()),
+            "linked" => p.linked.extend(two.map(|(s, f)| (s.to_string(), f.to_string()))),
+            "app" => {
+                let mut w = rest.splitn(3, ' ');
+                if let (Some(c), Some(cwd), Some(n)) = (w.next(), w.next(), w.next()) {
+                    p.apps.push((c.to_string(), n.to_string()));
+                    if cwd != "-" && cwd != "." {
+                        p.cwd_outside.push((n.to_string(), cwd.to_string()));
+                    }
+                }
+            }
+            "apps" => p.apps_failed = true,
+            "old" => p.old.extend(two.map(|(i, n)| (i.to_string(), n.to_string()))),
+            _ => {}
+        }
+    }
+    p
+}
+
+impl Probe {
+    /// Why this host cannot be adopted, if it cannot.
+    pub fn refusal(&self, l: &Layout, file: &str) -> Option<String> {
+        let d = &l.deploy_dir;
+        if self.releases || self.current {
+            return Some(format!(
+                "{d}/releases or {d}/current already exists: this host is managed by tj-deploy (or half set up by hand); nothing to adopt"
+            ));
+        }
+        if self.entries == 0 || !(self.package || self.ecosystem) {
+            return Some(format!(
+                "nothing to adopt: {d} holds no app (no package.json, no {file})"
+            ));
+        }
+        if !self.ecosystem {
+            return Some(format!(
+                "{d}/{file} (the ecosystem file `reload` names) is missing: the handover starts the app from it"
+            ));
+        }
+        if self.apps_failed || self.apps.is_empty() {
+            return Some(format!("{d}/{file} could not be evaluated with node, or lists no app"));
+        }
+        if let Some((_, n)) = self.apps.iter().find(|(mode, _)| mode == "fork") {
+            return Some(format!(
+                "app '{n}' runs in fork mode: it cannot be handed over without stopping it (two copies cannot share its port); use exec_mode: 'cluster' or deploy afresh"
+            ));
+        }
+        if let Some((_, n)) = self.old.iter().find(|(_, n)| !self.apps.iter().any(|(_, a)| a == n)) {
+            return Some(format!(
+                "PM2 runs '{n}' from {d}, which {file} does not start: the handover would stop it and not start it again; add it to {file} or `pm2 delete` it first"
+            ));
+        }
+        if let Some((n, cwd)) = self.cwd_outside.first() {
+            return Some(format!(
+                "app '{n}' has cwd {cwd}, not under {d}/current: started from it, the app would keep running from {d} (whose files the adoption removes); set cwd: process.env.TJ_CURRENT in {d}/{file} and adopt again"
+            ));
+        }
+        for (state, f) in &self.linked {
+            match state.as_str() {
+                "differs" => {
+                    return Some(format!(
+                        "{d}/{f} and {d}/shared/{f} differ: keep the one the app should use (remove the other), then adopt"
+                    ));
+                }
+                "missing" => return Some(format!("linked file {f} is in neither {d} nor {d}/shared")),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// An app whose server PM2 cannot hand over (a package manager as the script): no
+    /// temporary copy; the old processes go, then the app starts from `current` (a gap).
+    pub fn direct(&self) -> Option<&str> {
+        self.apps.iter().find(|(m, _)| m == "npm").map(|(_, n)| n.as_str())
+    }
+
+    /// The names of the temporary copy; none when the app is handed over directly.
+    pub fn temporary(&self) -> Vec<String> {
+        match self.direct() {
+            Some(_) => Vec::new(),
+            None => self.names(ADOPT_SUFFIX),
+        }
+    }
+
+    pub fn names(&self, suffix: &str) -> Vec<String> {
+        self.apps.iter().map(|(_, n)| format!("{n}{suffix}")).collect()
+    }
+
+    /// Linked files only the app has: the adoption hard-links them into `shared/`.
+    pub fn to_share(&self) -> Vec<String> {
+        self.linked
+            .iter()
+            .filter(|(s, _)| s == "app")
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    pub fn revision(&self) -> String {
+        self.revision.clone().unwrap_or_else(|| "adopted".into())
+    }
+
+    /// The plan a dry run prints for this host.
+    pub fn plan(&self, host: &str, l: &Layout, id: ReleaseId, health_url: &str) -> String {
+        let d = &l.deploy_dir;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{host}: lock; hard-link the {} entries of {d} (node_modules included, nothing copied) into releases/{id}; REVISION {}",
+            self.entries,
+            self.revision()
+        );
+        for (state, f) in &self.linked {
+            let how = if state == "app" {
+                "hard-linked into shared/, then "
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "  linked file {f}: {how}linked from shared/");
+        }
+        let names = self.names("").join(", ");
+        let old = self.old.len();
+        let handover = match self.direct() {
+            Some(n) => format!(
+                "no temporary copy (app '{n}' runs a package manager as its script: its server cannot share the port, so requests fail until it is back; the availability line counts them): delete the {old} old process(es) running from {d}; start {names} from current"
+            ),
+            None => format!(
+                "start {names} as {} from current, wait until listening; delete the {old} old process(es) running from {d} (they drain); start {names} from current",
+                self.names(ADOPT_SUFFIX).join(", ")
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "  current → releases/{id}; PM2: {handover}; verify {health_url};{} pm2 save; remove the originals from {d}; log `adopt`; unlock",
+            if self.direct().is_some() {
+                ""
+            } else {
+                " delete the temporary copy;"
+            }
+        );
+        s
+    }
+}
+
+pub(super) async fn probe<T: Transport>(t: &T, l: &Layout, file: &str, config: &Config) -> Result<Probe> {
+    let out = t
+        .run(&commands::adopt_probe(l, file, &config.env.linked_files), Mode::Capture)
+        .await?
+        .check(&format!("{}: adopt probe", t.name()))?;
+    Ok(parse_probe(&out.stdout))
+}
+
+/// The ecosystem file the handover starts the app from (`reload` must name one).
+pub(super) fn ecosystem_file(config: &Config) -> Result<String> {
+    let reload = config.env.reload.as_deref().ok_or_else(|| {
+        Error::invalid(
+            "setup --adopt: the environment has no `reload` command, so tj-deploy does not know how the app runs",
+        )
+    })?;
+    crate::ecosystem::file_from_reload(reload).ok_or_else(|| {
+        Error::invalid(format!(
+            "setup --adopt: `reload` ({reload}) names no ecosystem file to start the app from"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    fn layout() -> Layout {
+        Layout::new(
+            RemotePath::parse("d", "/srv/app").unwrap(),
+            RemotePath::parse("b", "/srv/backups").unwrap(),
+        )
+    }
+
+    #[test]
+    fn probe_parses_and_refuses() {
+        let p = parse_probe(
+            "entries 5\npackage 1\necosystem 1\nrevision -\nlinked app .env\napp cluster . web app\nold 0 web app\nold 1 web app\n",
+        );
+        assert_eq!(p.apps, vec![("cluster".to_string(), "web app".to_string())]);
+        assert_eq!(p.direct(), None);
+        assert_eq!(p.old.len(), 2);
+        assert_eq!(p.revision(), "adopted");
+        assert_eq!(p.to_share(), vec![".env".to_string()]);
+        assert!(p.refusal(&layout(), "ecosystem.config.js").is_none());
+        let plan = p.plan(
+            "h",
+            &layout(),
+            ReleaseId::parse("id", "20260118_143000").unwrap(),
+            "http://x",
+        );
+        assert!(plan.contains("web app-tj-adopt") && plan.contains("2 old"), "{plan}");
+        let why = |t: &str| {
+            parse_probe(t)
+                .refusal(&layout(), "ecosystem.config.js")
+                .unwrap_or_default()
+        };
+        assert!(why("releases 1\nentries 3\n").contains("already exists"));
+        assert!(why("entries 0\n").contains("nothing to adopt"));
+        assert!(why("entries 2\npackage 1\n").contains("is missing"));
+        assert!(why("entries 2\necosystem 1\napp fork - w\n").contains("fork mode"));
+        assert!(why("entries 2\necosystem 1\napp cluster - w\nlinked differs .env\n").contains("differ"));
+        assert!(
+            why("entries 2\necosystem 1\napp cluster /srv/app w\n")
+                .contains("cwd /srv/app, not under /srv/app/current")
+        );
+        assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
+        assert!(why("entries 2\necosystem 1\napp cluster - w\nold 3 cron\n").contains("PM2 runs 'cron'"));
+    }
+}

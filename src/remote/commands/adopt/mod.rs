@@ -1,0 +1,323 @@
+//! `setup --adopt`'s scripts: read what a runbook-deployed host holds (the app unpacked in
+//! `deploy_dir`, PM2 running it from there), hard-link it into `releases/<id>` with its linked
+//! files in `shared/`, hand the running app over to `current` through a temporary PM2 name
+//! (cluster apps of one PM2 daemon share their port), and put everything back on failure.
+
+use super::*;
+use crate::config::ReleaseId;
+use crate::drain::{DRAIN_JS, WRAP_JS};
+use crate::remote::layout::Layout;
+
+/// Preloaded into the workers the adoption starts: marks each pid once it listens.
+const LISTEN_JS: &str = include_str!("listen.js");
+/// The ecosystem wrapper the adoption starts apps with (`.tj-deploy/adopt.config.js`).
+const ADOPT_WRAP_JS: &str = include_str!("wrap.config.js");
+/// Waits until the named apps' processes are online and listening.
+const WAIT_JS: &str = include_str!("wait.js");
+/// Lists (and snapshots) the PM2 processes running from deploy_dir itself.
+const OLD_JS: &str = include_str!("old.js");
+/// Prints `app <fork|cluster|npm> <cwd: - (none) | . (under TJ_CURRENT) | the other path>
+/// <name>` per app of the ecosystem file given (`npm`: cluster mode with a package manager as
+/// the script, whose server is its child; a cwd holding a space is printed as `?`).
+const APPS_JS: &str = "const path = require('path'); let m = require(path.resolve(process.argv[1]));
+if (m && m.__esModule && m.default) m = m.default;
+const apps = Array.isArray(m) ? m : m && Array.isArray(m.apps) ? m.apps : m && m.script ? [m] : [];
+const cur = process.env.TJ_CURRENT;
+for (const a of apps) { const s = String(a.script || 'app'); const mode = String(a.exec_mode || a.execMode || '');
+  const cluster = mode.startsWith('cluster') || (!mode && a.instances !== undefined);
+  const pm = ['npm', 'yarn', 'pnpm', 'npx'].includes(s.split('/').pop());
+  const c = a.cwd === undefined || a.cwd === null ? '-' : path.resolve(String(a.cwd));
+  const cwd = c === '-' ? c : c === cur || c.startsWith(cur + '/') ? '.' : /\\s/.test(c) ? '?' : c;
+  console.log(`app ${cluster ? (pm ? 'npm' : 'cluster') : 'fork'} ${cwd} ${a.name || path.basename(s, path.extname(s))}`); }";
+
+/// The apps of the old app's snapshot as [`WAIT_JS`] takes them: a package manager as the
+/// script (npm-cli.js once PM2 resolved it) never listens itself, so only `online` is awaited.
+const OLD_APPS_JS: &str = "for (const a of require(process.argv[1]).apps) {
+  const pm = /(^|\\/)(npm|yarn|pnpm|npx)(-cli)?(\\.c?js)?$/.test(String(a.script || ''));
+  console.log(JSON.stringify({ name: a.name, cluster: a.exec_mode === 'cluster' && !pm }));
+}";
+
+/// The name suffix of the temporary copy.
+pub const ADOPT_SUFFIX: &str = "-tj-adopt";
+
+/// The entries of deploy_dir that make up the app: everything but tj-deploy's own names and
+/// backup_dir. Runs `body` with each path as `$e`.
+fn each_entry(s: Script, body: &str) -> Script {
+    s.line("for e in \"$D\"/* \"$D\"/.[!.]* \"$D\"/..?*; do")
+        .line("  [ -e \"$e\" ] || [ -L \"$e\" ] || continue")
+        .line("  case \"${e##*/}\" in shared|.tj-deploy|releases|current|.current.*) continue ;; esac")
+        .line("  [ \"$e\" != \"$B\" ] || continue")
+        .line(body)
+        .line("done")
+}
+
+/// Reads only. Prints `releases 1`, `current 1`, `shared 1` when present, `entries <n>`,
+/// `package 1`, `ecosystem 1`, `revision <git HEAD or REVISION|->`, `linked <state> <name>`
+/// (state: linked | same | differs | shared | app | missing), `app <mode> <cwd> <name>`
+/// per app of the ecosystem file (see `APPS_JS`), and `old <pm_id> <name>` per PM2 process running from deploy_dir.
+pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
+    let mut s = with_dirs("adopt-probe", l)
+        .var("FILE", file)
+        .line("for n in releases current shared; do if [ -e \"$D/$n\" ] || [ -L \"$D/$n\" ]; then printf '%s 1\\n' \"$n\"; fi; done")
+        .line("[ -d \"$D\" ] || exit 0")
+        .line("n=0");
+    s = each_entry(s, "  n=$((n + 1))")
+        .line("printf 'entries %s\\n' \"$n\"")
+        .line("if [ -f \"$D/package.json\" ]; then echo 'package 1'; fi")
+        .line("if [ -f \"$D/$FILE\" ]; then echo 'ecosystem 1'; fi")
+        .line("rev=; if [ -d \"$D/.git\" ] && command -v git >/dev/null 2>&1; then rev=$(git -C \"$D\" rev-parse HEAD 2>/dev/null || true); fi")
+        .line("if [ -z \"$rev\" ] && [ -f \"$D/REVISION\" ]; then rev=$(head -c 64 \"$D/REVISION\" | tr -cd '0-9a-f'); fi")
+        .line("printf 'revision %s\\n' \"${rev:--}\"");
+    for f in linked_files {
+        s = s
+            .var("F", f)
+            .line("st=missing")
+            .line("if [ -L \"$D/$F\" ] && [ \"$D/$F\" -ef \"$D/shared/$F\" ]; then st=linked")
+            .line("elif [ -f \"$D/shared/$F\" ]; then if [ ! -e \"$D/$F\" ]; then st=shared; elif cmp -s \"$D/$F\" \"$D/shared/$F\"; then st=same; else st=differs; fi")
+            .line("elif [ -f \"$D/$F\" ]; then st=app; fi")
+            .line("printf 'linked %s %s\\n' \"$st\" \"$F\"");
+    }
+    s.var("APPS_JS", APPS_JS)
+        .var("OLD_JS", OLD_JS)
+        .line("if [ -f \"$D/$FILE\" ] && command -v node >/dev/null 2>&1; then")
+        .line("  (cd \"$D\" && TJ_DEPLOY_DIR=\"$D\" TJ_CURRENT=\"$D/current\" node -e \"$APPS_JS\" \"$D/$FILE\") || echo 'apps failed'")
+        .line("fi")
+        // `pm2 jlist` would start a daemon where none runs: read only a running one.
+        .line("H=\"${PM2_HOME:-$HOME/.pm2}\"")
+        .line("if [ -f \"$H/pm2.pid\" ] && kill -0 \"$(cat \"$H/pm2.pid\")\" 2>/dev/null && command -v pm2 >/dev/null 2>&1; then")
+        .line("  node -e \"$OLD_JS\" \"$D\" \"$D/.tj-deploy/listen.js\" - || echo 'old failed'")
+        .line("fi")
+        .repeatable()
+}
+
+/// Hard-links the app into `releases/<id>` (no data copied, node_modules included; the
+/// originals stay where the old workers read them until the handover is done), writes
+/// REVISION (a new file, never through a link), links each linked file from `shared/` (hard
+/// linking an app's own copy there first when `shared/` has none).
+pub fn adopt_link(l: &Layout, id: ReleaseId, revision: &str, linked_files: &[String]) -> Script {
+    let mut s = with_dirs("adopt-link", l)
+        .var("R", &l.release(id))
+        .var("REV", revision)
+        .line("mkdir \"$D/releases\"")
+        .line("mkdir \"$R\"")
+        .line("mkdir -p \"$D/shared\"");
+    s = each_entry(s, "  cp -al \"$e\" \"$R/${e##*/}\"")
+        .line("rm -f \"$R/REVISION\"")
+        .line("printf '%s\\n' \"$REV\" > \"$R/REVISION\"");
+    for f in linked_files {
+        s = s
+            .var("F", f)
+            .line("if [ ! -e \"$D/shared/$F\" ]; then mkdir -p \"$(dirname \"$D/shared/$F\")\"; ln \"$D/$F\" \"$D/shared/$F\"; fi")
+            .line("mkdir -p \"$(dirname \"$R/$F\")\"")
+            .line("rm -rf \"$R/$F\"")
+            .line("ln -s \"$D/shared/$F\" \"$R/$F\"");
+    }
+    s
+}
+
+/// Writes the preloads and wrappers to `.tj-deploy/`, starts the app from `current` (names
+/// with `suffix`, the drain wired in when `drain`), and waits up to `wait_ms` until every new
+/// process is online and listening. Prints `listening <pid>` per process.
+pub fn adopt_start(
+    l: &Layout,
+    file: &str,
+    env: &HookEnv,
+    drain: Option<std::time::Duration>,
+    suffix: &str,
+    wait_ms: u128,
+) -> Script {
+    let label = if suffix.is_empty() {
+        "adopt-start"
+    } else {
+        "adopt-start-temporary"
+    };
+    let mut s = hook_exports(with_dirs(label, l), l, env)
+        .var("TJ_DRAIN_ECOSYSTEM", file)
+        .var("TJ_ADOPT_SUFFIX", suffix)
+        .var("DRAIN_JS", DRAIN_JS)
+        .var("WRAP_JS", WRAP_JS)
+        .var("LISTEN_JS", LISTEN_JS)
+        .var("ADOPT_WRAP_JS", ADOPT_WRAP_JS)
+        .var("WAIT_JS", WAIT_JS)
+        .var("WAIT_MS", &wait_ms.to_string())
+        .line("M=\"$D/.tj-deploy\"")
+        .line("mkdir -p \"$M/adopt-listen\"")
+        .line("put() { printf '%s\\n' \"$2\" > \"$M/.$1.tmp\" && mv -f \"$M/.$1.tmp\" \"$M/$1\"; }")
+        .line("put listen.js \"$LISTEN_JS\"; put adopt.config.js \"$ADOPT_WRAP_JS\"")
+        .line("export TJ_DRAIN_ECOSYSTEM TJ_ADOPT_SUFFIX");
+    s = match drain {
+        Some(t) => s
+            .var("TJ_DRAIN_TIMEOUT_MS", &t.as_millis().to_string())
+            .line("put drain.js \"$DRAIN_JS\"; put drain.config.js \"$WRAP_JS\"")
+            .line("TJ_ADOPT_BASE=\"$M/drain.config.js\"; export TJ_DRAIN_TIMEOUT_MS TJ_ADOPT_BASE"),
+        None => s.line("TJ_ADOPT_BASE=\"$TJ_CURRENT/$TJ_DRAIN_ECOSYSTEM\"; export TJ_ADOPT_BASE"),
+    };
+    s.line("cd \"$TJ_CURRENT\"")
+        .line("APPS=$(node \"$M/adopt.config.js\")")
+        .line("if [ -z \"$APPS\" ]; then echo \"$TJ_DRAIN_ECOSYSTEM lists no app\" >&2; exit 1; fi")
+        .line("pm2 start \"$M/adopt.config.js\" >&2")
+        .line("node -e \"$WAIT_JS\" \"$APPS\" \"$M/adopt-listen\" \"$WAIT_MS\"")
+}
+
+/// Snapshots the PM2 processes running from deploy_dir itself to `.tj-deploy/adopt-old.json`
+/// (private), then deletes them one by one (each drains: the new copy serves meanwhile).
+/// Prints `old <pm_id> <name>` per process.
+pub fn adopt_retire(l: &Layout) -> Script {
+    with_dirs("adopt-retire-old", l)
+        .var("OLD_JS", OLD_JS)
+        .line("M=\"$D/.tj-deploy\"")
+        .line("OLD=$(umask 077 && node -e \"$OLD_JS\" \"$D\" \"$M/listen.js\" \"$M/adopt-old.json\")")
+        .line("printf '%s\\n' \"$OLD\"")
+        .line("printf '%s\\n' \"$OLD\" | while read -r _ id _; do if [ -n \"$id\" ]; then pm2 delete \"$id\" >&2; fi; done")
+}
+
+/// Deletes the temporary copy, saves PM2's process list, and removes the originals from
+/// deploy_dir (the release holds them) and the adoption's scratch files.
+pub fn adopt_finish(l: &Layout, temporary: &[String]) -> Script {
+    let mut s = with_dirs("adopt-finish", l).line("M=\"$D/.tj-deploy\"");
+    for n in temporary {
+        s = s
+            .var("N", n)
+            .line("if pm2 describe \"$N\" >/dev/null 2>&1; then pm2 delete \"$N\" >&2; fi");
+    }
+    s = s
+        .line("pm2 save >&2")
+        .line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\"");
+    each_entry(s, "  rm -rf \"$e\"").repeatable()
+}
+
+/// Puts PM2 back as it was: deletes what the adoption started under the app's own names
+/// (`real`), starts the old app again from its snapshot when it was retired and waits until it
+/// listens, then deletes the temporary copy. Never fails on a name already gone.
+pub fn adopt_undo_pm2(l: &Layout, real: &[String], temporary: &[String], wait_ms: u128) -> Script {
+    let mut s = with_dirs("adopt-undo-pm2", l)
+        .var("WAIT_JS", WAIT_JS)
+        .var("WAIT_MS", &wait_ms.to_string())
+        .line("M=\"$D/.tj-deploy\"")
+        .line("gone() { if pm2 describe \"$1\" >/dev/null 2>&1; then pm2 delete \"$1\" >&2 || true; fi; }")
+        .line("if [ -f \"$M/adopt-old.json\" ]; then");
+    for n in real {
+        s = s.var("N", n).line("  gone \"$N\"");
+    }
+    s = s
+        .line("  mkdir -p \"$M/adopt-listen\"")
+        .var("OLD_APPS_JS", OLD_APPS_JS)
+        .line("  APPS=$(node -e \"$OLD_APPS_JS\" \"$M/adopt-old.json\")")
+        .line("  if [ -n \"$APPS\" ]; then (cd \"$D\" && pm2 start \"$M/adopt-old.json\" >&2); node -e \"$WAIT_JS\" \"$APPS\" \"$M/adopt-listen\" \"$WAIT_MS\"; fi")
+        .line("fi");
+    for n in temporary {
+        s = s.var("N", n).line("gone \"$N\"");
+    }
+    s
+}
+
+/// Removes what the adoption made on disk: `current` (when it points at the release), the
+/// release, `releases/`, the linked files it hard-linked into `shared/` (`created`, only while
+/// the app's own copy is still the same file), `shared/` when it made it, and scratch files.
+pub fn adopt_undo_files(l: &Layout, id: ReleaseId, created: &[String], made_shared: bool) -> Script {
+    let mut s = with_dirs("adopt-undo-files", l)
+        .var("R", &l.release(id))
+        .var("TARGET", &Layout::release_link_target(id))
+        .line("M=\"$D/.tj-deploy\"")
+        .line("if [ \"$(readlink \"$D/current\" 2>/dev/null || true)\" = \"$TARGET\" ]; then rm -f \"$D/current\"; fi")
+        .line("rm -rf \"$R\"")
+        .line("rmdir \"$D/releases\" 2>/dev/null || true");
+    for f in created {
+        s = s
+            .var("F", f)
+            .line("if [ -e \"$D/$F\" ] && [ \"$D/shared/$F\" -ef \"$D/$F\" ]; then rm -f \"$D/shared/$F\"; fi");
+    }
+    if made_shared {
+        s = s.line("rmdir \"$D/shared\" 2>/dev/null || true");
+    }
+    s.line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\"").repeatable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RemotePath;
+
+    fn sh(script: &str, home: &std::path::Path) -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .env("PM2_HOME", home.join("no-pm2"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn tree(d: &std::path::Path) -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "find . -printf '%p %s %m %n\\n' | sort"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// On a real directory: the probe reads a git checkout's HEAD, the linked file only the app
+    /// has, the apps; the link step hard-links (same inode) and shares `.env`; undo restores the
+    /// tree exactly.
+    #[test]
+    fn probe_link_and_undo_on_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app dir");
+        std::fs::create_dir_all(d.join("node_modules/dep")).unwrap();
+        std::fs::write(d.join("node_modules/dep/index.js"), "1").unwrap();
+        std::fs::write(d.join("package.json"), "{}").unwrap();
+        std::fs::write(d.join(".env"), "PORT=1\n").unwrap();
+        std::fs::write(
+            d.join("ecosystem.config.js"),
+            "module.exports = { apps: [{ name: 'web', script: 'server.js', exec_mode: 'cluster', instances: 2, cwd: process.env.TJ_CURRENT }] };",
+        )
+        .unwrap();
+        let git = |args: &str| {
+            sh(
+                &format!(
+                    "cd {} && git -c user.name=t -c user.email=t@t {args} >/dev/null 2>&1 && git rev-parse HEAD 2>/dev/null || true",
+                    quote(&d.display().to_string())
+                ),
+                dir.path(),
+            )
+        };
+        git("init -q . && git add -A && git commit -qm x");
+        let head = git("log -1").trim().to_string();
+        let l = Layout::new(
+            RemotePath::parse("d", d.to_str().unwrap()).unwrap(),
+            RemotePath::parse("b", dir.path().join("backups").to_str().unwrap()).unwrap(),
+        );
+        let linked = vec![".env".to_string()];
+        let before = tree(&d);
+        let p = sh(adopt_probe(&l, "ecosystem.config.js", &linked).text(), dir.path());
+        assert!(p.contains("entries 5\n"), "{p}");
+        assert!(p.contains("package 1\necosystem 1\n"), "{p}");
+        let has_git = !sh("command -v git || true", dir.path()).trim().is_empty();
+        assert!(!has_git || head.len() == 40, "a commit was made: {head:?}");
+        if has_git {
+            assert!(p.contains(&format!("revision {head}\n")), "{p}");
+        }
+        assert!(p.contains("linked app .env\n"), "{p}");
+        assert!(p.contains("app cluster . web\n"), "{p}");
+        assert!(!p.contains("shared 1"), "{p}");
+
+        let id = ReleaseId::parse("id", "20260118_143000").unwrap();
+        sh(adopt_link(&l, id, "abc", &linked).text(), dir.path());
+        let r = d.join("releases/20260118_143000");
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(r.join("node_modules/dep/index.js")),
+            ino(d.join("node_modules/dep/index.js"))
+        );
+        assert_eq!(ino(d.join("shared/.env")), ino(d.join(".env")));
+        assert_eq!(std::fs::read_link(r.join(".env")).unwrap(), d.join("shared/.env"));
+        assert_eq!(std::fs::read_to_string(r.join("REVISION")).unwrap(), "abc\n");
+        let again = sh(adopt_probe(&l, "ecosystem.config.js", &linked).text(), dir.path());
+        assert!(again.contains("releases 1") && again.contains("shared 1"), "{again}");
+
+        sh(adopt_undo_files(&l, id, &linked, true).text(), dir.path());
+        assert_eq!(tree(&d), before, "undo restores the tree");
+    }
+}
