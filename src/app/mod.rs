@@ -53,7 +53,7 @@ pub async fn connect(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     Ok(open(config, inv, vars, false).await?.0)
 }
 
-/// For the commands that only read (status, logs, history, stats): every host that answers,
+/// For the commands that only read (status, logs, history, stats) and `setup`: every host that answers,
 /// connected, and for each one that does not, its SSH error — one host down must not hide the
 /// others when the point is to look. The caller reports them and ends with exit 1.
 pub async fn connect_reachable(
@@ -137,40 +137,6 @@ pub(crate) fn not_read(command: &str, total: usize, down: &[(HostSpec, String)])
         down.len(),
         list.join("; ")
     )))
-}
-
-/// Like [`connect`], but a host that cannot be reached comes back with its error instead of
-/// ending the run: `setup` reports it and checks the others.
-pub async fn connect_each(
-    config: &Config,
-    inv: &Invocation,
-    vars: &BTreeMap<String, String>,
-) -> Result<(Fleet, Vec<(HostSpec, Error)>)> {
-    if config.env.local {
-        return Ok((connect(config, inv, vars).await?, Vec::new()));
-    }
-    let home = vars.get("HOME").map(PathBuf::from);
-    let ctx = SshContext::prepare(&inv.ssh, &config.env, home.as_deref())?;
-    let mut fleet = Fleet {
-        hosts: Vec::new(),
-        _ssh: None,
-    };
-    let mut unreachable = Vec::new();
-    for h in &config.env.hosts {
-        let step = ui::step(&format!("connect [{h}]"), "");
-        match ctx.connect(h).await {
-            Ok(t) => {
-                step.done("");
-                fleet.hosts.push((h.clone(), AnyTransport::Ssh(Box::new(t))));
-            }
-            Err(e) => {
-                step.failed(&e.message);
-                unreachable.push((h.clone(), e));
-            }
-        }
-    }
-    fleet._ssh = Some(ctx);
-    Ok((fleet, unreachable))
 }
 
 /// Reports a finished run everywhere: terminal, Actions outputs and job summary, GitHub check

@@ -184,14 +184,14 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         ));
     }
     let l = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
-    let (fleet, unreachable) = super::connect_each(config, inv, vars).await?;
+    let (fleet, unreachable) = super::connect_reachable(config, inv, vars).await?;
     let mut all = Vec::new();
     for spec in &config.env.hosts {
         let Some((h, t)) = fleet.hosts.iter().find(|(h, _)| h == spec) else {
             let why = unreachable
                 .iter()
                 .find(|(h, _)| h == spec)
-                .map_or_else(|| "not connected".to_string(), |(_, e)| e.message.clone());
+                .map_or_else(|| "not connected".to_string(), |(_, e)| e.clone());
             all.push(checks::ssh_login_failed(spec, why));
             continue;
         };
