@@ -63,3 +63,42 @@ pub fn restore_database(
     Ok(pgpass(s, conn)?
         .line("pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction -d \"$CONN\" \"$F\""))
 }
+
+/// `s` as an SQL string literal.
+pub fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a quoted SQL identifier.
+pub fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Reads Prisma's `_prisma_migrations` in `schema` with psql, the password through
+/// [`pgpass`]: prints `no-psql`, `no-table`, or `table` then `applied <name>` for each
+/// migration applied (finished and not rolled back). Reads only.
+pub fn prisma_migrations(
+    l: &Layout,
+    conn: &crate::pgconn::PgConn,
+    schema: &str,
+) -> Result<Script, crate::error::Error> {
+    let table = format!("{}._prisma_migrations", sql_ident(schema));
+    let exists = format!("SELECT to_regclass({}) IS NOT NULL", sql_literal(&table));
+    let applied = format!(
+        "SELECT migration_name FROM {table} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY 1"
+    );
+    let s = with_dirs("read _prisma_migrations", l)
+        .line("command -v psql >/dev/null 2>&1 || { echo no-psql; exit 0; }")
+        .line("umask 077")
+        .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
+        .line("trap 'rm -rf \"$W\"' EXIT");
+    Ok(pgpass(s, conn)?
+        .var("Q1", &exists)
+        .var("Q2", &applied)
+        .line("e=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -d \"$CONN\" -c \"$Q1\")")
+        .line("if [ \"$e\" != t ]; then echo no-table; exit 0; fi")
+        .line("psql -X -q -A -t -v ON_ERROR_STOP=1 -d \"$CONN\" -c \"$Q2\" > \"$W/applied\"")
+        .line("echo table")
+        .line("sed 's/^/applied /' \"$W/applied\"")
+        .repeatable())
+}
