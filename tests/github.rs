@@ -721,7 +721,10 @@ fn a_refused_migration_creates_no_github_deployment() {
     assert_eq!(own.len(), 1, "{state}");
     assert_eq!(own[0]["conclusion"], "failure");
     let summary = own[0]["output_summary"].as_str().unwrap();
-    assert!(summary.contains("refused") && summary.contains("DROP COLUMN"), "{summary}");
+    assert!(
+        summary.contains("refused") && summary.contains("DROP COLUMN"),
+        "{summary}"
+    );
     assert_eq!(sb.current(), first);
     assert_eq!(g.violations("o/migrefused"), Vec::<String>::new());
 }

@@ -44,13 +44,52 @@ pub fn read_env(l: &Layout) -> Script {
         .line("head -c 1048577 \"$D/shared/.env\"")
 }
 
+/// The objects a restore compares, outside PostgreSQL's own schemas and extensions: tables,
+/// views, sequences not owned by a column, enum/domain/composite types. One a line:
+/// kind, schema, name, tab-separated.
+const LIVE_OBJECTS: &str = "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
+WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, n.nspname, c.relname \
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition \
+AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')) \
+UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, n.nspname, t.typname \
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+WHERE (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
+AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i'))";
+
+/// What a restore compares, read only: `toc <line>` for each entry of the backup's db.dump
+/// (`pg_restore -l`), then `live <kind>\t<schema>\t<name>` for each object of the database.
+pub fn restore_inventory(
+    l: &Layout,
+    backup: ReleaseId,
+    conn: &crate::pgconn::PgConn,
+) -> Result<Script, crate::error::Error> {
+    let s = with_dirs("restore-inventory", l)
+        .var("F", &format!("{}/db.dump", l.backup(backup)))
+        .line("umask 077")
+        .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
+        .line("trap 'rm -rf \"$W\"' EXIT");
+    Ok(pgpass(s, conn)?
+        .var("Q", LIVE_OBJECTS)
+        .line("pg_restore -l \"$F\" > \"$W/toc\"")
+        .line("psql -X -q -A -t -v ON_ERROR_STOP=1 -F \"$(printf '\\t')\" -d \"$CONN\" -c \"$Q\" > \"$W/live\"")
+        .line("sed 's/^/toc /' \"$W/toc\"")
+        .line("sed 's/^/live /' \"$W/live\"")
+        .repeatable())
+}
+
 /// Restores the database from a backup's db.dump in one transaction, the password through
-/// a private `.pgpass` (see [`backup_database`]).
+/// a private `.pgpass` (see [`backup_database`]): `drops` (SQL dropping what the dump does
+/// not hold) then the dump with `--clean`, streamed by `pg_restore` into one `psql` session
+/// that commits only when `pg_restore` read the whole dump.
 pub fn restore_database(
     l: &Layout,
     backup: ReleaseId,
     sha256: &str,
     conn: &crate::pgconn::PgConn,
+    drops: &str,
 ) -> Result<Script, crate::error::Error> {
     let s = verify_backup_file(
         with_dirs("restore-database", l),
@@ -61,7 +100,12 @@ pub fn restore_database(
     .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
     .line("trap 'rm -rf \"$W\"' EXIT");
     Ok(pgpass(s, conn)?
-        .line("pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction -d \"$CONN\" \"$F\""))
+        .var("DROPS", drops)
+        .line("{ echo 'BEGIN;'; echo 'SET LOCAL client_min_messages = warning;'; printf '%s\\n' \"$DROPS\"")
+        .line("  if pg_restore -f - --clean --if-exists --no-owner \"$F\"; then echo 'COMMIT;'; else : > \"$W/failed\"; fi")
+        .line("} | psql -X -q -v ON_ERROR_STOP=1 -d \"$CONN\" > /dev/null")
+        // Without COMMIT, psql's end of input ends the session and the server rolls back.
+        .line("if [ -e \"$W/failed\" ]; then echo \"pg_restore could not read $F; nothing was changed\" >&2; exit 1; fi"))
 }
 
 /// `s` as an SQL string literal.
