@@ -218,8 +218,33 @@ fn restore_database_drops_what_the_backup_does_not_hold() {
     v2(&sb);
     sb.deploy(&sha(2)).expect(0);
     let b2 = sb.backups()[1].clone();
+    // A table the app's role cannot drop (a DBA's) is not the restore's to remove.
+    sb.pg
+        .psql("tj", "CREATE TABLE dba_notes (x int); GRANT SELECT ON dba_notes TO tj");
     let exists = |sb: &Sandbox| sb.pg.psql("tj", "SELECT to_regclass('public.audit') IS NOT NULL");
     assert_eq!(exists(&sb), "t");
+
+    // pg_restore dying halfway through changes nothing: the drops roll back with the rest.
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    let real = support::pg_bin("pg_restore");
+    std::fs::write(
+        hostbin.join("pg_restore"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *' -f - '*) {r} \"$@\" | head -n 40; exit 1;; esac\nexec {r} \"$@\"\n",
+            r = real.display()
+        ),
+    )
+    .unwrap();
+    support::sh_ok(&format!("chmod -R 755 {}", hostbin.display()));
+    let trades = sb.pg.psql("tj", "SELECT count(*) FROM trades");
+    let failed = rollback(&sb, &["--to", &b2, "--restore-database"]);
+    failed.expect(1);
+    assert!(failed.all().contains("pg_restore could not read"), "{}", failed.all());
+    assert_eq!(exists(&sb), "t", "a failed restore dropped nothing");
+    assert_eq!(sb.pg.psql("tj", "SELECT count(*) FROM trades"), trades);
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
+    std::fs::remove_file(hostbin.join("pg_restore")).unwrap();
 
     let run = rollback(&sb, &["--to", &b2, "--restore-database"]);
     run.expect(0);
@@ -237,6 +262,11 @@ fn restore_database_drops_what_the_backup_does_not_hold() {
         );
     }
     assert_eq!(exists(&sb), "f", "the table v2's migration created is gone");
+    assert_eq!(
+        sb.pg.psql("tj", "SELECT to_regclass('public.dba_notes') IS NOT NULL"),
+        "t"
+    );
+    assert!(!run.stdout.contains("dba_notes"), "{}", run.stdout);
     assert_eq!(
         sb.pg
             .psql("tj", "SELECT count(*) FROM pg_type WHERE typname = 'AuditKind'"),
