@@ -146,3 +146,49 @@ pub fn prisma_migrations(
         .line("sed 's/^/applied /' \"$W/applied\"")
         .repeatable())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let p = |s: &str| crate::config::RemotePath::parse("p", s).unwrap();
+        Layout::new(p("/srv/app"), p("/b"))
+    }
+
+    fn conn() -> crate::pgconn::PgConn {
+        crate::pgconn::PgConn::parse("postgresql://u:s3cr3t-pw@h/db?schema=app").unwrap()
+    }
+
+    #[test]
+    fn prisma_migrations_quotes_the_schema_and_keeps_the_password_off_the_text() {
+        let l = layout();
+        let s = prisma_migrations(&l, &conn(), "we\"ird'; drop").unwrap();
+        let text = s.text();
+        assert!(!text.contains("s3cr3t-pw"), "{text}");
+        assert_eq!(s.secret_input().as_deref(), Some("*:*:*:*:s3cr3t-pw\n"));
+        // The identifier doubled inside the SQL literal, the whole statement one shell word.
+        assert!(
+            text.contains(&quote(
+                "SELECT to_regclass('\"we\"\"ird''; drop\"._prisma_migrations') IS NOT NULL"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("finished_at IS NOT NULL AND rolled_back_at IS NULL"));
+    }
+
+    #[test]
+    fn the_restore_commits_only_after_the_whole_dump() {
+        let l = layout();
+        let id = ReleaseId::parse("id", "20260101_000000").unwrap();
+        let drops = "DROP TABLE IF EXISTS \"public\".\"x\" CASCADE;";
+        let s = restore_database(&l, id, &"a".repeat(64), &conn(), drops).unwrap();
+        let text = s.text();
+        assert!(!text.contains("s3cr3t-pw"));
+        assert!(text.contains(&format!("DROPS={}", quote(drops))));
+        let begin = text.find("echo 'BEGIN;'").unwrap();
+        let commit = text.find("then echo 'COMMIT;'").unwrap();
+        assert!(begin < text.find("\"$DROPS\"").unwrap() && text.find("\"$DROPS\"").unwrap() < commit);
+        assert!(!text.contains("--single-transaction"), "one transaction, ours");
+    }
+}
