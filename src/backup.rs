@@ -387,16 +387,15 @@ pub async fn restore_release<T: Transport>(
     Ok(manifest.restore_needs_dependencies())
 }
 
-/// Restores the database from backup `backup`'s db.dump, the password through a private `.pgpass`.
-pub async fn restore_database<T: Transport>(t: &T, l: &Layout, backup: ReleaseId, manifest: &Manifest) -> Result<()> {
-    let db = manifest
-        .file("db.dump")
-        .ok_or_else(|| Error::failed(format!("{}: backup {backup} has no db.dump to restore", t.name())))?;
-    let conn = database_conn(t, l, "cannot restore the database:").await?;
-    let script = commands::restore_database(l, backup, &db.sha256, &conn)?;
-    let what = format!("{}: restore database from backup {backup}", t.name());
-    t.run(&script, Mode::Stream).await?.check(&what)?;
-    Ok(())
+/// Restores the database from backup `backup`'s db.dump as it was dumped (see
+/// [`crate::dbrestore`]), the password through a private `.pgpass`. Returns what was dropped.
+pub async fn restore_database<T: Transport>(
+    t: &T,
+    l: &Layout,
+    backup: ReleaseId,
+    manifest: &Manifest,
+) -> Result<Vec<String>> {
+    crate::dbrestore::restore(t, l, backup, manifest).await
 }
 
 #[cfg(test)]

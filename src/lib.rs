@@ -9,6 +9,7 @@ pub mod availability;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod dbrestore;
 pub mod deps;
 pub mod dotenv;
 pub mod drain;

@@ -79,6 +79,8 @@ pub struct PgConn {
     password: Option<String>,
     /// Parameters dropped that are neither libpq's nor known Prisma ones, for a warning.
     pub dropped_unknown: Vec<String>,
+    /// Prisma's `schema` parameter: where Prisma keeps its tables and `_prisma_migrations`.
+    pub schema: Option<String>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -178,6 +180,7 @@ impl PgConn {
             params.push(("dbname".into(), percent_decode("database name", path)?));
         }
         let mut dropped_unknown = Vec::new();
+        let mut schema = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let (k, v) = (percent_decode("query", k)?, percent_decode("query", v)?);
@@ -186,6 +189,7 @@ impl PgConn {
                 // libpq's own JDBC compatibility: ssl=true means sslmode=require.
                 "ssl" if v == "true" => set(&mut params, "sslmode", "require".to_string()),
                 k if LIBPQ_KEYWORDS.contains(&k) => set(&mut params, k, v),
+                "schema" if !v.is_empty() => schema = Some(v),
                 k if PRISMA_ONLY.contains(&k) => {}
                 _ => dropped_unknown.push(k),
             }
@@ -198,6 +202,7 @@ impl PgConn {
             params,
             password,
             dropped_unknown,
+            schema,
         })
     }
 
@@ -259,6 +264,14 @@ pub fn pgpass_escape(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prisma_schema_is_kept_apart() {
+        let c = PgConn::parse("postgresql://u@h/db?schema=app&connection_limit=5").unwrap();
+        assert_eq!(c.schema.as_deref(), Some("app"));
+        assert_eq!(c.conninfo(), "user='u' host='h' dbname='db'");
+        assert_eq!(PgConn::parse("postgres://h/db").unwrap().schema, None);
+    }
 
     #[test]
     fn prisma_url_becomes_libpq() {

@@ -686,3 +686,45 @@ fn fork_pr_check_writes_the_job_summary_with_a_warning() {
     );
     assert!(g.violations("o/forkpr").is_empty(), "{:?}", g.violations("o/forkpr"));
 }
+
+/// Issue #17 (left open): the destructive-migrations gate runs before anything anyone sees.
+/// A refused deploy makes no POST /deployments (no deployment, no deployment status); its
+/// check run reports the refusal as the other gates' refusals are reported.
+#[test]
+fn a_refused_migration_creates_no_github_deployment() {
+    let g = github();
+    let sb = Sandbox::new("ghmig");
+    let (s1, s2) = (sha(1), sha(2));
+    sb.deploy(&s1).expect(0);
+    let first = sb.current();
+    let dir = sb.build_dir.join("prisma/migrations/20260301000000_drop_notes");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("migration.sql"), "ALTER TABLE trades DROP COLUMN notes;\n").unwrap();
+    sb.write_config("required_checks = [\"lint\"]\ndestructive_migrations = \"confirm\"");
+    g.setup(
+        "o/migrefused",
+        json!({"branches": {"develop": [s1, s2]}, "check_runs": [{"name": "lint", "head_sha": s2}]}),
+    );
+    let mut c = sb.cmd(&["deploy", "-e", "staging", "--sha", &s2]);
+    with_github(&mut c, "o/migrefused", "refs/heads/develop");
+    let run = Run::of(c.output().unwrap());
+    run.expect(3);
+    assert!(run.error_line().contains("DROP COLUMN"), "{}", run.all());
+    let state = g.state("o/migrefused");
+    let log: Vec<String> = serde_json::from_value(state["log"].clone()).unwrap();
+    assert!(
+        !log.iter().any(|l| l.starts_with("POST /deployments")),
+        "no deployment nor status: {log:?}"
+    );
+    assert_eq!(state["deployments"], json!([]));
+    let own = own_check_runs(&state);
+    assert_eq!(own.len(), 1, "{state}");
+    assert_eq!(own[0]["conclusion"], "failure");
+    let summary = own[0]["output_summary"].as_str().unwrap();
+    assert!(
+        summary.contains("refused") && summary.contains("DROP COLUMN"),
+        "{summary}"
+    );
+    assert_eq!(sb.current(), first);
+    assert_eq!(g.violations("o/migrefused"), Vec::<String>::new());
+}

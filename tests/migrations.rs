@@ -120,3 +120,90 @@ fn destructive_migrations_confirm_refuse_and_allow() {
     assert!(statements[0].as_str().unwrap().contains("TRUNCATE"), "{line}");
     assert_eq!(log_lines(&sb), 3, "refusals wrote no log line");
 }
+
+/// Prisma's own bookkeeping table, as `prisma migrate deploy` creates it.
+const PRISMA_TABLE: &str = r#"CREATE TABLE "_prisma_migrations" (
+    "id" VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum" VARCHAR(64) NOT NULL,
+    "finished_at" TIMESTAMPTZ,
+    "migration_name" VARCHAR(255) NOT NULL,
+    "logs" TEXT,
+    "rolled_back_at" TIMESTAMPTZ,
+    "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count" INTEGER NOT NULL DEFAULT 0
+); ALTER TABLE "_prisma_migrations" OWNER TO tj"#;
+
+/// DESIGN.md §7: with no live release, a migration is pending only if `_prisma_migrations`
+/// does not list it as applied (finished, not rolled back), and the policy applies to it;
+/// without the table every migration is pending and flagged statements only warn.
+#[test]
+fn a_first_deploy_reads_prisma_migrations() {
+    let sb = Sandbox::new("prismafirst");
+    let (a, b) = ("20260301000000_drop_notes", "20260302000000_truncate");
+    add_migration(&sb, a, "ALTER TABLE trades DROP COLUMN notes;\n");
+    add_migration(&sb, b, "TRUNCATE trades;\n");
+    sb.pg.psql("tj", PRISMA_TABLE);
+    let row = |n: u32, name: &str, finished: &str, rolled_back: &str| {
+        format!("('{n}', 'x', {finished}, '{name}', {rolled_back})")
+    };
+    let rows = [
+        row(1, "20260101000000_init", "now()", "NULL"),
+        row(2, "20260115000000_add_notes", "now()", "NULL"),
+        row(3, a, "now()", "NULL"),
+        // B failed once (never finished), and was applied then marked rolled back: pending.
+        row(4, b, "NULL", "NULL"),
+        row(5, b, "now()", "now()"),
+    ];
+    sb.pg.psql(
+        "tj",
+        &format!(
+            "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, rolled_back_at) VALUES {}",
+            rows.join(", ")
+        ),
+    );
+
+    for (policy, allow) in [("refuse", true), ("confirm", false)] {
+        sb.write_config(&format!("destructive_migrations = \"{policy}\""));
+        let before = bytes_of(&sb);
+        let run = deploy(&sb, &sha(1), allow);
+        run.expect(3);
+        let err = run.error_line();
+        assert!(
+            err.contains(&format!("prisma/migrations/{b}/migration.sql:1: TRUNCATE"))
+                && err.contains(&format!("destructive_migrations = \"{policy}\""))
+                && !err.contains("DROP COLUMN"),
+            "{policy}: only B is flagged: {err}"
+        );
+        assert!(
+            run.all().contains(&format!(
+                "migrations pending against _prisma_migrations (no live release): {b};"
+            )),
+            "{policy}: only B is pending: {}",
+            run.all()
+        );
+        assert_eq!(bytes_of(&sb), before, "{policy}: a refused deploy touches nothing");
+        assert_eq!(sb.current(), None);
+    }
+
+    // No table: both are pending, and on a first deploy they only warn, even with "refuse".
+    sb.pg.psql("tj", "DROP TABLE _prisma_migrations");
+    sb.write_config("destructive_migrations = \"refuse\"");
+    let run = deploy(&sb, &sha(1), false);
+    run.expect(0);
+    assert!(
+        run.all().contains("no _prisma_migrations table")
+            && run.all().contains(&format!("{a}, {b}"))
+            && run
+                .all()
+                .contains("first deploy: flagged statements are a warning only"),
+        "{}",
+        run.all()
+    );
+    let line = last_log_line(&sb);
+    assert_eq!(
+        line["destructive_migrations"]["decision"],
+        "first deploy: flagged statements are a warning only"
+    );
+    let statements = line["destructive_migrations"]["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 2, "{line}");
+}

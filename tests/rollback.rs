@@ -194,3 +194,93 @@ fn refused_and_invalid_rollbacks_change_nothing() {
     assert_eq!(sb.snapshot(), before);
     assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
 }
+
+/// `rollback --restore-database` gives back the database as it was dumped: a table (with a
+/// foreign key to a dumped table), a view on it and an enum type that a later migration
+/// created are dropped in the restore's transaction, the output names them, and that
+/// migration applies again when the release is deployed again.
+#[test]
+fn restore_database_drops_what_the_backup_does_not_hold() {
+    let sb = Sandbox::new("rbextra");
+    sb.deploy(&sha(1)).expect(0);
+    let v2 = |sb: &Sandbox| {
+        sb.set_app("2.0.0", false);
+        let d = sb.build_dir.join("prisma/migrations/20260301000000_audit");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("migration.sql"),
+            "CREATE TYPE \"AuditKind\" AS ENUM ('buy', 'sell');\n\
+             CREATE TABLE audit (id SERIAL PRIMARY KEY, trade_id INT REFERENCES trades(id), kind \"AuditKind\");\n\
+             CREATE VIEW audit_kinds AS SELECT kind FROM audit;\n",
+        )
+        .unwrap();
+    };
+    v2(&sb);
+    sb.deploy(&sha(2)).expect(0);
+    let b2 = sb.backups()[1].clone();
+    // A table the app's role cannot drop (a DBA's) is not the restore's to remove.
+    sb.pg
+        .psql("tj", "CREATE TABLE dba_notes (x int); GRANT SELECT ON dba_notes TO tj");
+    let exists = |sb: &Sandbox| sb.pg.psql("tj", "SELECT to_regclass('public.audit') IS NOT NULL");
+    assert_eq!(exists(&sb), "t");
+
+    // pg_restore dying halfway through changes nothing: the drops roll back with the rest.
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    let real = support::pg_bin("pg_restore");
+    std::fs::write(
+        hostbin.join("pg_restore"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *' -f - '*) {r} \"$@\" | head -n 40; exit 1;; esac\nexec {r} \"$@\"\n",
+            r = real.display()
+        ),
+    )
+    .unwrap();
+    support::sh_ok(&format!("chmod -R 755 {}", hostbin.display()));
+    let trades = sb.pg.psql("tj", "SELECT count(*) FROM trades");
+    let failed = rollback(&sb, &["--to", &b2, "--restore-database"]);
+    failed.expect(1);
+    assert!(failed.all().contains("pg_restore could not read"), "{}", failed.all());
+    assert_eq!(exists(&sb), "t", "a failed restore dropped nothing");
+    assert_eq!(sb.pg.psql("tj", "SELECT count(*) FROM trades"), trades);
+    assert_eq!(sb.revision().as_deref(), Some(sha(2).as_str()));
+    std::fs::remove_file(hostbin.join("pg_restore")).unwrap();
+
+    let run = rollback(&sb, &["--to", &b2, "--restore-database"]);
+    run.expect(0);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("restore database"))
+        .unwrap_or("");
+    println!("{line}");
+    for what in ["table public.audit", "view public.audit_kinds", "type public.AuditKind"] {
+        assert!(
+            run.stdout.contains("dropped what the backup does not hold") && run.stdout.contains(what),
+            "{what}: {}",
+            run.all()
+        );
+    }
+    assert_eq!(exists(&sb), "f", "the table v2's migration created is gone");
+    assert_eq!(
+        sb.pg.psql("tj", "SELECT to_regclass('public.dba_notes') IS NOT NULL"),
+        "t"
+    );
+    assert!(!run.stdout.contains("dba_notes"), "{}", run.stdout);
+    assert_eq!(
+        sb.pg
+            .psql("tj", "SELECT count(*) FROM pg_type WHERE typname = 'AuditKind'"),
+        "0"
+    );
+    assert_eq!(
+        sb.pg.psql("tj", "SELECT to_regclass('public.audit_id_seq') IS NULL"),
+        "t"
+    );
+    assert_eq!(sb.revision().as_deref(), Some(sha(1).as_str()));
+
+    // The same migration applies again.
+    v2(&sb);
+    let run = sb.deploy(&sha(3));
+    run.expect(0);
+    assert_eq!(exists(&sb), "t");
+}

@@ -1,5 +1,6 @@
-//! `tj-deploy deploy`: the gates, the package, the GitHub deployment, then the deploy pipeline
-//! on the connected hosts, and the report. A dry run prints the plan the pipeline would run.
+//! `tj-deploy deploy`: the gates, the package, the migration gate on the connected database
+//! host, the GitHub deployment, then the deploy pipeline on the hosts, and the report. A dry
+//! run prints the plan the pipeline would run.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -49,7 +50,6 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     if let Err(e) = verdict {
         return Err(early(config, inv, &sha, start, e, gates, &github).await);
     }
-    announce(config, inv, &sha).await?;
     let work = tempfile::Builder::new()
         .prefix("tj-deploy-")
         .tempdir()
@@ -58,6 +58,26 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         Ok(p) => p,
         Err(e) => return Err(early(config, inv, &sha, start, e, gates, &github).await),
     };
+    let fleet = match app::connect(config, inv, vars).await {
+        Ok(f) => f,
+        Err(e) => return Err(early(config, inv, &sha, start, e, gates, &github).await),
+    };
+    // The migration gate before anything anyone sees (the lock, Slack, the GitHub deployment):
+    // a refusal leaves only the check run and the summary, like the other gates.
+    let reviewed = match migration_gate(config, inv, &fleet).await {
+        Ok(r) if !r.review.refused => r,
+        outcome => {
+            fleet.close().await;
+            return Err(match outcome {
+                Ok(r) => refused_migrations(config, inv, &sha, start, r.review, gates, &github).await,
+                Err(e) => early(config, inv, &sha, start, e, gates, &github).await,
+            });
+        }
+    };
+    if let Err(e) = announce(config, inv, &sha).await {
+        fleet.close().await;
+        return Err(e);
+    }
     let planned = ReleaseId::from_time(start.utc).to_string();
     let request = crate::github::report::DeploymentRequest {
         sha: &sha,
@@ -68,16 +88,13 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         description: &format!("tj-deploy {} to {}", sha.short(), config.env.name),
     };
     github.start_deployment(inv, &request).await;
-    let fleet = match app::connect(config, inv, vars).await {
-        Ok(f) => f,
-        Err(e) => return Err(early(config, inv, &sha, start, e, gates, &github).await),
-    };
     let shipped = Shipped {
         sha: &sha,
         package: &pkg,
         package_step,
         plan: &plan,
         gates,
+        reviewed,
     };
     let outcome = run(config, inv, &cancel, start, shipped, &fleet, &github).await;
     fleet.close().await;
@@ -93,6 +110,7 @@ struct Shipped<'a> {
     package_step: StepRecord,
     plan: &'a Plan,
     gates: Vec<Gate>,
+    reviewed: crate::migrations::Early,
 }
 
 /// The pipeline on the connected hosts.
@@ -124,8 +142,40 @@ async fn run(
         gates: s.gates,
         github: github.client(),
         check: github.check_id(),
+        reviewed: Some(s.reviewed),
     };
     Ok(pipeline::deploy::run(&ctx, d, fleet.borrowed()).await)
+}
+
+/// The destructive-migrations gate on the database host, read-only, before the lock.
+async fn migration_gate(config: &Config, inv: &Invocation, fleet: &app::Fleet) -> Result<crate::migrations::Early> {
+    let db = config.env.database_host.min(fleet.hosts.len().saturating_sub(1));
+    let (_, t) = fleet
+        .hosts
+        .get(db)
+        .ok_or_else(|| Error::invalid("hosts: the environment has no host"))?;
+    let layout = Layout::new(config.env.deploy_dir.clone(), config.env.backup_dir.clone());
+    crate::migrations::early_gate(t, &layout, config, inv.allow_destructive_migrations).await
+}
+
+/// A refusal of the migration gate, reported as the other gates' refusals are, with the review.
+async fn refused_migrations(
+    config: &Config,
+    inv: &Invocation,
+    sha: &Sha,
+    start: Start,
+    review: crate::migrations::Review,
+    gates: Vec<Gate>,
+    github: &Reporter,
+) -> Error {
+    let e = review
+        .verdict()
+        .err()
+        .unwrap_or_else(|| Error::refused(review.decision.clone()));
+    let mut summary = refused_summary(config, inv, "deploy", sha, gates, &e, start.at, start.utc);
+    summary.migration_review = Some(review);
+    app::publish(&summary, inv, github).await;
+    e
 }
 
 /// Slack's "deploy started" message, when asked for.

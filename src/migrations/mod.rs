@@ -3,6 +3,7 @@
 //! statements can lose data or break the running release ([`sql`]), and the
 //! `destructive_migrations` gate of a deploy.
 
+pub mod applied;
 pub mod sql;
 
 pub use sql::flag_sql;
@@ -126,22 +127,56 @@ pub fn review(dir: &Path, path_prefix: &str, live: &[String], against: &str) -> 
     Ok(r)
 }
 
-/// The deploy gate. `live` is the host's current release and its migration names, `None` when
-/// there is no live release (a first deploy: every migration is pending, flags only warn).
-/// The review carries the decision; [`Review::verdict`] turns a refusal into an error.
-pub fn deploy_verdict(
-    dir: &Path,
-    path_prefix: &str,
-    live: Option<(&str, &[String])>,
-    policy: Policy,
-    allowed: bool,
-) -> Result<Review> {
-    let against = match live {
-        Some((release, _)) => format!("live release {release}"),
-        None => "no live release (first deploy)".to_string(),
-    };
-    let mut r = review(dir, path_prefix, live.map(|l| l.1).unwrap_or(&[]), &against)?;
-    (r.decision, r.refused) = match (r.flags.is_empty(), live.is_some(), policy, allowed) {
+/// What a deploy's migrations are compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    /// In words, for the summary.
+    pub against: String,
+    /// Migrations already there (in the live release, or applied in the database).
+    pub applied: Vec<String>,
+    /// Whether the policy applies; `false` on a first deploy with nothing to compare with,
+    /// where flagged statements only warn (DESIGN.md §7).
+    pub enforce: bool,
+}
+
+impl Baseline {
+    /// The host's live release and its migrations.
+    pub fn live(release: &str, migrations: Vec<String>) -> Self {
+        Baseline {
+            against: format!("live release {release}"),
+            applied: migrations,
+            enforce: true,
+        }
+    }
+
+    /// No live release: what `_prisma_migrations` says, when the database has the table.
+    pub fn first_deploy(applied: applied::Applied) -> Self {
+        let (against, applied, enforce) = match applied {
+            applied::Applied::Listed(names) => ("_prisma_migrations (no live release)".to_string(), names, true),
+            applied::Applied::NoTable => (
+                "no live release and no _prisma_migrations table (first deploy)".to_string(),
+                Vec::new(),
+                false,
+            ),
+            applied::Applied::Unknown(why) => (
+                format!("no live release (first deploy; _prisma_migrations not read: {why})"),
+                Vec::new(),
+                false,
+            ),
+        };
+        Baseline {
+            against,
+            applied,
+            enforce,
+        }
+    }
+}
+
+/// The deploy gate against `base`. The review carries the decision; [`Review::verdict`]
+/// turns a refusal into an error.
+pub fn deploy_verdict(dir: &Path, path_prefix: &str, base: &Baseline, policy: Policy, allowed: bool) -> Result<Review> {
+    let mut r = review(dir, path_prefix, &base.applied, &base.against)?;
+    (r.decision, r.refused) = match (r.flags.is_empty(), base.enforce, policy, allowed) {
         (true, _, _, _) => ("no destructive statement".to_string(), false),
         (false, false, _, _) => ("first deploy: flagged statements are a warning only".to_string(), false),
         (false, true, Policy::Allow, _) => ("allowed (destructive_migrations = \"allow\")".to_string(), false),
@@ -171,8 +206,9 @@ impl Review {
     }
 }
 
-/// The deploy's migration gate on the host `t` (the database host), run while the lock is
-/// held and before anything changes: the package's migrations against `current`'s.
+/// The deploy's migration gate on the host `t` (the database host), before anything changes:
+/// the package's migrations against `current`'s, or, with no live release, against what
+/// `_prisma_migrations` lists as applied.
 pub async fn deploy_gate<T: Transport>(
     t: &T,
     l: &Layout,
@@ -181,25 +217,30 @@ pub async fn deploy_gate<T: Transport>(
     allowed: bool,
 ) -> Result<Review> {
     let dir = &config.env.migrations_dir;
-    let live = match current {
+    let local = config.package_dir.join(dir);
+    let base = match current {
         Some(id) => {
             let out = t
                 .run(&commands::list_migrations(l, id, dir), Mode::Capture)
                 .await?
                 .check(&format!("{}: list migrations", t.name()))?;
-            let names: Vec<String> = out
-                .stdout
-                .lines()
-                .filter(|n| !n.is_empty())
-                .map(str::to_string)
-                .collect();
-            Some((id.to_string(), names))
+            let names = out.stdout.lines().filter(|n| !n.is_empty()).map(str::to_string);
+            Baseline::live(&id.to_string(), names.collect())
         }
-        None => None,
+        // Nothing to review: no need to ask the database.
+        None if list(&local)?.is_empty() => Baseline::first_deploy(applied::Applied::NoTable),
+        None => {
+            let read = applied::read(t, l).await;
+            if let applied::Applied::Unknown(why) = &read {
+                ui::warn(&format!(
+                    "could not read _prisma_migrations ({why}): every migration counts as pending and flagged statements only warn"
+                ));
+            }
+            Baseline::first_deploy(read)
+        }
     };
-    let live = live.as_ref().map(|(id, names)| (id.as_str(), names.as_slice()));
     let policy = config.env.destructive_migrations;
-    let r = deploy_verdict(&config.package_dir.join(dir), dir, live, policy, allowed)?;
+    let r = deploy_verdict(&local, dir, &base, policy, allowed)?;
     for f in &r.flags {
         ui::warn(&format!("destructive migration statement: {}", f.describe()));
     }
@@ -212,6 +253,24 @@ pub async fn deploy_gate<T: Transport>(
         ));
     }
     Ok(r)
+}
+
+/// A gate decided before the lock, and the live release it was decided against.
+#[derive(Debug, Clone)]
+pub struct Early {
+    pub current: Option<ReleaseId>,
+    pub review: Review,
+}
+
+/// The gate before anything visible (the lock, the GitHub deployment, Slack): reads the
+/// database host's live release, then [`deploy_gate`]. Reads only.
+pub async fn early_gate<T: Transport>(t: &T, l: &Layout, config: &Config, allowed: bool) -> Result<Early> {
+    let state = crate::state::inspect(t, l, None).await?;
+    let review = deploy_gate(t, l, state.current, config, allowed).await?;
+    Ok(Early {
+        current: state.current,
+        review,
+    })
 }
 
 #[cfg(test)]
@@ -245,9 +304,8 @@ mod tests {
     fn the_gate_in_its_three_modes() {
         let d = package(&[("1_init", "CREATE TABLE t (a int);"), ("2_drop", "DROP TABLE t;")]);
         let live = vec!["1_init".to_string()];
-        let verdict =
-            |p, allowed, live: Option<(&str, &[String])>| deploy_verdict(d.path(), "m", live, p, allowed).unwrap();
-        let on = Some(("20260101_000000", live.as_slice()));
+        let verdict = |p, allowed, base: &Baseline| deploy_verdict(d.path(), "m", base, p, allowed).unwrap();
+        let on = &Baseline::live("20260101_000000", live.clone());
         let r = verdict(Policy::Allow, false, on);
         assert!(r.decision.starts_with("allowed") && r.verdict().is_ok());
         let e = verdict(Policy::Confirm, false, on).verdict().unwrap_err();
@@ -261,10 +319,19 @@ mod tests {
         assert!(r.decision.contains("--allow-destructive") && r.verdict().is_ok());
         assert!(verdict(Policy::Refuse, true, on).verdict().is_err());
         // First deploy: a warning only; nothing pending: nothing to decide.
-        let r = verdict(Policy::Refuse, false, None);
+        let none = &Baseline::first_deploy(applied::Applied::NoTable);
+        let r = verdict(Policy::Refuse, false, none);
         assert!(r.decision.starts_with("first deploy") && r.verdict().is_ok());
+        assert_eq!(r.pending, vec!["1_init", "2_drop"]);
+        // First deploy on a database whose _prisma_migrations lists 1_init: 2_drop is refused.
+        let listed = &Baseline::first_deploy(applied::Applied::Listed(live.clone()));
+        let r = verdict(Policy::Refuse, false, listed);
+        assert_eq!(r.pending, vec!["2_drop"]);
+        assert!(r.against.contains("_prisma_migrations") && r.verdict().is_err());
+        let unknown = &Baseline::first_deploy(applied::Applied::Unknown("no psql".into()));
+        assert!(verdict(Policy::Refuse, false, unknown).verdict().is_ok());
         let all = vec!["1_init".to_string(), "2_drop".to_string()];
-        let r = verdict(Policy::Refuse, false, Some(("x", all.as_slice())));
+        let r = verdict(Policy::Refuse, false, &Baseline::live("x", all));
         assert!(r.pending.is_empty() && r.flags.is_empty() && r.verdict().is_ok());
         assert!(Policy::parse("k", "maybe").unwrap_err().message.starts_with("k:"));
     }

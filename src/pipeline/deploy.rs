@@ -35,6 +35,9 @@ pub struct Deploy<'a> {
     pub github: Option<&'a crate::github::Github>,
     /// The check run, kept `in_progress` with a progress line during the watch.
     pub check: Option<u64>,
+    /// The migration gate's review made before the lock (reused while the live release is
+    /// the same).
+    pub reviewed: Option<crate::migrations::Early>,
 }
 
 /// What the run learned and did, for the summary and the log.
@@ -126,7 +129,7 @@ async fn phases<T: Transport>(
     inspect(ctx, d, hosts, out).await?;
     availability::http_clients(ctx, hosts).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
-    review_migrations(ctx, &hosts[db], out).await?;
+    review_migrations(ctx, d, &hosts[db], out).await?;
     changes(d, hosts, out).await;
     let parallel = ctx.config.env.parallel;
     let (id, warnings) = (out.id, &out.warnings);
@@ -192,9 +195,18 @@ async fn inspect<T: Transport>(
 
 /// The migrations the package brings over the database host's live release; destructive
 /// statements refuse the deploy (nothing touched yet) unless the environment allows them.
-async fn review_migrations<T: Transport>(ctx: &Ctx<'_>, h: &HostRun<T>, out: &mut Outcome) -> Result<()> {
+/// The command decided this before the lock; it is decided again if the live release moved.
+async fn review_migrations<T: Transport>(
+    ctx: &Ctx<'_>,
+    d: &Deploy<'_>,
+    h: &HostRun<T>,
+    out: &mut Outcome,
+) -> Result<()> {
     let allowed = ctx.inv.allow_destructive_migrations;
-    let review = crate::migrations::deploy_gate(&h.t, &ctx.layout, h.state.current, ctx.config, allowed).await?;
+    let review = match &d.reviewed {
+        Some(early) if early.current == h.state.current => early.review.clone(),
+        _ => crate::migrations::deploy_gate(&h.t, &ctx.layout, h.state.current, ctx.config, allowed).await?,
+    };
     let verdict = review.verdict();
     out.review = Some(review);
     verdict

@@ -129,11 +129,24 @@ pub(super) async fn database<T: Transport>(
                     "{name}: restoring the database from backup {} (taken {}): data written since then will be lost",
                     target.backup, target.manifest.created_at
                 ));
-                let restore = backup::restore_database(&h.t, l, target.backup, &target.manifest);
-                ctx.steps.run(&name, label, &l.backup(target.backup), restore).await?;
+                let restore = async {
+                    let dropped = backup::restore_database(&h.t, l, target.backup, &target.manifest).await?;
+                    Ok(((), dropped_note(&dropped)))
+                };
+                ctx.steps
+                    .run_noted(&name, label, &l.backup(target.backup), restore)
+                    .await?;
             }
             other => return Err(Error::failed(format!("{} is not a database step", other.name()))),
         }
     }
     Ok(())
+}
+
+/// What the restore dropped because the backup does not hold it (created after the backup).
+fn dropped_note(dropped: &[String]) -> String {
+    if dropped.is_empty() {
+        return String::new();
+    }
+    format!("dropped what the backup does not hold: {}", dropped.join(", "))
 }

@@ -44,13 +44,52 @@ pub fn read_env(l: &Layout) -> Script {
         .line("head -c 1048577 \"$D/shared/.env\"")
 }
 
+/// The objects a restore compares, outside PostgreSQL's own schemas and extensions: tables,
+/// views, sequences not owned by a column, enum/domain/composite types, each only when the
+/// app's role may drop it (owns it). One a line: kind, schema, name, tab-separated.
+const LIVE_OBJECTS: &str = "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
+WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, n.nspname, c.relname \
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND pg_has_role(c.relowner, 'MEMBER') \
+AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')) \
+UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, n.nspname, t.typname \
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+WHERE pg_has_role(t.typowner, 'MEMBER') AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
+AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i'))";
+
+/// What a restore compares, read only: `toc <line>` for each entry of the backup's db.dump
+/// (`pg_restore -l`), then `live <kind>\t<schema>\t<name>` for each object of the database.
+pub fn restore_inventory(
+    l: &Layout,
+    backup: ReleaseId,
+    conn: &crate::pgconn::PgConn,
+) -> Result<Script, crate::error::Error> {
+    let s = with_dirs("restore-inventory", l)
+        .var("F", &format!("{}/db.dump", l.backup(backup)))
+        .line("umask 077")
+        .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
+        .line("trap 'rm -rf \"$W\"' EXIT");
+    Ok(pgpass(s, conn)?
+        .var("Q", LIVE_OBJECTS)
+        .line("pg_restore -l \"$F\" > \"$W/toc\"")
+        .line("psql -X -q -A -t -v ON_ERROR_STOP=1 -F \"$(printf '\\t')\" -d \"$CONN\" -c \"$Q\" > \"$W/live\"")
+        .line("sed 's/^/toc /' \"$W/toc\"")
+        .line("sed 's/^/live /' \"$W/live\"")
+        .repeatable())
+}
+
 /// Restores the database from a backup's db.dump in one transaction, the password through
-/// a private `.pgpass` (see [`backup_database`]).
+/// a private `.pgpass` (see [`backup_database`]): `drops` (SQL dropping what the dump does
+/// not hold) then the dump with `--clean`, streamed by `pg_restore` into one `psql` session
+/// that commits only when `pg_restore` read the whole dump.
 pub fn restore_database(
     l: &Layout,
     backup: ReleaseId,
     sha256: &str,
     conn: &crate::pgconn::PgConn,
+    drops: &str,
 ) -> Result<Script, crate::error::Error> {
     let s = verify_backup_file(
         with_dirs("restore-database", l),
@@ -61,5 +100,95 @@ pub fn restore_database(
     .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
     .line("trap 'rm -rf \"$W\"' EXIT");
     Ok(pgpass(s, conn)?
-        .line("pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction -d \"$CONN\" \"$F\""))
+        .var("DROPS", drops)
+        .line("{ echo 'BEGIN;'; echo 'SET LOCAL client_min_messages = warning;'; printf '%s\\n' \"$DROPS\"")
+        .line("  if pg_restore -f - --clean --if-exists --no-owner \"$F\"; then echo 'COMMIT;'; else : > \"$W/failed\"; fi")
+        .line("} | psql -X -q -v ON_ERROR_STOP=1 -d \"$CONN\" > /dev/null")
+        // Without COMMIT, psql's end of input ends the session and the server rolls back.
+        .line("if [ -e \"$W/failed\" ]; then echo \"pg_restore could not read $F; nothing was changed\" >&2; exit 1; fi"))
+}
+
+/// `s` as an SQL string literal.
+pub fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a quoted SQL identifier.
+pub fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Reads Prisma's `_prisma_migrations` in `schema` with psql, the password through
+/// [`pgpass`]: prints `no-psql`, `no-table`, or `table` then `applied <name>` for each
+/// migration applied (finished and not rolled back). Reads only.
+pub fn prisma_migrations(
+    l: &Layout,
+    conn: &crate::pgconn::PgConn,
+    schema: &str,
+) -> Result<Script, crate::error::Error> {
+    let table = format!("{}._prisma_migrations", sql_ident(schema));
+    let exists = format!("SELECT to_regclass({}) IS NOT NULL", sql_literal(&table));
+    let applied = format!(
+        "SELECT migration_name FROM {table} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY 1"
+    );
+    let s = with_dirs("read _prisma_migrations", l)
+        .line("command -v psql >/dev/null 2>&1 || { echo no-psql; exit 0; }")
+        .line("umask 077")
+        .line("W=$(mktemp -d \"${TMPDIR:-/tmp}/tj-pg.XXXXXX\")")
+        .line("trap 'rm -rf \"$W\"' EXIT");
+    Ok(pgpass(s, conn)?
+        .var("Q1", &exists)
+        .var("Q2", &applied)
+        .line("e=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -d \"$CONN\" -c \"$Q1\")")
+        .line("if [ \"$e\" != t ]; then echo no-table; exit 0; fi")
+        .line("psql -X -q -A -t -v ON_ERROR_STOP=1 -d \"$CONN\" -c \"$Q2\" > \"$W/applied\"")
+        .line("echo table")
+        .line("sed 's/^/applied /' \"$W/applied\"")
+        .repeatable())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let p = |s: &str| crate::config::RemotePath::parse("p", s).unwrap();
+        Layout::new(p("/srv/app"), p("/b"))
+    }
+
+    fn conn() -> crate::pgconn::PgConn {
+        crate::pgconn::PgConn::parse("postgresql://u:s3cr3t-pw@h/db?schema=app").unwrap()
+    }
+
+    #[test]
+    fn prisma_migrations_quotes_the_schema_and_keeps_the_password_off_the_text() {
+        let l = layout();
+        let s = prisma_migrations(&l, &conn(), "we\"ird'; drop").unwrap();
+        let text = s.text();
+        assert!(!text.contains("s3cr3t-pw"), "{text}");
+        assert_eq!(s.secret_input().as_deref(), Some("*:*:*:*:s3cr3t-pw\n"));
+        // The identifier doubled inside the SQL literal, the whole statement one shell word.
+        assert!(
+            text.contains(&quote(
+                "SELECT to_regclass('\"we\"\"ird''; drop\"._prisma_migrations') IS NOT NULL"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("finished_at IS NOT NULL AND rolled_back_at IS NULL"));
+    }
+
+    #[test]
+    fn the_restore_commits_only_after_the_whole_dump() {
+        let l = layout();
+        let id = ReleaseId::parse("id", "20260101_000000").unwrap();
+        let drops = "DROP TABLE IF EXISTS \"public\".\"x\" CASCADE;";
+        let s = restore_database(&l, id, &"a".repeat(64), &conn(), drops).unwrap();
+        let text = s.text();
+        assert!(!text.contains("s3cr3t-pw"));
+        assert!(text.contains(&format!("DROPS={}", quote(drops))));
+        let begin = text.find("echo 'BEGIN;'").unwrap();
+        let commit = text.find("then echo 'COMMIT;'").unwrap();
+        assert!(begin < text.find("\"$DROPS\"").unwrap() && text.find("\"$DROPS\"").unwrap() < commit);
+        assert!(!text.contains("--single-transaction"), "one transaction, ours");
+    }
 }
