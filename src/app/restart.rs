@@ -181,7 +181,7 @@ async fn run<T: Transport>(
             .await?;
         checks.extend(v.checks);
         if let Some(before) = &counts {
-            crashes.extend(crashloop::after(ctx, h, before, since).await);
+            crashes.extend(crashloop::after(ctx, h, before, since, true).await);
         }
     }
     Ok(())

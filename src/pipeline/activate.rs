@@ -76,9 +76,10 @@ pub async fn activate<T: Transport>(
             Why::Forward { .. } => ctx.steps.run(&name, StepKind::Reload.name(), cmd, run).await?,
         };
     }
-    // Right after the reload, which counted its own restart of each worker.
+    // Right after the reload, which counted its own restart of each worker. A new release
+    // (`complete`: a deploy) waits for the settle; a rollback (an existing release) does not.
     let restarts = match why {
-        Why::Forward { .. } if env.reload.is_some() => crashloop::read(ctx, h).await,
+        Why::Forward { complete } if env.reload.is_some() => crashloop::read(ctx, h).await.map(|c| (c, complete)),
         _ => None,
     };
     let url = health::url_for(&env.health_url, &h.spec);
@@ -95,19 +96,20 @@ pub async fn activate<T: Transport>(
 }
 
 /// [`verify`], and when `restarts` were read after the reload, the crash-loop check: they are
-/// read again once verification ended (at least [`crashloop::SETTLE`] later).
+/// read again once verification ended (a deploy at least [`crashloop::SETTLE`] later; a
+/// rollback at once, see [`crashloop`]).
 async fn verify_counted<T: Transport>(
     ctx: &Ctx<'_>,
     h: &HostRun<T>,
     release: ReleaseId,
     revision: &str,
     tool: Option<commands::HttpTool>,
-    restarts: Option<crashloop::Counts>,
+    restarts: Option<(crashloop::Counts, bool)>,
 ) -> Result<Verification> {
     let since = std::time::Instant::now();
     let mut v = verify(ctx, h, release, revision, tool).await?;
-    if let Some(before) = &restarts {
-        v.warnings = crashloop::after(ctx, h, before, since).await;
+    if let Some((before, settle)) = &restarts {
+        v.warnings = crashloop::after(ctx, h, before, since, *settle).await;
     }
     Ok(v)
 }

@@ -1,13 +1,20 @@
 //! Host metrics (memory, CPU, disk) judged against the host itself: each host's figures from
-//! just before the switch (or, where that sample failed, the watch's first), and the rule that
-//! a figure already over a threshold there is a warning said once, never a rollback reason,
-//! unless the release makes it clearly worse: over `critical` and more than a margin above its
-//! figure from before. App metrics (error rate, p95, PM2 workers) keep absolute thresholds.
+//! just before the switch ([`before`]; a host or metric missing there keeps the absolute
+//! thresholds, never the watch's own first sample, which is already the release's), and the
+//! rule that a figure already over a threshold there is a warning said once, never a rollback
+//! reason, unless the release makes it clearly worse: over `critical` and more than a margin
+//! above its figure from before, or at or over [`ABSOLUTE`]. App metrics (error rate, p95, PM2
+//! workers) keep absolute thresholds.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use super::decide::{Level, Reading, Unit, Window, level};
+use super::sample;
 use crate::config::watch::{Levels, Watch};
+use crate::pipeline::{Ctx, HostRun};
+use crate::remote::{Mode, Transport, commands};
+use crate::ui;
 
 /// Memory and disk: a figure already over a threshold before the deploy counts against the
 /// release only once it is over `critical` and more than 5 percentage points above its figure
@@ -16,6 +23,15 @@ pub const MARGIN: f64 = 0.05;
 
 /// CPU busy share over one interval is noisier than memory or disk: 10 percentage points.
 pub const CPU_MARGIN: f64 = 0.10;
+
+/// A figure at or over this is judged by the absolute thresholds whatever the host carried
+/// before: a full disk or memory, or a pinned CPU, is never explained away by a baseline that
+/// was itself high (or, for CPU, one noisy second).
+pub const ABSOLUTE: f64 = 0.98;
+
+/// The bound on the command before the switch: it sleeps 2 s; a host slower than this to
+/// answer keeps the absolute thresholds rather than hold the deploy up.
+const BEFORE_LIMIT: Duration = Duration::from_secs(6);
 
 /// The host metrics, in the order the summary lists them.
 pub const METRICS: [&str; 3] = ["memory", "cpu", "disk"];
@@ -97,10 +113,11 @@ impl Baseline {
             }
             out.push(format!(
                 "{metric} {} on {host} was already over {name} {} before this deploy: not held against \
-                 the release unless it goes over critical and rises by more than {} points",
+                 the release unless it goes over critical and rises by more than {} points, or reaches {}",
                 Unit::Ratio.show(*b),
                 Unit::Ratio.show(threshold),
-                (margin * 100.0).round()
+                (margin * 100.0).round(),
+                Unit::Ratio.show(ABSOLUTE)
             ));
         }
         out
@@ -108,17 +125,48 @@ impl Baseline {
 }
 
 /// A figure's level against the host's own from before: where both are over a threshold,
-/// critical only when it rose by more than `margin`, else a warning. The flag says whether the
-/// figure from before decided.
+/// critical only when it rose by more than `margin`, else a warning; at or over [`ABSOLUTE`],
+/// the absolute level. The flag says whether the figure from before decided.
 fn judged(v: f64, before: Option<f64>, l: &Levels, margin: f64) -> (Level, bool) {
     let now = level(v, l).min(Level::Critical);
     match before {
-        Some(b) if now >= Level::Warning && level(b, l) >= Level::Warning => {
+        Some(b) if v < ABSOLUTE && now >= Level::Warning && level(b, l) >= Level::Warning => {
             let worse = now == Level::Critical && v - b > margin;
             (if worse { Level::Critical } else { Level::Warning }, true)
         }
         _ => (now, false),
     }
+}
+
+/// Each host's memory, disk and CPU just before the switch: what a host carried before this
+/// deploy is not held against the release. One light command per host (no PM2), side by side,
+/// bounded by [`BEFORE_LIMIT`]; a host that fails it keeps the absolute thresholds. Only called
+/// when a watch will run.
+pub async fn before<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>]) -> Baseline {
+    let script = commands::host_figures(&ctx.layout);
+    let script = &script;
+    let runs = hosts.iter().map(|h| async move {
+        let out = tokio::time::timeout(BEFORE_LIMIT, h.t.run(script, Mode::Capture)).await;
+        (h.name(), out)
+    });
+    let mut win = Window::default();
+    for (host, out) in futures_util::future::join_all(runs).await {
+        let Ok(Ok(out)) = out else { continue };
+        let (s, busy) = sample::figures(&out.stdout);
+        // The lower of two one-second readings: a spike (a cron job, the unpacking just done)
+        // rarely fills both, while a host that is busy all along shows in both. Measuring over
+        // 2 s would average a spike in, not leave it out.
+        win.cpu.insert(host.clone(), busy.into_iter().reduce(f64::min));
+        win.hosts.insert(host, Ok(s));
+    }
+    let mut b = Baseline::default();
+    b.fill(&win);
+    let figures = b.describe();
+    ui::info(&match figures.is_empty() {
+        true => "watch: no host figures before the switch (absolute thresholds apply)".to_string(),
+        false => format!("watch: host figures before the switch: {}", figures.join("; ")),
+    });
+    b
 }
 
 /// One host metric in a window: each host judged against its own figure from before; the

@@ -185,7 +185,7 @@ fn a_host_already_over_critical_before_the_deploy_is_a_warning_said_once_not_a_r
         lines,
         vec![
             "disk 93 % on a was already over critical 90 % before this deploy: not held against the release \
-             unless it goes over critical and rises by more than 5 points"
+             unless it goes over critical and rises by more than 5 points, or reaches 98 %"
         ]
     );
     assert!(before.over(&w).is_empty(), "said once");
@@ -213,14 +213,14 @@ fn a_host_already_over_critical_before_the_deploy_is_a_warning_said_once_not_a_r
 fn a_release_that_makes_a_host_clearly_worse_is_rolled_back() {
     let w = cfg();
     let mut before = Baseline::default();
-    before.fill(&figures(&[("a", 0.85, 0.93, Some(0.86))]));
+    before.fill(&figures(&[("a", 0.85, 0.91, Some(0.86))]));
     assert_eq!(
         before.over(&w).len(),
         3,
         "memory and CPU over warning, disk over critical"
     );
-    // Disk 93 → 99 %: more than 5 points up and over critical, twice in a row.
-    let windows: Vec<Window> = [0.99, 0.99]
+    // Disk 91 → 97 %: more than 5 points up and over critical, twice in a row.
+    let windows: Vec<Window> = [0.97, 0.97]
         .iter()
         .map(|d| figures(&[("a", 0.85, *d, Some(0.86))]))
         .collect();
@@ -229,7 +229,7 @@ fn a_release_that_makes_a_host_clearly_worse_is_rolled_back() {
     assert_eq!(i, 1, "consecutive still applies");
     assert_eq!(
         msg,
-        "disk 99 % over critical 90 % on a (up from 93 % before this deploy) in 2 samples in a row"
+        "disk 97 % over critical 90 % on a (up from 91 % before this deploy) in 2 samples in a row"
     );
     // Memory 85 % (over warning) → 89 %: a warning; → 91 %: over critical by 6 points: critical.
     let level = |m: f64, cpu: f64, metric: &str| {
@@ -261,31 +261,28 @@ fn host_metrics_fine_before_the_deploy_keep_their_absolute_thresholds() {
 }
 
 #[test]
-fn without_a_sample_before_the_switch_the_watch_s_first_stands_in() {
+fn critical_stays_reachable_at_or_over_98_percent_whatever_the_baseline() {
     let w = cfg();
     let mut before = Baseline::default();
-    // The sample before the switch failed for host a; the watch's first one gives memory and
-    // disk (no CPU: that needs two samples), its first window the CPU.
-    let mut first = figures(&[("a", 0.5, 0.95, None)]);
-    first.cpu.clear();
-    before.fill(&first);
-    assert_eq!(before.get("a", "disk"), Some(0.95));
-    assert_eq!(before.get("a", "cpu"), None);
-    before.fill(&figures(&[("a", 0.6, 0.5, Some(0.9))]));
+    // One noisy second at 92 % CPU before the switch; memory and disk already at 96 %.
+    before.fill(&figures(&[("a", 0.96, 0.96, Some(0.92))]));
+    let level = |m: f64, d: f64, cpu: f64, metric: &str| {
+        let j = judge(&w, &figures(&[("a", m, d, Some(cpu))]), &BTreeMap::new(), &before);
+        let r = j.readings.iter().find(|r| r.metric == metric).unwrap().clone();
+        (r.level, r.before)
+    };
+    // Under 98 %: judged against the figure from before (within the margin: a warning).
+    assert_eq!(level(0.5, 0.5, 0.97, "cpu"), (Level::Warning, Some(0.92)));
+    assert_eq!(level(0.97, 0.5, 0.1, "memory"), (Level::Warning, Some(0.96)));
+    // At or over 98 %: the absolute thresholds, though within the margin of the figure before.
+    assert_eq!(level(0.5, 0.5, 0.98, "cpu"), (Level::Critical, None));
+    assert_eq!(level(0.99, 0.5, 0.1, "memory"), (Level::Critical, None));
+    assert_eq!(level(0.5, 0.985, 0.1, "disk"), (Level::Critical, None));
+    let windows = vec![figures(&[("a", 0.5, 0.5, Some(0.99))]); 2];
+    let (_, breach) = watch(&w, &before, &windows);
     assert_eq!(
-        (
-            before.get("a", "memory"),
-            before.get("a", "disk"),
-            before.get("a", "cpu")
-        ),
-        (Some(0.5), Some(0.95), Some(0.9)),
-        "only what was missing is filled"
-    );
-    let lines = before.over(&w);
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(
-        lines[0].starts_with("cpu 90 % on a was already over critical 85 %"),
-        "{lines:?}"
+        breach.map(|b| b.1).as_deref(),
+        Some("cpu 99 % over critical 85 % on a in 2 samples in a row")
     );
 }
 

@@ -13,6 +13,8 @@ pub mod prometheus;
 mod report;
 pub mod sample;
 
+pub use baseline::before;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -59,7 +61,8 @@ pub struct Report {
 struct State {
     report: Report,
     baseline: BTreeMap<String, BTreeMap<i64, i64>>,
-    /// Each host's memory, CPU and disk from before the switch, completed by the watch's first.
+    /// Each host's memory, CPU and disk from before the switch; never completed by the watch's
+    /// own samples (they are the release's).
     before: Baseline,
     cpu: BTreeMap<String, Option<(u64, u64)>>,
     last_progress: Option<Instant>,
@@ -87,32 +90,9 @@ pub fn plan_line(w: &Watch) -> String {
     )
 }
 
-/// Each host's memory, disk and CPU (busy over one second) just before the switch: what a
-/// host carried before this deploy is not held against the release. Two SSH commands per host.
-pub async fn before<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>]) -> Baseline {
-    let first: BTreeMap<_, _> = sample_all(ctx, hosts, Duration::ZERO).await.into_iter().collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut win = Window::default();
-    for (host, s) in sample_all(ctx, hosts, Duration::ZERO).await {
-        if let (Ok(now), Some(Ok(then))) = (&s, first.get(&host)) {
-            win.cpu
-                .insert(host.clone(), sample::cpu_busy(then.cpu_ticks, now.cpu_ticks));
-        }
-        win.hosts.insert(host, s);
-    }
-    let mut b = Baseline::default();
-    b.fill(&win);
-    let figures = b.describe();
-    ui::info(&match figures.is_empty() {
-        true => "watch: no host figures before the switch (the watch's first sample stands in)".to_string(),
-        false => format!("watch: host figures before the switch: {}", figures.join("; ")),
-    });
-    b
-}
-
 /// Watches the release for `w.duration`; an `Err` is a breach (roll back).
 /// `check`: the GitHub check run to keep `in_progress` with a line of progress; `before`: the
-/// hosts' figures from [`before`] (empty: the watch's first sample stands in).
+/// hosts' figures from [`before`] (a host or metric missing there: absolute thresholds).
 pub async fn run<T: Transport>(
     ctx: &Ctx<'_>,
     hosts: &[HostRun<T>],
@@ -162,14 +142,11 @@ pub async fn run<T: Transport>(
             st.report.ending = Ending::CutShort;
             break None;
         }
-        // A host whose CPU was not measured before the switch: its first window stands in.
-        st.before.fill(&win);
-        say_before(w, &mut st);
         let judged_at = started.elapsed();
-        if judged_at >= w.initial_delay {
-            if let Some(b) = judge(w, &win, &mut st) {
-                break Some(b);
-            }
+        if judged_at >= w.initial_delay
+            && let Some(b) = judge(w, &win, &mut st)
+        {
+            break Some(b);
         }
         if judged_at >= w.duration {
             break None;
@@ -188,20 +165,21 @@ pub async fn run<T: Transport>(
     }
 }
 
-/// The watch's first sample: the PM2 restart counts every later one is compared with, the CPU
-/// counters, and the memory and disk of any host the sample before the switch missed.
+/// The watch's first sample: the PM2 restart counts every later one is compared with, and the
+/// CPU counters. Not a baseline for host metrics: the release is already live.
 async fn begin<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], w: &Watch, st: &mut State) {
-    let mut win = Window::default();
-    for (host, s) in sample_all(ctx, hosts, w.interval).await {
+    first(st, sample_all(ctx, hosts, w.interval).await);
+    say_before(w, st);
+}
+
+fn first(st: &mut State, samples: Vec<(String, std::result::Result<HostSample, String>)>) {
+    for (host, s) in samples {
         if let Ok(s) = &s {
             let restarts = s.workers.iter().flatten().map(|wk| (wk.id, wk.restarts)).collect();
             st.baseline.insert(host.clone(), restarts);
-            st.cpu.insert(host.clone(), s.cpu_ticks);
+            st.cpu.insert(host, s.cpu_ticks);
         }
-        win.hosts.insert(host, s);
     }
-    st.before.fill(&win);
-    say_before(w, st);
 }
 
 /// Says once per host and metric what was already over a threshold before this deploy.
@@ -416,5 +394,59 @@ async fn progress(st: &mut State, at: Duration, total: Duration, check: Option<(
         if let Err(e) = crate::github::report::progress_check(gh, id, &title, &line).await {
             report::note(&mut st.report, &format!("check run progress: {e}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(w: &Watch, before: Baseline) -> State {
+        State {
+            report: report::empty(w),
+            baseline: BTreeMap::new(),
+            before,
+            cpu: BTreeMap::new(),
+            last_progress: None,
+        }
+    }
+
+    /// Host a's sample: memory and disk, CPU busy as given.
+    fn window(memory: f64, disk: f64, cpu: f64) -> (HostSample, Window) {
+        let s = HostSample {
+            workers: Some(Vec::new()),
+            memory: Some(memory),
+            cpu_ticks: Some((1, 2)),
+            disk: Some(disk),
+        };
+        let mut win = Window::default();
+        win.hosts.insert("a".into(), Ok(s.clone()));
+        win.cpu.insert("a".into(), Some(cpu));
+        (s, win)
+    }
+
+    #[test]
+    fn a_host_missing_before_the_switch_keeps_the_absolute_thresholds() {
+        let raw: crate::config::watch::RawWatch = toml::from_str("consecutive = 2\n").unwrap();
+        let w = crate::config::watch::parse("w", Some(&raw), "r", None).unwrap();
+        // The sample before the switch failed for host a; the release pins its CPU at 99 %.
+        let mut st = state(&w, Baseline::default());
+        let (s, win) = window(0.99, 0.5, 0.99);
+        first(&mut st, vec![("a".into(), Ok(s))]);
+        say_before(&w, &mut st);
+        assert_eq!(
+            st.before.get("a", "memory"),
+            None,
+            "the watch's first sample is the release's"
+        );
+        assert!(st.report.warnings.is_empty(), "{:?}", st.report.warnings);
+        assert_eq!(judge(&w, &win, &mut st), None, "consecutive still applies");
+        let breach = judge(&w, &win, &mut st).expect("over critical twice: roll back");
+        assert!(breach.starts_with("memory 99 % over critical"), "{breach}");
+        assert!(
+            st.report.warnings.iter().all(|l| !l.contains("already over")),
+            "{:?}",
+            st.report.warnings
+        );
     }
 }

@@ -31,9 +31,8 @@ pub struct HostSample {
     pub disk: Option<f64>,
 }
 
-/// Splits the output into its sections and parses each. `deploy_dir` picks the workers
-/// started from it (`pm_cwd` under it) when PM2 runs other apps too.
-pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
+/// The output's `@@tj-watch <name>` sections, in order (a name may repeat).
+fn sections(output: &str) -> Vec<(&str, String)> {
     let mut sections: Vec<(&str, String)> = Vec::new();
     for line in output.lines() {
         if let Some(name) = line.strip_prefix(crate::remote::commands::SECTION) {
@@ -43,6 +42,13 @@ pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
             text.push('\n');
         }
     }
+    sections
+}
+
+/// Splits the output into its sections and parses each. `deploy_dir` picks the workers
+/// started from it (`pm_cwd` under it) when PM2 runs other apps too.
+pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
+    let sections = sections(output);
     let get = |n: &str| {
         sections
             .iter()
@@ -58,9 +64,29 @@ pub fn parse(output: &str, deploy_dir: &str) -> HostSample {
     }
 }
 
-/// The workers in `pm2 jlist` output (cut or not): those started from under `deploy_dir`, or
-/// every process when none was. `None`: no list in the text.
-pub fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
+/// The output of `commands::host_figures`: memory and disk in a sample without workers, and
+/// the CPU busy share over each interval between its successive `stat` sections.
+pub fn figures(output: &str) -> (HostSample, Vec<f64>) {
+    let sections = sections(output);
+    let get = |n: &str| sections.iter().find(|(s, _)| *s == n).map_or("", |(_, t)| t.as_str());
+    let ticks: Vec<Option<(u64, u64)>> = sections
+        .iter()
+        .filter(|(s, _)| *s == "stat")
+        .map(|(_, t)| cpu_ticks(t))
+        .collect();
+    let busy = ticks.windows(2).filter_map(|p| cpu_busy(p[0], p[1])).collect();
+    let s = HostSample {
+        workers: None,
+        memory: memory(get("meminfo")),
+        cpu_ticks: None,
+        disk: disk(get("df")),
+    };
+    (s, busy)
+}
+
+/// Every process in `pm2 jlist` output (cut or not), each with whether it was started from
+/// under `deploy_dir`. `None`: no list in the text.
+fn listed(text: &str, deploy_dir: &str) -> Option<Vec<(Worker, bool)>> {
     // Other output ("[PM2] Spawning PM2 daemon…") can come first: the list is the first `[`
     // from which a JSON array parses.
     let list: Vec<Value> = text.match_indices('[').find_map(|(i, _)| {
@@ -69,7 +95,7 @@ pub fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
             .next()?
             .ok()
     })?;
-    let all: Vec<(Worker, bool)> = list
+    let all = list
         .iter()
         .map(|p| {
             let env = &p["pm2_env"];
@@ -87,6 +113,13 @@ pub fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
             (w, ours)
         })
         .collect();
+    Some(all)
+}
+
+/// The workers in `pm2 jlist` output (cut or not): those started from under `deploy_dir`, or
+/// every process when none was. `None`: no list in the text.
+pub fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
+    let all = listed(text, deploy_dir)?;
     let any_ours = all.iter().any(|(_, o)| *o);
     Some(
         all.into_iter()
@@ -94,6 +127,13 @@ pub fn workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
             .map(|(w, _)| w)
             .collect(),
     )
+}
+
+/// Only the workers started from under `deploy_dir`, never another app's (the crash-loop check
+/// must not blame a neighbour). `None`: no list in the text.
+pub fn own_workers(text: &str, deploy_dir: &str) -> Option<Vec<Worker>> {
+    let all = listed(text, deploy_dir)?;
+    Some(all.into_iter().filter(|(_, o)| *o).map(|(w, _)| w).collect())
 }
 
 fn memory(text: &str) -> Option<f64> {
@@ -165,6 +205,21 @@ cpu  100 0 100 700 100 0 0 0 0 0
         );
         // No worker from deploy_dir: every process counts.
         assert_eq!(parse(OUT, "/elsewhere").workers.unwrap().len(), 2);
+        // Without that fallback, for the crash-loop check.
+        let pm2 = OUT.split("@@tj-watch pm2\n").nth(1).unwrap();
+        assert_eq!(own_workers(pm2, "/srv/app").unwrap().len(), 1);
+        assert_eq!(own_workers(pm2, "/elsewhere"), Some(Vec::new()));
+    }
+
+    #[test]
+    fn figures_before_the_switch_give_one_cpu_reading_per_second() {
+        let out = "@@tj-watch meminfo\nMemTotal: 1000 kB\nMemAvailable: 250 kB\n@@tj-watch df\n/dev/sda1 1000 600 400 60% /\n\
+                   @@tj-watch stat\ncpu  100 0 100 700 100 0 0 0\n@@tj-watch stat\ncpu  190 0 100 710 100 0 0 0\n\
+                   @@tj-watch stat\ncpu  200 0 100 790 110 0 0 0\n";
+        let (s, busy) = figures(out);
+        assert_eq!((s.memory, s.disk, s.workers), (Some(0.75), Some(0.6), None));
+        assert_eq!(busy, vec![0.9, 0.1]);
+        assert_eq!(figures("@@tj-watch stat\ncpu  1 0 1 1\n").1, Vec::<f64>::new());
     }
 
     #[test]

@@ -21,6 +21,17 @@ pub fn watch_sample(l: &Layout) -> Script {
         .repeatable()
 }
 
+/// The host's figures before the switch, lighter than [`watch_sample`] (no PM2, no node):
+/// memory, the disk of `deploy_dir`, and `/proc/stat` three times a second apart, for two CPU
+/// readings of one second each.
+pub fn host_figures(l: &Layout) -> Script {
+    with_dirs("host figures", l)
+        .line("echo '@@tj-watch meminfo'; cat /proc/meminfo 2>/dev/null || true")
+        .line("echo '@@tj-watch df'; df -P -k \"$D\" 2>/dev/null | tail -n 1 || true")
+        .line("for i in 1 2 3; do [ \"$i\" = 1 ] || sleep 1; echo '@@tj-watch stat'; head -n 1 /proc/stat 2>/dev/null || true; done")
+        .repeatable()
+}
+
 /// `pm2 jlist`, cut on the host to the fields read (no process environment travels back), for
 /// the restart counts around verification. No PM2 or no list: empty output.
 pub fn pm2_list(l: &Layout) -> Script {
@@ -47,5 +58,8 @@ mod tests {
         for s in ["meminfo", "stat", "df", "pm2 jlist"] {
             assert!(t.contains(s), "{s}: {t}");
         }
+        let t = host_figures(&l).text().to_string();
+        assert!(t.contains("D='/srv/my app'"), "{t}");
+        assert!(!t.contains("pm2") && !t.contains("node"), "light: {t}");
     }
 }
