@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use crate::backup::Manifest;
 use crate::config::ReleaseId;
 use crate::error::{Error, Result};
-use crate::remote::commands::{self, sql_ident};
+use crate::remote::commands::{self, sql_ident, sql_literal};
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport};
 
@@ -128,6 +128,63 @@ fn extras(h: &Held, live: &[&str]) -> Vec<Extra> {
     out
 }
 
+/// What the `CASCADE` of the drops would reach (pg_depend, recursively, through the parts
+/// that go with an object: its row and array types, indexes, rules), reduced to the table
+/// or type it belongs to. A dependent that is neither an extra nor held by the dump (a
+/// DBA's view on a new table, a column of a new enum in another role's table) would be
+/// lost without a trace: the block raises an error naming them, and nothing is changed.
+const GUARD: &str = "DO $tj$ DECLARE bad text; BEGIN
+WITH RECURSIVE extra(classid, objid) AS (VALUES {extras}),
+held(kind, nspname, name) AS (VALUES ('', '', ''){held}),
+dep(classid, objid, objsubid, deptype) AS (
+ SELECT d.classid, d.objid, d.objsubid, d.deptype FROM pg_depend d JOIN extra e ON d.refclassid = e.classid AND d.refobjid = e.objid
+ UNION SELECT d.classid, d.objid, d.objsubid, d.deptype FROM pg_depend d JOIN dep p ON d.refclassid = p.classid AND d.refobjid = p.objid AND (p.objsubid = 0 OR d.refobjsubid = p.objsubid)),
+owner AS (SELECT p.classid, p.objid, p.objsubid,
+ CASE p.classid WHEN 'pg_class'::regclass THEN coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = p.objid), p.objid)
+  WHEN 'pg_rewrite'::regclass THEN (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = p.objid)
+  WHEN 'pg_attrdef'::regclass THEN (SELECT a.adrelid FROM pg_attrdef a WHERE a.oid = p.objid)
+  WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = p.objid)
+  WHEN 'pg_policy'::regclass THEN (SELECT o.polrelid FROM pg_policy o WHERE o.oid = p.objid)
+  WHEN 'pg_constraint'::regclass THEN (SELECT nullif(c.conrelid, 0) FROM pg_constraint c WHERE c.oid = p.objid)
+  WHEN 'pg_type'::regclass THEN (SELECT nullif(t.typrelid, 0) FROM pg_type t WHERE t.oid = p.objid) END AS rel,
+ CASE p.classid WHEN 'pg_type'::regclass THEN (SELECT CASE WHEN t.typrelid <> 0 THEN NULL WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END FROM pg_type t WHERE t.oid = p.objid)
+  WHEN 'pg_constraint'::regclass THEN (SELECT nullif(c.contypid, 0) FROM pg_constraint c WHERE c.oid = p.objid) END AS typ
+ FROM dep p WHERE p.deptype = 'n')
+SELECT string_agg(DISTINCT pg_describe_object(x.classid, x.objid, x.objsubid), ', ') INTO bad FROM owner x
+WHERE NOT EXISTS (SELECT 1 FROM extra e WHERE (e.classid = 'pg_class'::regclass AND e.objid = x.rel) OR (e.classid = 'pg_type'::regclass AND e.objid = x.typ))
+AND NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN held h ON h.kind = 'r' AND h.nspname = n.nspname AND h.name = c.relname WHERE c.oid = x.rel)
+AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN held h ON h.kind = 't' AND h.nspname = n.nspname AND h.name = t.typname WHERE t.oid = x.typ);
+IF bad IS NOT NULL THEN RAISE EXCEPTION 'tj-deploy: dropping what the backup does not hold would also drop %, which the backup does not hold either; nothing was changed', bad; END IF;
+END $tj$;";
+
+/// [`GUARD`] for `extra` against what the dump holds; empty when nothing is dropped.
+fn guard_sql(extra: &[Extra], h: &Held) -> String {
+    if extra.is_empty() {
+        return String::new();
+    }
+    let extras: Vec<String> = extra
+        .iter()
+        .map(|e| {
+            let name = sql_literal(&format!("{}.{}", sql_ident(&e.schema), sql_ident(&e.name)));
+            if e.is_type() {
+                format!("('pg_type'::regclass::oid, to_regtype({name})::oid)")
+            } else {
+                format!("('pg_class'::regclass::oid, to_regclass({name})::oid)")
+            }
+        })
+        .collect();
+    let row = |kind: &str, (schema, name): &(String, String)| {
+        format!(", ('{kind}', {}, {})", sql_literal(schema), sql_literal(name))
+    };
+    let held: String = h
+        .relations
+        .iter()
+        .map(|k| row("r", k))
+        .chain(h.types.iter().map(|k| row("t", k)))
+        .collect();
+    GUARD.replace("{extras}", &extras.join(", ")).replace("{held}", &held)
+}
+
 /// Restores backup `backup`'s db.dump over the database, dropping first, in the same
 /// transaction, what the dump does not hold. Returns the dropped objects, described.
 pub async fn restore<T: Transport>(t: &T, l: &Layout, backup: ReleaseId, manifest: &Manifest) -> Result<Vec<String>> {
@@ -142,7 +199,8 @@ pub async fn restore<T: Transport>(t: &T, l: &Layout, backup: ReleaseId, manifes
         .check(&what)?;
     let lines = |prefix: &str| -> Vec<&str> { out.stdout.lines().filter_map(|l| l.strip_prefix(prefix)).collect() };
     let extra = extras(&held(&lines("toc ")), &lines("live "));
-    let drops: Vec<String> = extra.iter().map(Extra::drop_sql).collect();
+    let mut drops: Vec<String> = vec![guard_sql(&extra, &held(&lines("toc ")))];
+    drops.extend(extra.iter().map(Extra::drop_sql));
     let script = commands::restore_database(l, backup, &db.sha256, &conn, &drops.join("\n"))?;
     t.run(&script, Mode::Stream).await?.check(&what)?;
     Ok(extra.iter().map(Extra::describe).collect())
@@ -195,6 +253,22 @@ mod tests {
             "DROP TABLE IF EXISTS \"public\".\"audit \"\"log\"\"\" CASCADE;"
         );
         assert_eq!(e[0].drop_sql(), "DROP VIEW IF EXISTS \"app\".\"recent\" CASCADE;");
+    }
+
+    #[test]
+    fn the_guard_names_the_extras_and_what_the_dump_holds_as_literals() {
+        let toc: Vec<&str> = TOC.lines().collect();
+        let h = held(&toc);
+        assert_eq!(guard_sql(&[], &h), "");
+        let e = [Extra {
+            kind: "type".into(),
+            schema: "public".into(),
+            name: "it's".into(),
+        }];
+        let sql = guard_sql(&e, &h);
+        assert!(sql.contains("to_regtype('\"public\".\"it''s\"')::oid"), "{sql}");
+        assert!(sql.contains(", ('r', 'app', 'my table')") && sql.contains(", ('t', 'public', 'Role')"));
+        assert!(sql.starts_with("DO $tj$") && sql.ends_with("END $tj$;") && !sql.contains("{held}"));
     }
 
     #[test]
