@@ -63,39 +63,111 @@ const NOT_DEFINITIONS: &[&str] = &[
     "MATERIALIZED VIEW DATA ",
 ];
 
-/// Reads `pg_restore -l` lines: `<id>; <tableoid> <oid> <desc> <schema> <name> <owner>`, where
-/// desc may hold spaces (`TABLE DATA`) and the name too; schema and owner are single words.
-fn held(toc: &[&str]) -> Held {
+/// The database's side, read with NUL separators (names may hold tabs and newlines).
+#[derive(Debug, Default)]
+struct Catalog {
+    /// `(kind, schema, name)` of each object a restore may drop.
+    objects: Vec<(String, String, String)>,
+    schemas: BTreeSet<String>,
+    roles: BTreeSet<String>,
+}
+
+impl Catalog {
+    /// psql `-A -t --field-separator-zero --record-separator-zero` output of three columns
+    /// (kind, schema, name; `schema`/`role` rows name one in the second column). psql ends
+    /// the last record with the record separator (a NUL); the transport adds a newline.
+    fn parse(raw: &str) -> Result<Catalog> {
+        let raw = raw.strip_suffix('\n').unwrap_or(raw);
+        let raw = raw.strip_suffix('\0').unwrap_or(raw);
+        let mut c = Catalog::default();
+        if raw.is_empty() {
+            return Ok(c);
+        }
+        let fields: Vec<&str> = raw.split('\0').collect();
+        if fields.len() % 3 != 0 {
+            return Err(Error::failed(
+                "cannot read the database's catalog: unexpected answer from psql",
+            ));
+        }
+        for f in fields.chunks(3) {
+            match f[0] {
+                "schema" => drop(c.schemas.insert(f[1].to_string())),
+                "role" => drop(c.roles.insert(f[1].to_string())),
+                kind => c.objects.push((kind.to_string(), f[1].to_string(), f[2].to_string())),
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// `<a> <b> <owner>` of a `pg_restore -l` entry, where `a` (a schema) and `owner` (a role)
+/// may hold spaces too: a split is taken when it is the only one, or the only one whose `a`
+/// passes `known_a` and whose owner is a role of the database. Anything else is refused
+/// rather than guessed (a misread schema would drop the wrong tables).
+fn split_entry<'a>(
+    entry: &'a str,
+    known_a: &dyn Fn(&str) -> bool,
+    roles: &BTreeSet<String>,
+) -> Result<(&'a str, &'a str)> {
+    let spaces: Vec<usize> = entry.match_indices(' ').map(|(i, _)| i).collect();
+    if let [i, j] = spaces[..] {
+        return Ok((&entry[..i], &entry[i + 1..j]));
+    }
+    let mut found = Vec::new();
+    for (n, &i) in spaces.iter().enumerate() {
+        for &j in &spaces[n + 1..] {
+            let (a, b, owner) = (&entry[..i], &entry[i + 1..j], &entry[j + 1..]);
+            if known_a(a) && roles.contains(owner) {
+                found.push((a, b));
+            }
+        }
+    }
+    match found[..] {
+        [one] => Ok(one),
+        _ => Err(Error::failed(format!(
+            "cannot tell schema, name and owner apart in the backup's entry {entry:?}; nothing was changed"
+        ))),
+    }
+}
+
+/// Reads `pg_restore -l` lines: `<id>; <tableoid> <oid> <desc> <schema> <name> <owner>`,
+/// where desc may hold spaces (`TABLE DATA`), and schema, name and owner too ([`split_entry`]
+/// resolves them against `c`'s schemas and roles).
+fn held(toc: &[&str], c: &Catalog) -> Result<Held> {
     let mut h = Held::default();
     h.schemas.insert("public".to_string());
-    for line in toc {
-        let Some((_, rest)) = line.split_once("; ") else {
-            continue;
-        };
-        let mut words = rest.splitn(3, ' ');
-        let (Some(_), Some(_), Some(entry)) = (words.next(), words.next(), words.next()) else {
-            continue;
-        };
-        if let Some(name) = entry.strip_prefix("SCHEMA - ") {
-            if let Some((schema, _owner)) = name.rsplit_once(' ') {
-                h.schemas.insert(schema.to_string());
-            }
-            continue;
+    let entries: Vec<&str> = toc
+        .iter()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("; ")?;
+            let mut words = rest.splitn(3, ' ');
+            words.next()?;
+            words.next()?;
+            words.next()
+        })
+        .collect();
+    for entry in &entries {
+        if let Some(rest) = entry.strip_prefix("SCHEMA - ") {
+            let (schema, _owner) = schema_and_owner(rest, &c.roles)?;
+            h.schemas.insert(schema);
         }
+    }
+    for entry in entries {
         if NOT_DEFINITIONS.iter().any(|d| entry.starts_with(d)) {
             continue;
         }
-        let found = RELATIONS.iter().chain(TYPES).find_map(|d| {
-            let after = entry.strip_prefix(d)?.strip_prefix(' ')?;
-            let (schema, rest) = after.split_once(' ')?;
-            let (name, _owner) = rest.rsplit_once(' ')?;
-            Some((*d, schema, name))
-        });
-        let Some((desc, schema, name)) = found else { continue };
-        if schema == "-" {
+        let Some((desc, after)) = RELATIONS
+            .iter()
+            .chain(TYPES)
+            .find_map(|d| Some((*d, entry.strip_prefix(d)?.strip_prefix(' ')?)))
+        else {
+            continue;
+        };
+        if after.starts_with("- ") {
             continue;
         }
-        h.schemas.insert(schema.to_string());
+        let known = |a: &str| h.schemas.contains(a) || c.schemas.contains(a);
+        let (schema, name) = split_entry(after, &known, &c.roles)?;
         let key = (schema.to_string(), name.to_string());
         if TYPES.contains(&desc) {
             h.types.insert(key);
@@ -103,21 +175,34 @@ fn held(toc: &[&str]) -> Held {
             h.relations.insert(key);
         }
     }
-    h
+    Ok(h)
 }
 
-/// The database's objects (`kind\tschema\tname` lines) in the dump's schemas that it lacks;
-/// relations first, then types.
-fn extras(h: &Held, live: &[&str]) -> Vec<Extra> {
-    let mut out: Vec<Extra> = live
+/// `<schema> <owner>` of a SCHEMA entry: one space, or the only split whose owner is a role.
+fn schema_and_owner(rest: &str, roles: &BTreeSet<String>) -> Result<(String, String)> {
+    let found: Vec<(&str, &str)> = rest
+        .match_indices(' ')
+        .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
+        .filter(|(_, owner)| rest.matches(' ').count() == 1 || roles.contains(*owner))
+        .collect();
+    match found[..] {
+        [(schema, owner)] => Ok((schema.to_string(), owner.to_string())),
+        _ => Err(Error::failed(format!(
+            "cannot tell schema and owner apart in the backup's entry \"SCHEMA - {rest}\"; nothing was changed"
+        ))),
+    }
+}
+
+/// The database's objects in the dump's schemas that it lacks; relations first, then types.
+fn extras(h: &Held, c: &Catalog) -> Vec<Extra> {
+    let mut out: Vec<Extra> = c
+        .objects
         .iter()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, '\t');
-            let (kind, schema, name) = (f.next()?, f.next()?, f.next()?);
+        .filter_map(|(kind, schema, name)| {
             let e = Extra {
-                kind: kind.to_string(),
-                schema: schema.to_string(),
-                name: name.to_string(),
+                kind: kind.clone(),
+                schema: schema.clone(),
+                name: name.clone(),
             };
             let key = (e.schema.clone(), e.name.clone());
             let kept = if e.is_type() { &h.types } else { &h.relations };
@@ -197,9 +282,21 @@ pub async fn restore<T: Transport>(t: &T, l: &Layout, backup: ReleaseId, manifes
         .run(&commands::restore_inventory(l, backup, &conn)?, Mode::Capture)
         .await?
         .check(&what)?;
-    let lines = |prefix: &str| -> Vec<&str> { out.stdout.lines().filter_map(|l| l.strip_prefix(prefix)).collect() };
-    let extra = extras(&held(&lines("toc ")), &lines("live "));
-    let mut drops: Vec<String> = vec![guard_sql(&extra, &held(&lines("toc ")))];
+    // Every toc line starts with "toc ": a line "catalog" can only be the marker.
+    let (toc, catalog) = match out.stdout.split_once("\ncatalog\n") {
+        Some((toc, catalog)) => (toc, catalog),
+        None => (
+            "",
+            out.stdout
+                .strip_prefix("catalog\n")
+                .ok_or_else(|| Error::failed(format!("{what} failed: unexpected answer from the host")))?,
+        ),
+    };
+    let toc: Vec<&str> = toc.lines().filter_map(|l| l.strip_prefix("toc ")).collect();
+    let catalog = Catalog::parse(catalog)?;
+    let held = held(&toc, &catalog)?;
+    let extra = extras(&held, &catalog);
+    let mut drops: Vec<String> = vec![guard_sql(&extra, &held)];
     drops.extend(extra.iter().map(Extra::drop_sql));
     let script = commands::restore_database(l, backup, &db.sha256, &conn, &drops.join("\n"))?;
     t.run(&script, Mode::Stream).await?.check(&what)?;
@@ -219,46 +316,110 @@ mod tests {
         220; 1259 16402 TABLE app my table tj\n\
         221; 1259 16403 VIEW public open_trades tj\n";
 
-    fn live(rows: &[(&str, &str, &str)]) -> Vec<String> {
-        rows.iter().map(|(k, s, n)| format!("{k}\t{s}\t{n}")).collect()
+    /// psql's NUL-separated answer: the objects, then the schemas and roles.
+    fn catalog(rows: &[(&str, &str, &str)], schemas: &[&str], roles: &[&str]) -> Catalog {
+        let mut fields: Vec<String> = Vec::new();
+        for (k, s, n) in rows {
+            fields.extend([k.to_string(), s.to_string(), n.to_string()]);
+        }
+        for s in schemas {
+            fields.extend(["schema".to_string(), s.to_string(), String::new()]);
+        }
+        for r in roles {
+            fields.extend(["role".to_string(), r.to_string(), String::new()]);
+        }
+        Catalog::parse(&format!("{}\0\n", fields.join("\0"))).unwrap()
+    }
+
+    fn base() -> Catalog {
+        catalog(&[], &["public", "app"], &["tj"])
     }
 
     #[test]
     fn what_the_dump_lacks_in_its_schemas_is_dropped() {
         let toc: Vec<&str> = TOC.lines().collect();
-        let h = held(&toc);
+        let c = catalog(
+            &[
+                ("table", "public", "trades"),
+                ("sequence", "public", "trades_id_seq"),
+                ("view", "public", "open_trades"),
+                ("type", "public", "Role"),
+                ("table", "app", "my table"),
+                ("type", "public", "Status"),
+                ("table", "public", "audit \"log\"\twith a tab"),
+                ("view", "app", "recent"),
+                // A schema the dump does not hold is not ours to clean.
+                ("table", "other", "kept"),
+            ],
+            &["public", "app", "other"],
+            &["tj"],
+        );
+        let h = held(&toc, &c).unwrap();
         assert!(h.relations.contains(&("app".into(), "my table".into())));
         assert!(h.types.contains(&("public".into(), "Role".into())));
-        let rows = live(&[
-            ("table", "public", "trades"),
-            ("sequence", "public", "trades_id_seq"),
-            ("view", "public", "open_trades"),
-            ("type", "public", "Role"),
-            ("table", "app", "my table"),
-            ("type", "public", "Status"),
-            ("table", "public", "audit \"log\""),
-            ("view", "app", "recent"),
-            // A schema the dump does not hold is not ours to clean.
-            ("table", "other", "kept"),
-        ]);
-        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
-        let e = extras(&h, &rows);
+        let e = extras(&h, &c);
         let described: Vec<String> = e.iter().map(Extra::describe).collect();
         assert_eq!(
             described,
-            ["view app.recent", "table public.audit \"log\"", "type public.Status"]
+            [
+                "view app.recent",
+                "table public.audit \"log\"\twith a tab",
+                "type public.Status"
+            ]
         );
         assert_eq!(
             e[1].drop_sql(),
-            "DROP TABLE IF EXISTS \"public\".\"audit \"\"log\"\"\" CASCADE;"
+            "DROP TABLE IF EXISTS \"public\".\"audit \"\"log\"\"\twith a tab\" CASCADE;"
         );
         assert_eq!(e[0].drop_sql(), "DROP VIEW IF EXISTS \"app\".\"recent\" CASCADE;");
     }
 
     #[test]
+    fn schemas_and_owners_with_spaces_are_read_against_the_catalog() {
+        let toc = [
+            "1; 2615 1 SCHEMA - my schema app user",
+            "2; 1259 2 TABLE my schema trades app user",
+            "3; 1259 3 TABLE my schema my table app user",
+            "4; 1247 4 TYPE public Kind tj",
+        ];
+        let c = catalog(
+            &[
+                ("table", "my schema", "trades"),
+                ("table", "my schema", "my table"),
+                ("table", "my schema", "later"),
+            ],
+            &["public", "my schema"],
+            &["tj", "app user"],
+        );
+        let h = held(&toc, &c).unwrap();
+        assert!(h.schemas.contains("my schema"), "{h:?}");
+        assert!(h.relations.contains(&("my schema".into(), "trades".into())), "{h:?}");
+        assert!(h.relations.contains(&("my schema".into(), "my table".into())), "{h:?}");
+        let described: Vec<String> = extras(&h, &c).iter().map(Extra::describe).collect();
+        assert_eq!(described, ["table my schema.later"]);
+        // Two readings that both fit the catalog: refused, not guessed.
+        let c = catalog(&[], &["a", "a b"], &["o", "c o"]);
+        let e = held(&["1; 1259 2 TABLE a b c o"], &c).unwrap_err();
+        assert!(
+            e.message.contains("cannot tell schema, name and owner apart"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn the_catalog_is_read_in_threes() {
+        assert!(Catalog::parse("").unwrap().objects.is_empty());
+        assert!(Catalog::parse("table\0public\n").is_err());
+        let c = Catalog::parse("table\0public\0a\nb\0role\0tj\0\0\n").unwrap();
+        assert_eq!(c.objects, [("table".into(), "public".into(), "a\nb".into())]);
+        assert!(c.roles.contains("tj"));
+    }
+
+    #[test]
     fn the_guard_names_the_extras_and_what_the_dump_holds_as_literals() {
         let toc: Vec<&str> = TOC.lines().collect();
-        let h = held(&toc);
+        let h = held(&toc, &base()).unwrap();
         assert_eq!(guard_sql(&[], &h), "");
         let e = [Extra {
             kind: "type".into(),
@@ -273,8 +434,7 @@ mod tests {
 
     #[test]
     fn an_empty_dump_still_covers_public() {
-        let rows = live(&[("table", "public", "later")]);
-        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
-        assert_eq!(extras(&held(&[]), &rows).len(), 1);
+        let c = catalog(&[("table", "public", "later")], &["public"], &["tj"]);
+        assert_eq!(extras(&held(&[], &c).unwrap(), &c).len(), 1);
     }
 }

@@ -214,7 +214,11 @@ fn a_first_deploy_reads_prisma_migrations() {
 #[test]
 fn a_first_deploy_refuses_when_prisma_migrations_cannot_be_read() {
     let sb = Sandbox::new("prismaunread");
-    add_migration(&sb, "20260301000000_drop_notes", "ALTER TABLE trades DROP COLUMN notes;\n");
+    add_migration(
+        &sb,
+        "20260301000000_drop_notes",
+        "ALTER TABLE trades DROP COLUMN notes;\n",
+    );
     let port = support::free_port();
     let env = sb.deploy_dir.join("shared/.env");
     let text = std::fs::read_to_string(&env).unwrap();

@@ -49,7 +49,8 @@ pub fn read_env(l: &Layout) -> Script {
 /// The objects a restore compares, outside PostgreSQL's own schemas and extensions: tables,
 /// views, sequences not owned by a column, enum/domain/composite types, each only when the
 /// app's role owns it itself (not through a role it is a member of: for a superuser,
-/// `pg_has_role` is true of every role). One a line: kind, schema, name, tab-separated.
+/// `pg_has_role` is true of every role). Then every schema and role, to read the dump's
+/// entries by (`schema`, name, '' and `role`, name, ''). Three columns: kind, schema, name.
 const LIVE_OBJECTS: &str = "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
 WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, n.nspname, c.relname \
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -60,10 +61,12 @@ UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, n.nspnam
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
 WHERE t.typowner = current_user::regrole AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
-AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i'))";
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i')) \
+UNION ALL SELECT 'schema', nspname, '' FROM pg_namespace UNION ALL SELECT 'role', rolname, '' FROM pg_roles";
 
 /// What a restore compares, read only: `toc <line>` for each entry of the backup's db.dump
-/// (`pg_restore -l`), then `live <kind>\t<schema>\t<name>` for each object of the database.
+/// (`pg_restore -l`), a line `catalog`, then [`LIVE_OBJECTS`] with fields and records
+/// separated by NULs (names may hold tabs and newlines).
 pub fn restore_inventory(
     l: &Layout,
     backup: ReleaseId,
@@ -77,9 +80,9 @@ pub fn restore_inventory(
     Ok(pgpass(s, conn)?
         .var("Q", LIVE_OBJECTS)
         .line("pg_restore -l \"$F\" > \"$W/toc\"")
-        .line("psql -X -q -A -t -v ON_ERROR_STOP=1 -F \"$(printf '\\t')\" -d \"$CONN\" -c \"$Q\" > \"$W/live\"")
+        .line("psql -X -q -A -t --field-separator-zero --record-separator-zero -v ON_ERROR_STOP=1 -d \"$CONN\" -c \"$Q\" > \"$W/live\"")
         .line("sed 's/^/toc /' \"$W/toc\"")
-        .line("sed 's/^/live /' \"$W/live\"")
+        .line("echo catalog; cat \"$W/live\"")
         .repeatable())
 }
 
