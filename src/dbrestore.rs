@@ -235,7 +235,8 @@ owner AS (SELECT p.classid, p.objid, p.objsubid,
  CASE p.classid WHEN 'pg_type'::regclass THEN (SELECT CASE WHEN t.typrelid <> 0 THEN NULL WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END FROM pg_type t WHERE t.oid = p.objid)
   WHEN 'pg_constraint'::regclass THEN (SELECT nullif(c.contypid, 0) FROM pg_constraint c WHERE c.oid = p.objid) END AS typ
  FROM dep p WHERE p.deptype = 'n')
-SELECT string_agg(DISTINCT pg_describe_object(x.classid, x.objid, x.objsubid), ', ') INTO bad FROM owner x
+SELECT string_agg(DISTINCT CASE WHEN x.classid = 'pg_rewrite'::regclass AND x.rel IS NOT NULL \
+ THEN pg_describe_object('pg_class'::regclass, x.rel, 0) ELSE pg_describe_object(x.classid, x.objid, x.objsubid) END, ', ') INTO bad FROM owner x
 WHERE NOT EXISTS (SELECT 1 FROM extra e WHERE (e.classid = 'pg_class'::regclass AND e.objid = x.rel) OR (e.classid = 'pg_type'::regclass AND e.objid = x.typ))
 AND NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN held h ON h.kind = 'r' AND h.nspname = n.nspname AND h.name = c.relname WHERE c.oid = x.rel)
 AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN held h ON h.kind = 't' AND h.nspname = n.nspname AND h.name = t.typname WHERE t.oid = x.typ);

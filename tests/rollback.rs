@@ -262,6 +262,7 @@ fn restore_database_drops_what_the_backup_does_not_hold() {
     );
     let refused = rollback(&sb, &["--to", &b2, "--restore-database"]);
     refused.expect(1);
+    println!("{}", refused.error_line());
     for what in ["dba_audit", "dba_kinds"] {
         assert!(refused.all().contains(what), "{what}: {}", refused.all());
     }
