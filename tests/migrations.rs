@@ -207,3 +207,38 @@ fn a_first_deploy_reads_prisma_migrations() {
     let statements = line["destructive_migrations"]["statements"].as_array().unwrap();
     assert_eq!(statements.len(), 2, "{line}");
 }
+
+/// DESIGN.md §7: only a database without `_prisma_migrations` makes a first deploy warn-only.
+/// When the table cannot be read (here: nothing listens on DATABASE_URL's port), "refuse" and
+/// "confirm" refuse flagged statements, naming why, and touch nothing.
+#[test]
+fn a_first_deploy_refuses_when_prisma_migrations_cannot_be_read() {
+    let sb = Sandbox::new("prismaunread");
+    add_migration(
+        &sb,
+        "20260301000000_drop_notes",
+        "ALTER TABLE trades DROP COLUMN notes;\n",
+    );
+    let port = support::free_port();
+    let env = sb.deploy_dir.join("shared/.env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let url = text.lines().find_map(|l| l.strip_prefix("DATABASE_URL=")).unwrap();
+    let closed = format!("postgresql://tj:pw@127.0.0.1:{port}/tj");
+    std::fs::write(&env, text.replace(url, &closed)).unwrap();
+    for policy in ["refuse", "confirm"] {
+        sb.write_config(&format!("destructive_migrations = \"{policy}\""));
+        let before = bytes_of(&sb);
+        let run = deploy(&sb, &sha(1), false);
+        run.expect(3);
+        let err = run.error_line();
+        assert!(
+            err.contains("DROP COLUMN")
+                && err.contains(&format!("destructive_migrations = \"{policy}\""))
+                && err.contains("_prisma_migrations could not be read")
+                && err.contains(&port.to_string()),
+            "{policy}: {err}"
+        );
+        assert_eq!(bytes_of(&sb), before, "{policy}: a refused deploy touches nothing");
+        assert_eq!(sb.current(), None);
+    }
+}

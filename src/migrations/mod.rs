@@ -137,6 +137,9 @@ pub struct Baseline {
     /// Whether the policy applies; `false` on a first deploy with nothing to compare with,
     /// where flagged statements only warn (DESIGN.md §7).
     pub enforce: bool,
+    /// Why `_prisma_migrations` could not be read, on a first deploy: the policy applies
+    /// (only a missing table makes a first deploy warn-only), and a refusal names this.
+    pub unread: Option<String>,
 }
 
 impl Baseline {
@@ -146,11 +149,13 @@ impl Baseline {
             against: format!("live release {release}"),
             applied: migrations,
             enforce: true,
+            unread: None,
         }
     }
 
     /// No live release: what `_prisma_migrations` says, when the database has the table.
     pub fn first_deploy(applied: applied::Applied) -> Self {
+        let mut unread = None;
         let (against, applied, enforce) = match applied {
             applied::Applied::Listed(names) => ("_prisma_migrations (no live release)".to_string(), names, true),
             applied::Applied::NoTable => (
@@ -158,16 +163,20 @@ impl Baseline {
                 Vec::new(),
                 false,
             ),
-            applied::Applied::Unknown(why) => (
-                format!("no live release (first deploy; _prisma_migrations not read: {why})"),
-                Vec::new(),
-                false,
-            ),
+            applied::Applied::Unknown(why) => {
+                unread = Some(format!("_prisma_migrations could not be read: {why}"));
+                (
+                    format!("no live release (first deploy; _prisma_migrations not read: {why})"),
+                    Vec::new(),
+                    true,
+                )
+            }
         };
         Baseline {
             against,
             applied,
             enforce,
+            unread,
         }
     }
 }
@@ -189,6 +198,9 @@ pub fn deploy_verdict(dir: &Path, path_prefix: &str, base: &Baseline, policy: Po
         ),
         (false, true, Policy::Refuse, _) => ("refused: destructive_migrations = \"refuse\"".to_string(), true),
     };
+    if let (false, Some(why)) = (r.flags.is_empty(), &base.unread) {
+        r.decision = format!("{} ({why}; every migration counts as pending)", r.decision);
+    }
     Ok(r)
 }
 
@@ -233,7 +245,7 @@ pub async fn deploy_gate<T: Transport>(
             let read = applied::read(t, l).await;
             if let applied::Applied::Unknown(why) = &read {
                 ui::warn(&format!(
-                    "could not read _prisma_migrations ({why}): every migration counts as pending and flagged statements only warn"
+                    "could not read _prisma_migrations ({why}): every migration counts as pending and destructive_migrations applies to them"
                 ));
             }
             Baseline::first_deploy(read)
@@ -263,15 +275,28 @@ pub struct Early {
 }
 
 /// The gate before anything visible (the lock, the GitHub deployment, Slack): reads the
-/// database host's live release, then [`deploy_gate`]. Reads only.
+/// database host's live release, then [`deploy_gate`]. Reads only, within [`EARLY_GATE_LIMIT`]
+/// so that a database that does not answer cannot stall the deploy before it starts.
 pub async fn early_gate<T: Transport>(t: &T, l: &Layout, config: &Config, allowed: bool) -> Result<Early> {
-    let state = crate::state::inspect(t, l, None).await?;
-    let review = deploy_gate(t, l, state.current, config, allowed).await?;
-    Ok(Early {
-        current: state.current,
-        review,
+    let gate = async {
+        let state = crate::state::inspect(t, l, None).await?;
+        let review = deploy_gate(t, l, state.current, config, allowed).await?;
+        Ok(Early {
+            current: state.current,
+            review,
+        })
+    };
+    tokio::time::timeout(EARLY_GATE_LIMIT, gate).await.unwrap_or_else(|_| {
+        Err(Error::failed(format!(
+            "gate destructive migrations: {} did not answer within {} s; nothing was changed",
+            t.name(),
+            EARLY_GATE_LIMIT.as_secs()
+        )))
     })
 }
+
+/// How long the early migration gate may take (psql itself gives up connecting after 10 s).
+pub const EARLY_GATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
@@ -328,8 +353,25 @@ mod tests {
         let r = verdict(Policy::Refuse, false, listed);
         assert_eq!(r.pending, vec!["2_drop"]);
         assert!(r.against.contains("_prisma_migrations") && r.verdict().is_err());
+        // Unreadable is not "no table": the policy applies, and the refusal says why.
         let unknown = &Baseline::first_deploy(applied::Applied::Unknown("no psql".into()));
-        assert!(verdict(Policy::Refuse, false, unknown).verdict().is_ok());
+        let e = verdict(Policy::Refuse, false, unknown).verdict().unwrap_err();
+        assert!(
+            e.message.contains("_prisma_migrations could not be read: no psql"),
+            "{}",
+            e.message
+        );
+        assert!(verdict(Policy::Confirm, false, unknown).verdict().is_err());
+        assert!(verdict(Policy::Confirm, true, unknown).verdict().is_ok());
+        let r = verdict(Policy::Allow, false, unknown);
+        assert!(
+            r.verdict().is_ok() && r.decision.starts_with("allowed"),
+            "{}",
+            r.decision
+        );
+        let clean = package(&[("1_init", "CREATE TABLE t (a int);")]);
+        let r = deploy_verdict(clean.path(), "m", unknown, Policy::Refuse, false).unwrap();
+        assert!(r.verdict().is_ok() && r.decision == "no destructive statement");
         let all = vec!["1_init".to_string(), "2_drop".to_string()];
         let r = verdict(Policy::Refuse, false, &Baseline::live("x", all));
         assert!(r.pending.is_empty() && r.flags.is_empty() && r.verdict().is_ok());

@@ -11,6 +11,8 @@ pub(super) fn pgpass(s: Script, conn: &crate::pgconn::PgConn) -> Result<Script, 
     let line = conn.pgpass_line()?;
     Ok(s.with_secret(&line)
         .var("CONN", &conn.conninfo())
+        // An unreachable database answers within seconds, not after the kernel's TCP timeout.
+        .line("PGCONNECT_TIMEOUT=10; export PGCONNECT_TIMEOUT")
         .line("printf '%s\\n' \"$TJ_SECRET\" > \"$W/pgpass\"; TJ_SECRET=")
         .line("PGPASSFILE=\"$W/pgpass\"; export PGPASSFILE"))
 }
@@ -46,21 +48,25 @@ pub fn read_env(l: &Layout) -> Script {
 
 /// The objects a restore compares, outside PostgreSQL's own schemas and extensions: tables,
 /// views, sequences not owned by a column, enum/domain/composite types, each only when the
-/// app's role may drop it (owns it). One a line: kind, schema, name, tab-separated.
+/// app's role owns it itself (not through a role it is a member of: for a superuser,
+/// `pg_has_role` is true of every role). Then every schema and role, to read the dump's
+/// entries by (`schema`, name, '' and `role`, name, ''). Three columns: kind, schema, name.
 const LIVE_OBJECTS: &str = "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
 WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, n.nspname, c.relname \
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND pg_has_role(c.relowner, 'MEMBER') \
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND c.relowner = current_user::regrole \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')) \
 UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, n.nspname, t.typname \
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-WHERE pg_has_role(t.typowner, 'MEMBER') AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
+WHERE t.typowner = current_user::regrole AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
-AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i'))";
+AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i')) \
+UNION ALL SELECT 'schema', nspname, '' FROM pg_namespace UNION ALL SELECT 'role', rolname, '' FROM pg_roles";
 
 /// What a restore compares, read only: `toc <line>` for each entry of the backup's db.dump
-/// (`pg_restore -l`), then `live <kind>\t<schema>\t<name>` for each object of the database.
+/// (`pg_restore -l`), a line `catalog`, then [`LIVE_OBJECTS`] with fields and records
+/// separated by NULs (names may hold tabs and newlines).
 pub fn restore_inventory(
     l: &Layout,
     backup: ReleaseId,
@@ -74,16 +80,17 @@ pub fn restore_inventory(
     Ok(pgpass(s, conn)?
         .var("Q", LIVE_OBJECTS)
         .line("pg_restore -l \"$F\" > \"$W/toc\"")
-        .line("psql -X -q -A -t -v ON_ERROR_STOP=1 -F \"$(printf '\\t')\" -d \"$CONN\" -c \"$Q\" > \"$W/live\"")
+        .line("psql -X -q -A -t --field-separator-zero --record-separator-zero -v ON_ERROR_STOP=1 -d \"$CONN\" -c \"$Q\" > \"$W/live\"")
         .line("sed 's/^/toc /' \"$W/toc\"")
-        .line("sed 's/^/live /' \"$W/live\"")
+        .line("echo catalog; cat \"$W/live\"")
         .repeatable())
 }
 
 /// Restores the database from a backup's db.dump in one transaction, the password through
-/// a private `.pgpass` (see [`backup_database`]): `drops` (SQL dropping what the dump does
-/// not hold) then the dump with `--clean`, streamed by `pg_restore` into one `psql` session
-/// that commits only when `pg_restore` read the whole dump.
+/// a private `.pgpass` (see [`backup_database`]). `pg_restore --single-transaction` prints
+/// its own `BEGIN;` first, no `COMMIT;` around large objects, and `COMMIT;` only after the
+/// whole dump; [`SPLICE`] puts `drops` (the dependents check, then SQL dropping what the dump
+/// does not hold) right after that `BEGIN;`, so they commit or roll back with the restore.
 pub fn restore_database(
     l: &Layout,
     backup: ReleaseId,
@@ -101,12 +108,20 @@ pub fn restore_database(
     .line("trap 'rm -rf \"$W\"' EXIT");
     Ok(pgpass(s, conn)?
         .var("DROPS", drops)
-        .line("{ echo 'BEGIN;'; echo 'SET LOCAL client_min_messages = warning;'; printf '%s\\n' \"$DROPS\"")
-        .line("  if pg_restore -f - --clean --if-exists --no-owner \"$F\"; then echo 'COMMIT;'; else : > \"$W/failed\"; fi")
-        .line("} | psql -X -q -v ON_ERROR_STOP=1 -d \"$CONN\" > /dev/null")
+        .var("SPLICE", SPLICE)
+        .line("export DROPS W")
+        .line("{ pg_restore --single-transaction -f - --clean --if-exists --no-owner \"$F\" || : > \"$W/failed\"; } | awk \"$SPLICE\" | psql -X -q -v ON_ERROR_STOP=1 -d \"$CONN\" > /dev/null")
         // Without COMMIT, psql's end of input ends the session and the server rolls back.
-        .line("if [ -e \"$W/failed\" ]; then echo \"pg_restore could not read $F; nothing was changed\" >&2; exit 1; fi"))
+        .line("if [ -e \"$W/failed\" ]; then echo \"pg_restore could not read $F; nothing was changed\" >&2; exit 1; fi")
+        .line("if [ ! -e \"$W/began\" ]; then echo \"pg_restore printed no BEGIN for $F; nothing was changed\" >&2; exit 1; fi"))
 }
+
+/// awk program: passes pg_restore's output on, with `$DROPS` right after its first `BEGIN;`
+/// (and `$W/began` made then). Anything but comments, psql meta-commands and blank lines
+/// before that `BEGIN;` would run outside the transaction: it stops there instead.
+const SPLICE: &str = "!b && $0 == \"BEGIN;\" { print; print \"SET LOCAL client_min_messages = warning;\"; \
+print ENVIRON[\"DROPS\"]; f = ENVIRON[\"W\"] \"/began\"; printf \"\" > f; close(f); b = 1; next } \
+!b && $0 != \"\" && $0 !~ /^(--|\\\\)/ { exit 1 } { print }";
 
 /// `s` as an SQL string literal.
 pub fn sql_literal(s: &str) -> String {
@@ -126,8 +141,11 @@ pub fn prisma_migrations(
     conn: &crate::pgconn::PgConn,
     schema: &str,
 ) -> Result<Script, crate::error::Error> {
+    let exists = format!(
+        "SELECT to_regclass(format('%I._prisma_migrations', {})) IS NOT NULL",
+        sql_literal(schema)
+    );
     let table = format!("{}._prisma_migrations", sql_ident(schema));
-    let exists = format!("SELECT to_regclass({}) IS NOT NULL", sql_literal(&table));
     let applied = format!(
         "SELECT migration_name FROM {table} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY 1"
     );
@@ -167,10 +185,11 @@ mod tests {
         let text = s.text();
         assert!(!text.contains("s3cr3t-pw"), "{text}");
         assert_eq!(s.secret_input().as_deref(), Some("*:*:*:*:s3cr3t-pw\n"));
-        // The identifier doubled inside the SQL literal, the whole statement one shell word.
+        // The schema a literal that the server quotes as an identifier (format's %I), the
+        // whole statement one shell word.
         assert!(
             text.contains(&quote(
-                "SELECT to_regclass('\"we\"\"ird''; drop\"._prisma_migrations') IS NOT NULL"
+                "SELECT to_regclass(format('%I._prisma_migrations', 'we\"ird''; drop')) IS NOT NULL"
             )),
             "{text}"
         );
@@ -178,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn the_restore_commits_only_after_the_whole_dump() {
+    fn the_restore_is_pg_restores_single_transaction_with_the_drops_inside() {
         let l = layout();
         let id = ReleaseId::parse("id", "20260101_000000").unwrap();
         let drops = "DROP TABLE IF EXISTS \"public\".\"x\" CASCADE;";
@@ -186,9 +205,34 @@ mod tests {
         let text = s.text();
         assert!(!text.contains("s3cr3t-pw"));
         assert!(text.contains(&format!("DROPS={}", quote(drops))));
-        let begin = text.find("echo 'BEGIN;'").unwrap();
-        let commit = text.find("then echo 'COMMIT;'").unwrap();
-        assert!(begin < text.find("\"$DROPS\"").unwrap() && text.find("\"$DROPS\"").unwrap() < commit);
-        assert!(!text.contains("--single-transaction"), "one transaction, ours");
+        // pg_restore's own BEGIN/COMMIT (none around large objects), the drops spliced in.
+        assert!(text.contains("pg_restore --single-transaction -f - "), "{text}");
+        assert!(text.contains("| awk \"$SPLICE\" | psql"), "{text}");
+        assert!(!text.contains("echo 'BEGIN;'") && !text.contains("echo 'COMMIT;'"));
+        assert!(text.contains("PGCONNECT_TIMEOUT=10"));
+    }
+
+    #[test]
+    fn splice_puts_the_drops_after_the_first_begin_and_refuses_sql_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |input: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg("printf '%s' \"$IN\" | awk \"$SPLICE\"; echo \"rc=$?\"; ls \"$W\"")
+                .env("IN", input)
+                .env("SPLICE", SPLICE)
+                .env("DROPS", "DROP TABLE \"a\\nb\";")
+                .env("W", dir.path())
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let out = run("--\n\\restrict k\n\nBEGIN;\n\nSET x;\nBEGIN;\nCOMMIT;\n");
+        assert_eq!(
+            out,
+            "--\n\\restrict k\n\nBEGIN;\nSET LOCAL client_min_messages = warning;\nDROP TABLE \"a\\nb\";\n\nSET x;\nBEGIN;\nCOMMIT;\nrc=0\nbegan\n"
+        );
+        std::fs::remove_file(dir.path().join("began")).unwrap();
+        assert_eq!(run("SET x;\nBEGIN;\n"), "rc=1\n");
     }
 }
