@@ -247,6 +247,11 @@ fn restore_database_drops_what_the_backup_does_not_hold() {
     let failed = rollback(&sb, &["--to", &b2, "--restore-database"]);
     failed.expect(1);
     assert!(failed.all().contains("pg_restore could not read"), "{}", failed.all());
+    assert!(
+        failed.error_line().contains("the database is as it was before this rollback"),
+        "{}",
+        failed.all()
+    );
     assert_eq!(exists(&sb), "t", "a failed restore dropped nothing");
     assert_eq!(sb.pg.psql("tj", "SELECT count(*) FROM trades"), trades);
     assert_eq!(los(), "1");

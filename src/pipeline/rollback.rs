@@ -41,6 +41,8 @@ struct Outcome {
     checks: RefCell<Vec<CheckResult>>,
     /// Said in the summary: PM2 workers restarting during verification.
     warnings: RefCell<Vec<String>>,
+    /// The database restore committed (it runs in one transaction: until then nothing changed).
+    database_restored: bool,
 }
 
 /// Rolls every host back; always returns a summary, the error (if any) is inside it.
@@ -57,6 +59,7 @@ pub async fn run<T: Transport>(
         targets: BTreeMap::new(),
         checks: RefCell::new(Vec::new()),
         warnings: RefCell::new(Vec::new()),
+        database_restored: false,
     };
     let result = phases(ctx, &r, &mut hosts, &mut out, github).await;
     let (status, message, error) = conclude(ctx, &r, &mut hosts, &out, result).await;
@@ -117,6 +120,7 @@ async fn phases<T: Transport>(
     each_host(hosts, parallel, |h| restore::prepare(ctx, r, h, safety, targets)).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     restore::database(ctx, r, &hosts[db], out.safety, &out.targets).await?;
+    out.database_restored = r.restore_database;
     let window = availability::Window::open(ctx, hosts).await?;
     let (ts, mut views) = availability::views(hosts);
     let (checks, warnings) = (&out.checks, &out.warnings);
@@ -254,7 +258,7 @@ async fn conclude<T: Transport>(
             let msg = format!(
                 "rollback failed before switching anything: {}.{}",
                 e.message,
-                database_note(ctx, r, hosts, safety)
+                database_note(ctx, r, hosts, safety, out.database_restored)
             );
             (Status::Failure, msg.clone(), Some(Error::failed(msg)))
         }
@@ -270,7 +274,7 @@ async fn conclude<T: Transport>(
                 Ok(notes) => format!("Put back what was live before the rollback: {notes}"),
                 Err(why) => format!("Putting back what was live ALSO failed: {why}"),
             };
-            let db = database_note(ctx, r, hosts, safety);
+            let db = database_note(ctx, r, hosts, safety, out.database_restored);
             let msg = format!(
                 "rollback failed: {}. {back}{db} The state before this rollback is saved in backup {safety} (`tj-deploy rollback -e {env_name} --to {safety}`).",
                 e.message
@@ -281,9 +285,20 @@ async fn conclude<T: Transport>(
 }
 
 /// Where the database stands after a failed rollback that was to restore it.
-fn database_note<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, hosts: &[HostRun<T>], safety: ReleaseId) -> String {
+fn database_note<T: Transport>(
+    ctx: &Ctx<'_>,
+    r: &Rollback<'_>,
+    hosts: &[HostRun<T>],
+    safety: ReleaseId,
+    restored: bool,
+) -> String {
     if !r.restore_database {
         return String::new();
+    }
+    if !restored {
+        // The restore is one transaction: it either committed and said so, or nothing changed,
+        // unless the connection was lost at the moment it committed.
+        return " The database restore did not finish: it runs in one transaction, so the database is as it was before this rollback (unless the connection was lost as it committed).".into();
     }
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     let host = hosts.get(db).map(|h| h.name()).unwrap_or_default();
