@@ -304,7 +304,7 @@ async fn one<T: Transport>(
         .await?;
     found.checks.extend(v.checks);
     *stage = Stage::Done;
-    let tidy = commands::adopt_finish(l, &p.temporary());
+    let tidy = commands::adopt_finish(l, id, &p.temporary(), &env.linked_files);
     let what = match p.direct() {
         Some(_) => "pm2 save, remove the originals",
         None => "delete the temporary copy, pm2 save, remove the originals",
@@ -312,7 +312,11 @@ async fn one<T: Transport>(
     ctx.steps
         .run_uncancelled(&name, "finish", what, h.exec(&tidy, Mode::Capture, "finish"))
         .await
-        .map(|_| ())
+        .map(|out| {
+            if let Some(w) = kept(&out.stdout, &format!("{}/.tj-deploy/adopted-{id}", l.deploy_dir)) {
+                found.warn(format!("{name}: {w}"));
+            }
+        })
         .map_err(|e| {
             Error::failed(format!(
                 "{e}; the app serves releases/{id} from current (verified), but finish by hand: `pm2 delete` the *{ADOPT_SUFFIX} apps, `pm2 save`, and remove the originals from {}",
@@ -350,8 +354,10 @@ async fn undo<T: Transport>(
             failed.push(e.message);
         }
     }
-    let s = commands::adopt_undo_files(l, id, &p.to_share(), !p.shared);
-    if let Err(e) = ctx
+    let linked = &ctx.config.env.linked_files;
+    let s = commands::adopt_undo_files(l, id, linked, &p.to_share(), !p.shared);
+    let mut kept_note = None;
+    match ctx
         .steps
         .run_uncancelled(
             &name,
@@ -361,7 +367,8 @@ async fn undo<T: Transport>(
         )
         .await
     {
-        failed.push(e.message);
+        Ok(out) => kept_note = kept(&out.stdout, &format!("{}/.tj-deploy/adopted-{id}", l.deploy_dir)),
+        Err(e) => failed.push(e.message),
     }
     h.progress = Progress::Locked;
     let d = &l.deploy_dir;
@@ -372,6 +379,9 @@ async fn undo<T: Transport>(
                 msg,
                 "; put back as it was: the old app serves from {d} again, releases/ and current are removed"
             );
+            if let Some(k) = kept_note {
+                let _ = write!(msg, " ({k})");
+            }
         }
         false => {
             let _ = write!(
@@ -382,6 +392,19 @@ async fn undo<T: Transport>(
         }
     }
     Error { message: msg, ..e }
+}
+
+/// The warning for the `kept <name>` lines of a finish or undo script: entries that were not
+/// hard-link twins of the other copy (written during the handover), moved to `dir`.
+fn kept(stdout: &str, dir: &str) -> Option<String> {
+    let names: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("kept ")).collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "kept {} entries written during the handover in {dir}: {} (compare them with the release and remove them)",
+            names.len(),
+            names.join(", ")
+        )
+    })
 }
 
 /// Logs the adoption on every host it locked, then unlocks.

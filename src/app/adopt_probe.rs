@@ -17,6 +17,10 @@ pub struct Probe {
     pub current: bool,
     pub shared: bool,
     pub entries: u32,
+    /// The names of deploy_dir's entries the adoption moves into the release.
+    pub entry_names: Vec<String>,
+    /// (what: HOME | PM2_HOME | backup_dir, path) of each lying inside deploy_dir.
+    pub inside: Vec<(String, String)>,
     pub package: bool,
     pub ecosystem: bool,
     pub revision: Option<String>,
@@ -42,6 +46,8 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "current" => p.current = true,
             "shared" => p.shared = true,
             "entries" => p.entries = rest.parse().unwrap_or(0),
+            "entry" => p.entry_names.push(rest.to_string()),
+            "inside" => p.inside.extend(two.map(|(w, d)| (w.to_string(), d.to_string()))),
             "package" => p.package = true,
             "ecosystem" => p.ecosystem = true,
             "revision" => p.revision = (rest != "-" && !rest.is_empty()).then(|| rest.to_string()),
@@ -70,6 +76,11 @@ impl Probe {
         if self.releases || self.current {
             return Some(format!(
                 "{d}/releases or {d}/current already exists: this host is managed by tj-deploy (or half set up by hand); nothing to adopt"
+            ));
+        }
+        if let Some((what, path)) = self.inside.first() {
+            return Some(format!(
+                "{what} ({path}) lies inside deploy_dir {d}: finishing the adoption removes deploy_dir's entries, and this one must stay; move it out of {d} (or deploy_dir elsewhere) first"
             ));
         }
         if self.entries == 0 || !(self.package || self.ecosystem) {
@@ -155,6 +166,11 @@ impl Probe {
             self.entries,
             self.revision()
         );
+        let _ = writeln!(
+            s,
+            "  entries moved into the release (removed from {d} when done; any written meanwhile kept in {d}/.tj-deploy/adopted-{id}/): {}",
+            self.entry_names.join(", ")
+        );
         for (state, f) in &self.linked {
             let how = if state == "app" {
                 "hard-linked into shared/, then "
@@ -239,6 +255,12 @@ mod tests {
             "http://x",
         );
         assert!(plan.contains("web app-tj-adopt") && plan.contains("2 old"), "{plan}");
+        let p = parse_probe("entries 2\nentry node_modules\nentry .env\necosystem 1\napp cluster . w\nold 1 w\n");
+        let plan = p.plan("h", &layout(), ReleaseId::parse("id", "20260118_143000").unwrap(), "u");
+        assert!(
+            plan.contains("entries moved into the release (removed from /srv/app when done; any written meanwhile kept in /srv/app/.tj-deploy/adopted-20260118_143000/): node_modules, .env"),
+            "{plan}"
+        );
         let why = |t: &str| {
             parse_probe(t)
                 .refusal(&layout(), "ecosystem.config.js")
@@ -246,6 +268,10 @@ mod tests {
         };
         assert!(why("releases 1\nentries 3\n").contains("already exists"));
         assert!(why("entries 0\n").contains("nothing to adopt"));
+        assert!(
+            why("entries 2\necosystem 1\napp cluster . w\nold 1 w\ninside PM2_HOME /srv/app/.pm2\n")
+                .starts_with("PM2_HOME (/srv/app/.pm2) lies inside deploy_dir /srv/app")
+        );
         assert!(why("entries 2\npackage 1\n").contains("is missing"));
         assert!(why("entries 2\necosystem 1\napp fork - w\n").contains("fork mode"));
         assert!(why("entries 2\necosystem 1\napp cluster - w\nlinked differs .env\n").contains("differ"));

@@ -16,6 +16,8 @@ const ADOPT_WRAP_JS: &str = include_str!("wrap.config.js");
 const WAIT_JS: &str = include_str!("wait.js");
 /// Lists (and snapshots) the PM2 processes running from deploy_dir itself.
 const OLD_JS: &str = include_str!("old.js");
+/// `twin` and `settle`: which originals (or release files) are hard-link twins of the other copy.
+const TWIN_SH: &str = include_str!("twin.sh");
 /// Prints `app <fork|cluster|npm> <cwd: - (none) | . (under TJ_CURRENT) | the other path>
 /// <name>` per app of the ecosystem file given (`npm`: cluster mode with a package manager as
 /// the script, whose server is its child; a cwd holding a space is printed as `?`).
@@ -61,8 +63,12 @@ pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
         .line("for n in releases current shared; do if [ -e \"$D/$n\" ] || [ -L \"$D/$n\" ]; then printf '%s 1\\n' \"$n\"; fi; done")
         .line("[ -d \"$D\" ] || exit 0")
         .line("n=0");
-    s = each_entry(s, "  n=$((n + 1))")
+    s = each_entry(s, "  n=$((n + 1)); printf 'entry %s\\n' \"${e##*/}\"")
         .line("printf 'entries %s\\n' \"$n\"")
+        // Finishing removes deploy_dir's entries: nothing the host needs may live in it.
+        .line("rd=$(cd \"$D\" && pwd -P)")
+        .line("inside() { r=$(cd \"$2\" 2>/dev/null && pwd -P) || r=$2; case \"$r/\" in \"$rd\"/*) printf 'inside %s %s\\n' \"$1\" \"$2\" ;; esac; }")
+        .line("inside HOME \"${HOME:-/}\"; inside PM2_HOME \"${PM2_HOME:-${HOME:-/}/.pm2}\"; inside backup_dir \"$B\"")
         .line("if [ -f \"$D/package.json\" ]; then echo 'package 1'; fi")
         .line("if [ -f \"$D/$FILE\" ]; then echo 'ecosystem 1'; fi")
         .line("rev=; if [ -d \"$D/.git\" ] && command -v git >/dev/null 2>&1; then rev=$(git -C \"$D\" rev-parse HEAD 2>/dev/null || true); fi")
@@ -172,9 +178,15 @@ pub fn adopt_retire(l: &Layout) -> Script {
 }
 
 /// Deletes the temporary copy, saves PM2's process list, and removes the originals from
-/// deploy_dir (the release holds them) and the adoption's scratch files.
-pub fn adopt_finish(l: &Layout, temporary: &[String]) -> Script {
-    let mut s = with_dirs("adopt-finish", l).line("M=\"$D/.tj-deploy\"");
+/// deploy_dir that the release holds as hard links (linked files equal to `shared/`'s copy);
+/// any other entry (written by the old workers after the link step) is moved to
+/// `.tj-deploy/adopted-<id>/` and printed as `kept <name>`. Removes the scratch files.
+pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary: &[String], linked_files: &[String]) -> Script {
+    let mut s = with_dirs("adopt-finish", l)
+        .var("R", &l.release(id))
+        .var("ID", &id.to_string())
+        .line("M=\"$D/.tj-deploy\"; K=\"$M/adopted-$ID\"")
+        .line(TWIN_SH);
     for n in temporary {
         s = s
             .var("N", n)
@@ -183,7 +195,12 @@ pub fn adopt_finish(l: &Layout, temporary: &[String]) -> Script {
     s = s
         .line("pm2 save >&2")
         .line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\"");
-    each_entry(s, "  rm -rf \"$e\"").repeatable()
+    for f in linked_files {
+        s = s.var("F", f).line(
+            "if [ -f \"$D/$F\" ] && { [ \"$D/$F\" -ef \"$D/shared/$F\" ] || cmp -s \"$D/$F\" \"$D/shared/$F\"; }; then rm -f \"$D/$F\"; fi",
+        );
+    }
+    each_entry(s, "  settle \"$e\" \"$R/${e##*/}\"").repeatable()
 }
 
 /// Puts PM2 back as it was: deletes what the adoption started under the app's own names
@@ -212,15 +229,34 @@ pub fn adopt_undo_pm2(l: &Layout, real: &[String], temporary: &[String], wait_ms
 }
 
 /// Removes what the adoption made on disk: `current` (when it points at the release), the
-/// release, `releases/`, the linked files it hard-linked into `shared/` (`created`, only while
+/// release (a file of it that is not a hard link of deploy_dir's original, written by the new
+/// workers, is moved to `.tj-deploy/adopted-<id>/` and printed as `kept <name>`), `releases/`, the linked files it hard-linked into `shared/` (`created`, only while
 /// the app's own copy is still the same file), `shared/` when it made it, and scratch files.
-pub fn adopt_undo_files(l: &Layout, id: ReleaseId, created: &[String], made_shared: bool) -> Script {
+pub fn adopt_undo_files(
+    l: &Layout,
+    id: ReleaseId,
+    linked_files: &[String],
+    created: &[String],
+    made_shared: bool,
+) -> Script {
     let mut s = with_dirs("adopt-undo-files", l)
         .var("R", &l.release(id))
+        .var("ID", &id.to_string())
         .var("TARGET", &Layout::release_link_target(id))
-        .line("M=\"$D/.tj-deploy\"")
+        .line("M=\"$D/.tj-deploy\"; K=\"$M/adopted-$ID\"")
+        .line(TWIN_SH)
         .line("if [ \"$(readlink \"$D/current\" 2>/dev/null || true)\" = \"$TARGET\" ]; then rm -f \"$D/current\"; fi")
-        .line("rm -rf \"$R\"")
+        .line("if [ -d \"$R\" ]; then")
+        .line("  rm -f \"$R/REVISION\"");
+    for f in linked_files {
+        s = s.var("F", f).line("  if [ -L \"$R/$F\" ]; then rm -f \"$R/$F\"; fi");
+    }
+    s = s
+        .line("  for e in \"$R\"/* \"$R\"/.[!.]* \"$R\"/..?*; do")
+        .line("    if [ -e \"$e\" ] || [ -L \"$e\" ]; then settle \"$e\" \"$D/${e##*/}\"; fi")
+        .line("  done")
+        .line("  rmdir \"$R\"")
+        .line("fi")
         .line("rmdir \"$D/releases\" 2>/dev/null || true");
     for f in created {
         s = s
@@ -239,11 +275,26 @@ mod tests {
     use crate::config::RemotePath;
 
     fn sh(script: &str, home: &std::path::Path) -> String {
-        let out = std::process::Command::new("sh")
-            .args(["-c", script])
+        sh_env(script, home, &[])
+    }
+
+    /// Runs `script` with PM2_HOME under `home` (no daemon) and a `pm2` on PATH that does
+    /// nothing, plus `env`.
+    fn sh_env(script: &str, home: &std::path::Path, env: &[(&str, &std::path::Path)]) -> String {
+        let bin = home.join("fakebin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("pm2"), "#!/bin/sh\nexit 0\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("pm2"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", script])
             .env("PM2_HOME", home.join("no-pm2"))
-            .output()
-            .unwrap();
+            .env("PATH", path);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -317,7 +368,104 @@ mod tests {
         let again = sh(adopt_probe(&l, "ecosystem.config.js", &linked).text(), dir.path());
         assert!(again.contains("releases 1") && again.contains("shared 1"), "{again}");
 
-        sh(adopt_undo_files(&l, id, &linked, true).text(), dir.path());
+        sh(adopt_undo_files(&l, id, &linked, &linked, true).text(), dir.path());
         assert_eq!(tree(&d), before, "undo restores the tree");
+    }
+
+    /// A runbook-like app in `<tmp>/app`, its layout, and the release id.
+    fn app_dir(dir: &std::path::Path) -> (std::path::PathBuf, Layout, ReleaseId) {
+        let d = dir.join("app");
+        std::fs::create_dir_all(d.join("node_modules/dep")).unwrap();
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::write(d.join("node_modules/dep/index.js"), "1").unwrap();
+        std::fs::write(d.join("data/a"), "a").unwrap();
+        std::fs::write(d.join("package.json"), "{}").unwrap();
+        std::fs::write(d.join(".env"), "PORT=1\n").unwrap();
+        let l = Layout::new(
+            RemotePath::parse("d", d.to_str().unwrap()).unwrap(),
+            RemotePath::parse("b", dir.join("backups").to_str().unwrap()).unwrap(),
+        );
+        (d, l, ReleaseId::parse("id", "20260118_143000").unwrap())
+    }
+
+    /// Finish removes only the originals the release holds as hard links (and the linked
+    /// file shared/ holds); a file written after the link step (new, or replaced by a rename)
+    /// keeps its top-level entry, moved to .tj-deploy/adopted-<id>/ and printed.
+    #[test]
+    fn finish_removes_only_hard_link_twins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l, id) = app_dir(dir.path());
+        let linked = vec![".env".to_string()];
+        sh(adopt_link(&l, id, "abc", &linked).text(), dir.path());
+        std::fs::write(d.join("late.log"), "written by an old worker").unwrap();
+        std::fs::write(d.join("data/a.tmp"), "b").unwrap();
+        std::fs::rename(d.join("data/a.tmp"), d.join("data/a")).unwrap();
+        let out = sh(adopt_finish(&l, id, &[], &linked).text(), dir.path());
+        assert!(out.contains("kept data\n") && out.contains("kept late.log\n"), "{out}");
+        assert_eq!(out.lines().count(), 2, "{out}");
+        let k = d.join(".tj-deploy/adopted-20260118_143000");
+        assert_eq!(std::fs::read_to_string(k.join("data/a")).unwrap(), "b");
+        assert!(k.join("late.log").is_file());
+        for gone in ["package.json", "node_modules", ".env", "data", "late.log"] {
+            assert!(!d.join(gone).exists() && !d.join(gone).is_symlink(), "{gone} left");
+        }
+        let r = d.join("releases/20260118_143000");
+        assert_eq!(
+            std::fs::read_to_string(r.join("node_modules/dep/index.js")).unwrap(),
+            "1"
+        );
+        assert_eq!(std::fs::read_to_string(r.join(".env")).unwrap(), "PORT=1\n");
+        assert_eq!(std::fs::read_to_string(r.join("data/a")).unwrap(), "a");
+    }
+
+    /// Undo keeps what the new workers wrote into the release (a new directory, a file
+    /// replaced by a rename) in .tj-deploy/adopted-<id>/ and leaves the originals as they were.
+    #[test]
+    fn undo_keeps_files_written_into_the_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l, id) = app_dir(dir.path());
+        let linked = vec![".env".to_string()];
+        sh(adopt_link(&l, id, "abc", &linked).text(), dir.path());
+        let r = d.join("releases/20260118_143000");
+        std::fs::create_dir_all(r.join("uploads")).unwrap();
+        std::fs::write(r.join("uploads/x"), "x").unwrap();
+        std::fs::write(r.join("package.tmp"), "{\"new\":1}").unwrap();
+        std::fs::rename(r.join("package.tmp"), r.join("package.json")).unwrap();
+        let out = sh(adopt_undo_files(&l, id, &linked, &linked, true).text(), dir.path());
+        assert!(
+            out.contains("kept uploads\n") && out.contains("kept package.json\n"),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 2, "{out}");
+        let k = d.join(".tj-deploy/adopted-20260118_143000");
+        assert_eq!(std::fs::read_to_string(k.join("uploads/x")).unwrap(), "x");
+        assert_eq!(std::fs::read_to_string(k.join("package.json")).unwrap(), "{\"new\":1}");
+        assert_eq!(std::fs::read_to_string(d.join("package.json")).unwrap(), "{}");
+        assert!(d.join("node_modules/dep/index.js").is_file() && d.join(".env").is_file());
+        assert!(!d.join("releases").exists() && !d.join("shared").exists());
+    }
+
+    /// HOME, PM2_HOME or backup_dir inside deploy_dir (or equal to it) are named by the probe.
+    #[test]
+    fn probe_names_what_lies_inside_deploy_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l, _) = app_dir(dir.path());
+        let p = sh(adopt_probe(&l, "ecosystem.config.js", &[]).text(), dir.path());
+        assert!(!p.contains("inside"), "{p}");
+        assert!(p.contains("entry node_modules\n") && p.contains("entry .env\n"), "{p}");
+        let pm2 = d.join(".pm2");
+        let p = sh_env(
+            adopt_probe(&l, "ecosystem.config.js", &[]).text(),
+            dir.path(),
+            &[("HOME", &d), ("PM2_HOME", &pm2)],
+        );
+        assert!(p.contains(&format!("inside HOME {}\n", d.display())), "{p}");
+        assert!(p.contains(&format!("inside PM2_HOME {}\n", pm2.display())), "{p}");
+        let inner = Layout::new(
+            l.deploy_dir.clone(),
+            RemotePath::parse("b", d.join("data/backups").to_str().unwrap()).unwrap(),
+        );
+        let p = sh(adopt_probe(&inner, "ecosystem.config.js", &[]).text(), dir.path());
+        assert!(p.contains("inside backup_dir "), "{p}");
     }
 }
