@@ -32,6 +32,8 @@ pub struct Probe {
     /// (name, cwd) of each app whose explicit cwd lies outside `current` (`?`: unprintable).
     pub cwd_outside: Vec<(String, String)>,
     pub apps_failed: bool,
+    /// (field, app name) of each path field pointing into deploy_dir outside `current`.
+    pub into: Vec<(String, String)>,
     /// (pm_id, name) of each PM2 process running from deploy_dir.
     pub old: Vec<(String, String)>,
 }
@@ -62,6 +64,7 @@ pub fn parse_probe(stdout: &str) -> Probe {
                 }
             }
             "apps" => p.apps_failed = true,
+            "into" => p.into.extend(two.map(|(f, n)| (f.to_string(), n.to_string()))),
             "old" => p.old.extend(two.map(|(i, n)| (i.to_string(), n.to_string()))),
             _ => {}
         }
@@ -109,6 +112,11 @@ impl Probe {
         if let Some((n, cwd)) = self.cwd_outside.first() {
             return Some(format!(
                 "app '{n}' has cwd {cwd}, not under {d}/current: started from it, the app would keep running from {d} (whose files the adoption removes); set cwd: process.env.TJ_CURRENT in {d}/{file} and adopt again"
+            ));
+        }
+        if let Some((f, n)) = self.into.first() {
+            return Some(format!(
+                "app '{n}': {f} points into {d} outside current: finishing the adoption removes the originals there; make it relative to the app's cwd, or under process.env.TJ_CURRENT (or {d}/shared for files that must persist) in {d}/{file}, and adopt again"
             ));
         }
         for (state, f) in &self.linked {
@@ -280,6 +288,10 @@ mod tests {
                 .contains("cwd /srv/app, not under /srv/app/current")
         );
         assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
+        assert!(
+            why("entries 2\necosystem 1\napp cluster . w\nold 1 w\ninto out_file w\n")
+                .starts_with("app 'w': out_file points into /srv/app outside current")
+        );
         assert!(why("entries 2\necosystem 1\napp cluster - w\nold 3 cron\n").contains("PM2 runs 'cron'"));
     }
 }

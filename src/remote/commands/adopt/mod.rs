@@ -20,17 +20,27 @@ const OLD_JS: &str = include_str!("old.js");
 const TWIN_SH: &str = include_str!("twin.sh");
 /// Prints `app <fork|cluster|npm> <cwd: - (none) | . (under TJ_CURRENT) | the other path>
 /// <name>` per app of the ecosystem file given (`npm`: cluster mode with a package manager as
-/// the script, whose server is its child; a cwd holding a space is printed as `?`).
+/// the script, whose server is its child; a cwd holding a space is printed as `?`), and `into
+/// <field> <name>` per path field (or args/node_args word) naming deploy_dir or a path in it
+/// outside `current` and `shared` (the originals finishing removes).
 const APPS_JS: &str = "const path = require('path'); let m = require(path.resolve(process.argv[1]));
 if (m && m.__esModule && m.default) m = m.default;
 const apps = Array.isArray(m) ? m : m && Array.isArray(m.apps) ? m.apps : m && m.script ? [m] : [];
-const cur = process.env.TJ_CURRENT;
+const cur = process.env.TJ_CURRENT; const D = process.env.TJ_DEPLOY_DIR;
+const FIELDS = ['script', 'out_file', 'error_file', 'log_file', 'output', 'error', 'log', 'pid_file', 'interpreter',
+  'exec_interpreter', 'node_args', 'interpreter_args', 'args'];
+const under = (w, p) => w === p || w.startsWith(p + '/');
+const into = (w) => under(w, D) && !under(w, cur) && !under(w, D + '/shared');
 for (const a of apps) { const s = String(a.script || 'app'); const mode = String(a.exec_mode || a.execMode || '');
   const cluster = mode.startsWith('cluster') || (!mode && a.instances !== undefined);
   const pm = ['npm', 'yarn', 'pnpm', 'npx'].includes(s.split('/').pop());
   const c = a.cwd === undefined || a.cwd === null ? '-' : path.resolve(String(a.cwd));
   const cwd = c === '-' ? c : c === cur || c.startsWith(cur + '/') ? '.' : /\\s/.test(c) ? '?' : c;
-  console.log(`app ${cluster ? (pm ? 'npm' : 'cluster') : 'fork'} ${cwd} ${a.name || path.basename(s, path.extname(s))}`); }";
+  const name = a.name || path.basename(s, path.extname(s));
+  console.log(`app ${cluster ? (pm ? 'npm' : 'cluster') : 'fork'} ${cwd} ${name}`);
+  for (const f of FIELDS) { const v = a[f]; if (v === undefined || v === null) continue;
+    const words = (Array.isArray(v) ? v : [v]).flatMap((w) => String(w).split(/[\\s=:,]+/));
+    if (words.some(into)) console.log(`into ${f} ${name}`); } }";
 
 /// The apps of the old app's snapshot as [`WAIT_JS`] takes them: a package manager as the
 /// script (npm-cli.js once PM2 resolved it) never listens itself, so only `online` is awaited.
@@ -450,8 +460,17 @@ mod tests {
     fn probe_names_what_lies_inside_deploy_dir() {
         let dir = tempfile::tempdir().unwrap();
         let (d, l, _) = app_dir(dir.path());
+        std::fs::write(
+            d.join("ecosystem.config.js"),
+            "const D = process.env.TJ_DEPLOY_DIR; module.exports = { apps: [{ name: 'web', script: 'server.js', cwd: process.env.TJ_CURRENT, \
+             exec_mode: 'cluster', out_file: D + '/logs/out.log', error_file: D + '/shared/err.log', log_file: process.env.TJ_CURRENT + '/x.log', \
+             node_args: ['--require', D + '/preload.js'], args: '--port=3000' }] };",
+        )
+        .unwrap();
         let p = sh(adopt_probe(&l, "ecosystem.config.js", &[]).text(), dir.path());
         assert!(!p.contains("inside"), "{p}");
+        assert!(p.contains("into out_file web\ninto node_args web\n"), "{p}");
+        assert_eq!(p.matches("into ").count(), 2, "{p}");
         assert!(p.contains("entry node_modules\n") && p.contains("entry .env\n"), "{p}");
         let pm2 = d.join(".pm2");
         let p = sh_env(
