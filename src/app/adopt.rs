@@ -339,12 +339,7 @@ async fn undo<T: Transport>(
     let wait = ctx.config.env.health_timeout.as_millis();
     let mut failed = Vec::new();
     if stage >= Stage::Temporary {
-        let real = if stage >= Stage::Retired {
-            p.names("")
-        } else {
-            Vec::new()
-        };
-        let s = commands::adopt_undo_pm2(l, &real, &p.temporary(), wait);
+        let s = commands::adopt_undo_pm2(l, wait);
         let what = "the old app back, the temporary copy deleted";
         if let Err(e) = ctx
             .steps

@@ -36,6 +36,8 @@ pub struct Probe {
     pub into: Vec<(String, String)>,
     /// (pm_id, name) of each PM2 process running from deploy_dir.
     pub old: Vec<(String, String)>,
+    /// (pm_id, cwd, name) of each other PM2 process of the daemon.
+    pub other: Vec<(String, String, String)>,
 }
 
 pub fn parse_probe(stdout: &str) -> Probe {
@@ -66,6 +68,12 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "apps" => p.apps_failed = true,
             "into" => p.into.extend(two.map(|(f, n)| (f.to_string(), n.to_string()))),
             "old" => p.old.extend(two.map(|(i, n)| (i.to_string(), n.to_string()))),
+            "other" => {
+                let mut w = rest.splitn(3, ' ');
+                if let (Some(i), Some(c), Some(n)) = (w.next(), w.next(), w.next()) {
+                    p.other.push((i.to_string(), c.to_string(), n.to_string()));
+                }
+            }
             _ => {}
         }
     }
@@ -108,6 +116,23 @@ impl Probe {
             return Some(format!(
                 "PM2 runs '{n}' from {d}, which {file} does not start: the handover would stop it and not start it again; add it to {file} or `pm2 delete` it first"
             ));
+        }
+        if let Some((_, n)) = self.apps.iter().find(|(_, a)| !self.old.iter().any(|(_, o)| o == a)) {
+            return Some(format!(
+                "app '{n}' of {file} is not running from {d}: the handover would start it (and a temporary copy) beside whatever runs it now; start it from {d} as the runbook does, or remove it from {file}, then adopt"
+            ));
+        }
+        let ours = |n: &str| {
+            self.apps
+                .iter()
+                .any(|(_, a)| a == n || format!("{a}{ADOPT_SUFFIX}") == n)
+        };
+        if let Some((i, cwd, n)) = self.other.iter().find(|(_, _, n)| ours(n)) {
+            let fix = match n.ends_with(ADOPT_SUFFIX) {
+                true => format!("it is the temporary copy of an interrupted adoption: `pm2 delete {i}` (check the app still serves), then adopt"),
+                false => "rename one of them (PM2 names must be unique: the handover starts, waits for and deletes processes by these names)".to_string(),
+            };
+            return Some(format!("PM2 runs '{n}' (pm_id {i}) from {cwd}, outside {d}: {fix}"));
         }
         if let Some((n, cwd)) = self.cwd_outside.first() {
             return Some(format!(
@@ -282,9 +307,9 @@ mod tests {
         );
         assert!(why("entries 2\npackage 1\n").contains("is missing"));
         assert!(why("entries 2\necosystem 1\napp fork - w\n").contains("fork mode"));
-        assert!(why("entries 2\necosystem 1\napp cluster - w\nlinked differs .env\n").contains("differ"));
+        assert!(why("entries 2\necosystem 1\napp cluster - w\nold 1 w\nlinked differs .env\n").contains("differ"));
         assert!(
-            why("entries 2\necosystem 1\napp cluster /srv/app w\n")
+            why("entries 2\necosystem 1\napp cluster /srv/app w\nold 1 w\n")
                 .contains("cwd /srv/app, not under /srv/app/current")
         );
         assert!(why("entries 2\necosystem 1\napps failed\n").contains("evaluated"));
@@ -293,5 +318,18 @@ mod tests {
                 .starts_with("app 'w': out_file points into /srv/app outside current")
         );
         assert!(why("entries 2\necosystem 1\napp cluster - w\nold 3 cron\n").contains("PM2 runs 'cron'"));
+        assert!(
+            why("entries 2\necosystem 1\napp cluster . w\napp cluster . api\nold 1 w\n")
+                .starts_with("app 'api' of ecosystem.config.js is not running from /srv/app")
+        );
+        assert!(
+            why("entries 2\necosystem 1\napp cluster . w\nold 1 w\nother 4 /srv/other w\n")
+                .starts_with("PM2 runs 'w' (pm_id 4) from /srv/other, outside /srv/app: rename one")
+        );
+        assert!(
+            why("entries 2\necosystem 1\napp cluster . w\nold 1 w\nother 5 /srv/app/current w-tj-adopt\n")
+                .contains("interrupted adoption: `pm2 delete 5`")
+        );
+        assert!(why("entries 2\necosystem 1\napp cluster . w\nold 1 w\nother 6 /srv/x api\n").is_empty());
     }
 }

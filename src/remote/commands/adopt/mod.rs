@@ -49,6 +49,19 @@ const OLD_APPS_JS: &str = "for (const a of require(process.argv[1]).apps) {
   console.log(JSON.stringify({ name: a.name, cluster: a.exec_mode === 'cluster' && !pm }));
 }";
 
+/// Prints `<pm_id> <name>` per PM2 process of the apps given (JSON lines, as [`WAIT_JS`] takes
+/// them) that runs from the directory given (`current`, resolved): what the adoption started.
+const STARTED_JS: &str = "const { execFileSync } = require('child_process'); const fs = require('fs');
+const [lines, dir] = process.argv.slice(1);
+const want = new Set(lines.split('\\n').filter(Boolean).map((l) => JSON.parse(l).name));
+const real = (p) => { try { return fs.realpathSync(p); } catch { return p; } };
+const rd = real(dir);
+const text = execFileSync('pm2', ['jlist'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+for (const p of JSON.parse(text.split('\\n').filter((l) => l.startsWith('[')).pop() || '[]')) {
+  const c = p.pm2_env && p.pm2_env.pm_cwd ? real(p.pm2_env.pm_cwd) : '';
+  if (want.has(p.name) && (c === rd || c.startsWith(rd + '/'))) console.log(`${p.pm_id} ${p.name}`);
+}";
+
 /// The name suffix of the temporary copy.
 pub const ADOPT_SUFFIX: &str = "-tj-adopt";
 
@@ -171,7 +184,11 @@ pub fn adopt_start(
     s.line("cd \"$TJ_CURRENT\"")
         .line("APPS=$(node \"$M/adopt.config.js\")")
         .line("if [ -z \"$APPS\" ]; then echo \"$TJ_DRAIN_ECOSYSTEM lists no app\" >&2; exit 1; fi")
-        .line("pm2 start \"$M/adopt.config.js\" >&2")
+        .var("STARTED_JS", STARTED_JS)
+        // What undo and finish delete, by pm_id: never another app that has the same name.
+        .line("st=0; pm2 start \"$M/adopt.config.js\" >&2 || st=$?")
+        .line("node -e \"$STARTED_JS\" \"$APPS\" \"$TJ_CURRENT\" >> \"$M/adopt-started\"")
+        .line("[ \"$st\" = 0 ] || exit \"$st\"")
         .line("node -e \"$WAIT_JS\" \"$APPS\" \"$M/adopt-listen\" \"$WAIT_MS\"")
 }
 
@@ -184,7 +201,7 @@ pub fn adopt_retire(l: &Layout) -> Script {
         .line("M=\"$D/.tj-deploy\"")
         .line("OLD=$(umask 077 && node -e \"$OLD_JS\" \"$D\" \"$M/listen.js\" \"$M/adopt-old.json\")")
         .line("printf '%s\\n' \"$OLD\"")
-        .line("printf '%s\\n' \"$OLD\" | while read -r _ id _; do if [ -n \"$id\" ]; then pm2 delete \"$id\" >&2; fi; done")
+        .line("printf '%s\\n' \"$OLD\" | while read -r k id _; do if [ \"$k\" = old ] && [ -n \"$id\" ]; then pm2 delete \"$id\" >&2; fi; done")
 }
 
 /// Deletes the temporary copy, saves PM2's process list, and removes the originals from
@@ -197,14 +214,14 @@ pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary: &[String], linked_file
         .var("ID", &id.to_string())
         .line("M=\"$D/.tj-deploy\"; K=\"$M/adopted-$ID\"")
         .line(TWIN_SH);
-    for n in temporary {
-        s = s
-            .var("N", n)
-            .line("if pm2 describe \"$N\" >/dev/null 2>&1; then pm2 delete \"$N\" >&2; fi");
+    if !temporary.is_empty() {
+        s = s.var("SUFFIX", ADOPT_SUFFIX).line(
+            "if [ -f \"$M/adopt-started\" ]; then while read -r id n; do case \"$n\" in *\"$SUFFIX\") if pm2 describe \"$id\" >/dev/null 2>&1; then pm2 delete \"$id\" >&2; fi ;; esac; done < \"$M/adopt-started\"; fi",
+        );
     }
     s = s
         .line("pm2 save >&2")
-        .line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\"");
+        .line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\" \"$M/adopt-started\"");
     for f in linked_files {
         s = s.var("F", f).line(
             "if [ -f \"$D/$F\" ] && { [ \"$D/$F\" -ef \"$D/shared/$F\" ] || cmp -s \"$D/$F\" \"$D/shared/$F\"; }; then rm -f \"$D/$F\"; fi",
@@ -213,29 +230,28 @@ pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary: &[String], linked_file
     each_entry(s, "  settle \"$e\" \"$R/${e##*/}\"").repeatable()
 }
 
-/// Puts PM2 back as it was: deletes what the adoption started under the app's own names
-/// (`real`), starts the old app again from its snapshot when it was retired and waits until it
-/// listens, then deletes the temporary copy. Never fails on a name already gone.
-pub fn adopt_undo_pm2(l: &Layout, real: &[String], temporary: &[String], wait_ms: u128) -> Script {
-    let mut s = with_dirs("adopt-undo-pm2", l)
+/// Puts PM2 back as it was: deletes what the adoption started under the app's own names (by
+/// the pm_ids `adopt-started` recorded), starts the old app again from its snapshot when it was
+/// retired and waits until it listens, then deletes the temporary copy (by pm_id too). Never
+/// fails on a process already gone.
+pub fn adopt_undo_pm2(l: &Layout, wait_ms: u128) -> Script {
+    with_dirs("adopt-undo-pm2", l)
         .var("WAIT_JS", WAIT_JS)
         .var("WAIT_MS", &wait_ms.to_string())
+        .var("SUFFIX", ADOPT_SUFFIX)
         .line("M=\"$D/.tj-deploy\"")
-        .line("gone() { if pm2 describe \"$1\" >/dev/null 2>&1; then pm2 delete \"$1\" >&2 || true; fi; }")
-        .line("if [ -f \"$M/adopt-old.json\" ]; then");
-    for n in real {
-        s = s.var("N", n).line("  gone \"$N\"");
-    }
-    s = s
+        .line("gone() { if [ -f \"$M/adopt-started\" ]; then while read -r id n; do")
+        .line("  case \"$n\" in *\"$SUFFIX\") t=1 ;; *) t=0 ;; esac")
+        .line("  if [ \"$t\" = \"$1\" ] && pm2 describe \"$id\" >/dev/null 2>&1; then pm2 delete \"$id\" >&2 || true; fi")
+        .line("done < \"$M/adopt-started\"; fi; }")
+        .line("if [ -f \"$M/adopt-old.json\" ]; then")
+        .line("  gone 0")
         .line("  mkdir -p \"$M/adopt-listen\"")
         .var("OLD_APPS_JS", OLD_APPS_JS)
         .line("  APPS=$(node -e \"$OLD_APPS_JS\" \"$M/adopt-old.json\")")
         .line("  if [ -n \"$APPS\" ]; then (cd \"$D\" && pm2 start \"$M/adopt-old.json\" >&2); node -e \"$WAIT_JS\" \"$APPS\" \"$M/adopt-listen\" \"$WAIT_MS\"; fi")
-        .line("fi");
-    for n in temporary {
-        s = s.var("N", n).line("gone \"$N\"");
-    }
-    s
+        .line("fi")
+        .line("gone 1")
 }
 
 /// Removes what the adoption made on disk: `current` (when it points at the release), the
@@ -276,7 +292,8 @@ pub fn adopt_undo_files(
     if made_shared {
         s = s.line("rmdir \"$D/shared\" 2>/dev/null || true");
     }
-    s.line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\"").repeatable()
+    s.line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\" \"$M/adopt-started\"")
+        .repeatable()
 }
 
 #[cfg(test)]

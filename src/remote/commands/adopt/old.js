@@ -1,7 +1,8 @@
 'use strict';
 // tj-deploy `setup --adopt`: the PM2 processes running from deploy_dir itself or a directory
 // of the app in it (the runbook's app). argv: deploy_dir, listen.js, a file to write their
-// definition to ('-': none). Prints `old <pm_id> <name>` per process. The definition (0600, it
+// definition to ('-': none). Prints `old <pm_id> <name>` per process, and `other <pm_id> <cwd>
+// <name>` per process running elsewhere (cwd `?` when it holds a space). The definition (0600, it
 // holds the app's environment) lets a failed adoption start the old app again as it ran, with
 // listen.js so its workers are awaited.
 const { execFileSync } = require('child_process');
@@ -49,3 +50,7 @@ for (const p of old) {
 }
 if (out !== '-') fs.writeFileSync(out, JSON.stringify({ apps: [...apps.values()] }), { mode: 0o600 });
 for (const p of old) console.log(`old ${p.pm_id} ${p.name}`);
+for (const p of list.filter((q) => !old.includes(q))) {
+  const c = String((p.pm2_env && p.pm2_env.pm_cwd) || '?');
+  console.log(`other ${p.pm_id} ${/\s/.test(c) ? '?' : c} ${p.name}`);
+}
