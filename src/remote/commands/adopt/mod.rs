@@ -504,4 +504,88 @@ mod tests {
         let p = sh(adopt_probe(&inner, "ecosystem.config.js", &[]).text(), dir.path());
         assert!(p.contains("inside backup_dir "), "{p}");
     }
+
+    /// The old app's snapshot keeps how it was started (interpreter, max_restarts,
+    /// cron_restart, watch, …), drops what PM2 keeps at run time, and counts the instances;
+    /// processes running elsewhere are printed as `other`.
+    #[test]
+    fn the_snapshot_keeps_the_old_apps_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app");
+        std::fs::create_dir_all(&d).unwrap();
+        let env = |id: u32, cwd: &std::path::Path| {
+            serde_json::json!({
+                "pm_id": id, "status": "online", "restart_time": 3, "pm_uptime": 1, "axm_monitor": {},
+                "pm_cwd": cwd, "pm_exec_path": cwd.join("server.js"), "exec_mode": "cluster_mode",
+                "exec_interpreter": "/opt/node18/bin/node", "node_args": ["--max-old-space-size=512"],
+                "max_restarts": 7, "cron_restart": "0 3 * * *", "watch": false, "kill_timeout": 9000,
+                "env": { "PORT": "3000" }, "PORT": "3000", "pm_out_log_path": "/logs/out.log"
+            })
+        };
+        let list = serde_json::json!([
+            { "pm_id": 0, "name": "web", "pid": 11, "pm2_env": env(0, &d) },
+            { "pm_id": 1, "name": "web", "pid": 12, "pm2_env": env(1, &d) },
+            { "pm_id": 2, "name": "cron", "pid": 13, "pm2_env": env(2, dir.path()) },
+        ]);
+        std::fs::write(dir.path().join("jlist"), list.to_string()).unwrap();
+        let bin = dir.path().join("jbin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(
+            bin.join("pm2"),
+            format!("#!/bin/sh\ncat {}\n", dir.path().join("jlist").display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("pm2"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let snap = dir.path().join("old.json");
+        let out = std::process::Command::new("node")
+            .args(["-e", OLD_JS])
+            .arg(&d)
+            .arg("/x/listen.js")
+            .arg(&snap)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
+            )
+            .output()
+            .expect("node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            stdout,
+            format!("old 0 web\nold 1 web\nother 2 {} cron\n", dir.path().display())
+        );
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+        let a = &v["apps"][0];
+        assert_eq!(v["apps"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(a["interpreter"], "/opt/node18/bin/node", "{a}");
+        assert_eq!(
+            (a["max_restarts"].as_u64(), a["cron_restart"].as_str()),
+            (Some(7), Some("0 3 * * *"))
+        );
+        assert_eq!(
+            (a["watch"].as_bool(), a["kill_timeout"].as_u64()),
+            (Some(false), Some(9000))
+        );
+        assert_eq!(
+            (a["instances"].as_u64(), a["exec_mode"].as_str()),
+            (Some(2), Some("cluster"))
+        );
+        assert_eq!(
+            a["node_args"],
+            serde_json::json!(["--max-old-space-size=512", "--require", "/x/listen.js"])
+        );
+        assert_eq!(a["env"]["PORT"], "3000");
+        for runtime in [
+            "pm_id",
+            "status",
+            "restart_time",
+            "pm_uptime",
+            "axm_monitor",
+            "PORT",
+            "exec_interpreter",
+        ] {
+            assert!(a.get(runtime).is_none(), "{runtime} copied: {a}");
+        }
+    }
 }
