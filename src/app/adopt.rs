@@ -96,14 +96,23 @@ async fn dry_run(
     let fleet = super::connect(config, inv, vars).await?;
     println!("Dry run: setup --adopt {} — nothing will be changed.", config.env.name);
     let mut refusals = Vec::new();
-    for (h, t) in &fleet.hosts {
-        let p = match probe(t, l, file, config).await {
-            Ok(p) => p,
+    let mut probes = Vec::new();
+    for (_, t) in &fleet.hosts {
+        match probe(t, l, file, config).await {
+            Ok(p) => probes.push(p),
             Err(e) => {
                 fleet.close().await;
                 return Err(e);
             }
-        };
+        }
+    }
+    let all = probes.iter().all(Probe::adopted);
+    for ((h, _), p) in fleet.hosts.iter().zip(&probes) {
+        if p.adopted() && !all {
+            let t = p.target.as_deref().unwrap_or("?");
+            println!("{h}: adopted already (current → {t}): skipped");
+            continue;
+        }
         match p.refusal(l, file) {
             Some(why) => {
                 println!("{h}: would refuse: {why}");
@@ -131,20 +140,14 @@ async fn run<T: Transport>(
     id: ReleaseId,
     found: &mut Found,
 ) -> Result<String> {
-    let l = &ctx.layout;
-    for h in hosts.iter() {
-        if let Some(why) = probe(&h.t, l, file, ctx.config).await?.refusal(l, file) {
-            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
-        }
-    }
+    check(ctx, hosts, file).await?;
     lock_all(ctx, hosts).await?;
-    let mut probes = Vec::new();
-    for h in hosts.iter() {
-        let p = probe(&h.t, l, file, ctx.config).await?;
-        if let Some(why) = p.refusal(l, file) {
-            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
+    let probes = check(ctx, hosts, file).await?;
+    for (h, p) in hosts.iter().zip(&probes) {
+        if p.adopted() {
+            let t = p.target.as_deref().unwrap_or("?");
+            found.warn(format!("{}: adopted already (current → {t}): skipped", h.name()));
         }
-        probes.push(p);
     }
     // Availability while the hosts are handed over, as during a deploy's activation (from the
     // runner, or with health_from = "host" on each host); reported, never failing the run.
@@ -167,6 +170,26 @@ async fn run<T: Transport>(
     adopted.map(|()| revision)
 }
 
+/// Probes every host; refuses (naming the host) when one cannot be adopted. A host adopted
+/// already (a rerun after some hosts were adopted) is skipped unless every host is.
+async fn check<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], file: &str) -> Result<Vec<Probe>> {
+    let l = &ctx.layout;
+    let mut probes = Vec::new();
+    for h in hosts {
+        probes.push(probe(&h.t, l, file, ctx.config).await?);
+    }
+    let all = probes.iter().all(Probe::adopted);
+    for (h, p) in hosts.iter().zip(&probes) {
+        if p.adopted() && !all {
+            continue;
+        }
+        if let Some(why) = p.refusal(l, file) {
+            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
+        }
+    }
+    Ok(probes)
+}
+
 /// Adopts host after host; the first failure is put back on its host and ends the run.
 async fn each<T: Transport>(
     ctx: &Ctx<'_>,
@@ -178,6 +201,10 @@ async fn each<T: Transport>(
 ) -> Result<String> {
     let (mut revision, mut done) = (String::new(), Vec::new());
     for (h, p) in hosts.iter_mut().zip(probes) {
+        if p.adopted() {
+            h.state.current = p.current_release();
+            continue;
+        }
         let mut stage = Stage::Nothing;
         match one(ctx, h, p, file, id, &mut stage, found).await {
             Ok(()) => {

@@ -16,6 +16,10 @@ pub struct Probe {
     pub releases: bool,
     pub current: bool,
     pub shared: bool,
+    /// Where `current` points.
+    pub target: Option<String>,
+    /// The scratch files of an interrupted adoption in `.tj-deploy/`.
+    pub leftovers: Vec<String>,
     pub entries: u32,
     /// The names of deploy_dir's entries the adoption moves into the release.
     pub entry_names: Vec<String>,
@@ -49,6 +53,8 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "releases" => p.releases = true,
             "current" => p.current = true,
             "shared" => p.shared = true,
+            "target" => p.target = Some(rest.to_string()),
+            "leftover" => p.leftovers.push(rest.to_string()),
             "entries" => p.entries = rest.parse().unwrap_or(0),
             "entry" => p.entry_names.push(rest.to_string()),
             "inside" => p.inside.extend(two.map(|(w, d)| (w.to_string(), d.to_string()))),
@@ -84,6 +90,15 @@ impl Probe {
     /// Why this host cannot be adopted, if it cannot.
     pub fn refusal(&self, l: &Layout, file: &str) -> Option<String> {
         let d = &l.deploy_dir;
+        if self.adopted() {
+            let t = self.target.as_deref().unwrap_or("?");
+            return Some(format!(
+                "this host is adopted already: {d}/current already exists (→ {t}) and {d} holds no originals; nothing to adopt"
+            ));
+        }
+        if let Some(why) = self.interrupted(l) {
+            return Some(why);
+        }
         if self.releases || self.current {
             return Some(format!(
                 "{d}/releases or {d}/current already exists: this host is managed by tj-deploy (or half set up by hand); nothing to adopt"
@@ -156,6 +171,70 @@ impl Probe {
             }
         }
         None
+    }
+
+    /// Adopted already (by tj-deploy or a finished adoption): `current` → a release, no
+    /// originals left in deploy_dir, nothing of an adoption left over, nothing runs from there.
+    pub fn adopted(&self) -> bool {
+        self.releases
+            && self.target.as_deref().is_some_and(|t| t.starts_with("releases/"))
+            && self.entries == 0
+            && self.leftovers.is_empty()
+            && self.temporary_running().is_empty()
+            && self.old.is_empty()
+    }
+
+    /// The release `current` points at, when it is one.
+    pub fn current_release(&self) -> Option<ReleaseId> {
+        let t = self.target.as_deref()?.strip_prefix("releases/")?;
+        ReleaseId::parse("current", t).ok()
+    }
+
+    /// (pm_id, name) of each temporary copy of an adoption PM2 runs.
+    pub fn temporary_running(&self) -> Vec<(String, String)> {
+        self.other
+            .iter()
+            .filter(|(_, _, n)| n.ends_with(ADOPT_SUFFIX))
+            .map(|(i, _, n)| (i.clone(), n.clone()))
+            .collect()
+    }
+
+    /// What an interrupted adoption left (releases/ and current beside the originals, its
+    /// scratch files, its temporary copy) and the exact cleanup; None when nothing is left.
+    fn interrupted(&self, l: &Layout) -> Option<String> {
+        let d = &l.deploy_dir;
+        let temps = self.temporary_running();
+        let originals = self.entries > 0 && (self.package || self.ecosystem);
+        if !(self.releases || self.current) || !(originals || !self.leftovers.is_empty() || !temps.is_empty()) {
+            return None;
+        }
+        let mut found = vec![format!(
+            "{d}/releases/, current → {}",
+            self.target.as_deref().unwrap_or("-")
+        )];
+        if originals {
+            found.push(format!("{} original entries in {d}", self.entries));
+        }
+        found.extend(self.leftovers.iter().map(|f| format!("{d}/.tj-deploy/{f}")));
+        found.extend(temps.iter().map(|(i, n)| format!("PM2 '{n}' (pm_id {i})")));
+        let ids: Vec<&str> = temps.iter().map(|(i, _)| i.as_str()).collect();
+        let delete = match ids.is_empty() {
+            true => String::new(),
+            false => format!("`pm2 delete {}`; ", ids.join(" ")),
+        };
+        let scratch = format!("`rm -f {d}/.tj-deploy/adopt-old.json {d}/.tj-deploy/adopt-started`");
+        let fix = match self.old.is_empty() {
+            true => format!(
+                "the old app no longer runs from {d}: once `pm2 list` shows the app online from {d}/current, finish by hand: {delete}`pm2 save`; move the originals out of {d} (everything but releases, current, shared, .tj-deploy); {scratch}"
+            ),
+            false => format!(
+                "the old app still runs from {d}: undo it: {delete}`rm {d}/current`; `rm -rf {d}/releases` (hard links: the originals in {d} stay); {scratch}; then adopt again"
+            ),
+        };
+        Some(format!(
+            "an interrupted adoption left this host half adopted ({}): {fix}",
+            found.join(", ")
+        ))
     }
 
     /// An app whose server PM2 cannot hand over (a package manager as the script): no
@@ -331,5 +410,42 @@ mod tests {
                 .contains("interrupted adoption: `pm2 delete 5`")
         );
         assert!(why("entries 2\necosystem 1\napp cluster . w\nold 1 w\nother 6 /srv/x api\n").is_empty());
+    }
+
+    /// A host adopted already is recognised (and skipped by a rerun unless every host is); an
+    /// interrupted adoption is refused with the cleanup that fits how far it got.
+    #[test]
+    fn adopted_and_interrupted_hosts_are_told_apart() {
+        let l = layout();
+        let done = parse_probe(
+            "releases 1\ncurrent 1\nshared 1\ntarget releases/20260118_143000\nentries 0\nother 3 /srv/app/current w\n",
+        );
+        assert!(done.adopted());
+        assert_eq!(
+            done.current_release().map(|r| r.to_string()).as_deref(),
+            Some("20260118_143000")
+        );
+        let why = done.refusal(&l, "e.js").unwrap_or_default();
+        assert!(
+            why.starts_with("this host is adopted already: /srv/app/current already exists"),
+            "{why}"
+        );
+
+        let crashed = parse_probe(
+            "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-started\nentries 4\npackage 1\necosystem 1\napp cluster . w\nold 1 w\nother 7 /srv/app/current w-tj-adopt\n",
+        );
+        assert!(!crashed.adopted());
+        let why = crashed.refusal(&l, "e.js").unwrap_or_default();
+        assert!(why.starts_with("an interrupted adoption left this host half adopted (/srv/app/releases/, current → releases/20260118_143000, 4 original entries in /srv/app, /srv/app/.tj-deploy/adopt-started, PM2 'w-tj-adopt' (pm_id 7))"), "{why}");
+        assert!(why.contains("the old app still runs from /srv/app: undo it: `pm2 delete 7`; `rm /srv/app/current`; `rm -rf /srv/app/releases`"), "{why}");
+
+        let unfinished = parse_probe(
+            "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\nother 8 /srv/app/current w\n",
+        );
+        let why = unfinished.refusal(&l, "e.js").unwrap_or_default();
+        assert!(why.contains("the old app no longer runs from /srv/app: once `pm2 list` shows the app online from /srv/app/current, finish by hand: `pm2 save`"), "{why}");
+        assert!(!unfinished.adopted());
+        let fresh = parse_probe("releases 1\ncurrent 1\ntarget releases/20260118_143000\nentries 0\nold 2 w\n");
+        assert!(!fresh.adopted(), "something still runs from deploy_dir");
     }
 }

@@ -76,7 +76,8 @@ fn each_entry(s: Script, body: &str) -> Script {
         .line("done")
 }
 
-/// Reads only. Prints `releases 1`, `current 1`, `shared 1` when present, `entries <n>`,
+/// Reads only. Prints `releases 1`, `current 1`, `shared 1` when present, `target <current's
+/// link>`, `leftover <adopt-old.json|adopt-started>` (an interrupted adoption's), `entries <n>`,
 /// `package 1`, `ecosystem 1`, `revision <git HEAD or REVISION|->`, `linked <state> <name>`
 /// (state: linked | same | differs | shared | app | missing), `app <mode> <cwd> <name>`
 /// per app of the ecosystem file (see `APPS_JS`), and `old <pm_id> <name>` per PM2 process running from deploy_dir.
@@ -85,6 +86,8 @@ pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
         .var("FILE", file)
         .line("for n in releases current shared; do if [ -e \"$D/$n\" ] || [ -L \"$D/$n\" ]; then printf '%s 1\\n' \"$n\"; fi; done")
         .line("[ -d \"$D\" ] || exit 0")
+        .line("if [ -L \"$D/current\" ]; then printf 'target %s\\n' \"$(readlink \"$D/current\")\"; fi")
+        .line("for f in adopt-old.json adopt-started; do if [ -e \"$D/.tj-deploy/$f\" ]; then printf 'leftover %s\\n' \"$f\"; fi; done")
         .line("n=0");
     s = each_entry(s, "  n=$((n + 1)); printf 'entry %s\\n' \"${e##*/}\"")
         .line("printf 'entries %s\\n' \"$n\"")
