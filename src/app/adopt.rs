@@ -19,7 +19,6 @@ use crate::health;
 use crate::lock::LockOwner;
 use crate::pipeline::{Ctx, HostRun, Progress, activate, availability, lock_all, unlock_all};
 use crate::remote::commands::{self, ADOPT_SUFFIX, HookEnv};
-use crate::remote::layout::Layout;
 use crate::remote::{AnyTransport, Mode, Transport};
 use crate::report::{Status, Summary};
 use crate::signals::Cancel;
@@ -28,7 +27,7 @@ use crate::steps::Steps;
 #[path = "adopt_probe.rs"]
 mod probing;
 pub use probing::{Probe, parse_probe};
-use probing::{ecosystem_file, probe};
+use probing::{check, dry_run, ecosystem_file};
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let file = ecosystem_file(config)?;
@@ -85,52 +84,6 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     result.map(|_| ())
 }
 
-async fn dry_run(
-    config: &Config,
-    inv: &Invocation,
-    vars: &BTreeMap<String, String>,
-    l: &Layout,
-    file: &str,
-    id: ReleaseId,
-) -> Result<()> {
-    let fleet = super::connect(config, inv, vars).await?;
-    println!("Dry run: setup --adopt {} — nothing will be changed.", config.env.name);
-    let mut refusals = Vec::new();
-    let mut probes = Vec::new();
-    for (_, t) in &fleet.hosts {
-        match probe(t, l, file, config).await {
-            Ok(p) => probes.push(p),
-            Err(e) => {
-                fleet.close().await;
-                return Err(e);
-            }
-        }
-    }
-    let all = probes.iter().all(Probe::adopted);
-    for ((h, _), p) in fleet.hosts.iter().zip(&probes) {
-        if p.adopted() && !all {
-            let t = p.target.as_deref().unwrap_or("?");
-            println!("{h}: adopted already (current → {t}): skipped");
-            continue;
-        }
-        match p.refusal(l, file) {
-            Some(why) => {
-                println!("{h}: would refuse: {why}");
-                refusals.push(format!("{h}: {why}"));
-            }
-            None => print!("{}", p.plan(&h.to_string(), l, id, &config.env.health_url)),
-        }
-    }
-    fleet.close().await;
-    match refusals.is_empty() {
-        true => Ok(()),
-        false => Err(Error::refused(format!(
-            "setup --adopt would refuse: {}",
-            refusals.join("; ")
-        ))),
-    }
-}
-
 /// Probes, locks, probes again under the lock, then adopts host after host. Returns the
 /// revision the release got.
 async fn run<T: Transport>(
@@ -168,26 +121,6 @@ async fn run<T: Transport>(
     }
     found.availability = Some(report);
     adopted.map(|()| revision)
-}
-
-/// Probes every host; refuses (naming the host) when one cannot be adopted. A host adopted
-/// already (a rerun after some hosts were adopted) is skipped unless every host is.
-async fn check<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], file: &str) -> Result<Vec<Probe>> {
-    let l = &ctx.layout;
-    let mut probes = Vec::new();
-    for h in hosts {
-        probes.push(probe(&h.t, l, file, ctx.config).await?);
-    }
-    let all = probes.iter().all(Probe::adopted);
-    for (h, p) in hosts.iter().zip(&probes) {
-        if p.adopted() && !all {
-            continue;
-        }
-        if let Some(why) = p.refusal(l, file) {
-            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
-        }
-    }
-    Ok(probes)
 }
 
 /// Adopts host after host; the first failure is put back on its host and ends the run.

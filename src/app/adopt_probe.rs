@@ -2,10 +2,12 @@
 //! ([`crate::remote::commands::adopt_probe`]), why it refuses a host, and the plan a dry run
 //! prints.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::config::{Config, ReleaseId};
+use crate::config::{Config, Invocation, ReleaseId};
 use crate::error::{Error, Result};
+use crate::pipeline::{Ctx, HostRun};
 use crate::remote::commands::ADOPT_SUFFIX;
 use crate::remote::layout::Layout;
 use crate::remote::{Mode, Transport, commands};
@@ -87,8 +89,9 @@ pub fn parse_probe(stdout: &str) -> Probe {
 }
 
 impl Probe {
-    /// Why this host cannot be adopted, if it cannot.
-    pub fn refusal(&self, l: &Layout, file: &str) -> Option<String> {
+    /// Why deploy_dir is not (only) a runbook's app: something the host needs lies inside it,
+    /// tj-deploy manages it already, or an interrupted adoption left it half done.
+    fn managed(&self, l: &Layout) -> Option<String> {
         let d = &l.deploy_dir;
         if self.adopted() {
             let t = self.target.as_deref().unwrap_or("?");
@@ -108,6 +111,15 @@ impl Probe {
             return Some(format!(
                 "{what} ({path}) lies inside deploy_dir {d}: finishing the adoption removes deploy_dir's entries, and this one must stay; move it out of {d} (or deploy_dir elsewhere) first"
             ));
+        }
+        None
+    }
+
+    /// Why this host cannot be adopted, if it cannot.
+    pub fn refusal(&self, l: &Layout, file: &str) -> Option<String> {
+        let d = &l.deploy_dir;
+        if let Some(why) = self.managed(l) {
+            return Some(why);
         }
         if self.entries == 0 || !(self.package || self.ecosystem) {
             return Some(format!(
@@ -313,6 +325,72 @@ impl Probe {
         );
         s
     }
+}
+
+pub(super) async fn dry_run(
+    config: &Config,
+    inv: &Invocation,
+    vars: &BTreeMap<String, String>,
+    l: &Layout,
+    file: &str,
+    id: ReleaseId,
+) -> Result<()> {
+    let fleet = super::super::connect(config, inv, vars).await?;
+    println!("Dry run: setup --adopt {} — nothing will be changed.", config.env.name);
+    let mut refusals = Vec::new();
+    let mut probes = Vec::new();
+    for (_, t) in &fleet.hosts {
+        match probe(t, l, file, config).await {
+            Ok(p) => probes.push(p),
+            Err(e) => {
+                fleet.close().await;
+                return Err(e);
+            }
+        }
+    }
+    let all = probes.iter().all(Probe::adopted);
+    for ((h, _), p) in fleet.hosts.iter().zip(&probes) {
+        if p.adopted() && !all {
+            let t = p.target.as_deref().unwrap_or("?");
+            println!("{h}: adopted already (current → {t}): skipped");
+            continue;
+        }
+        match p.refusal(l, file) {
+            Some(why) => {
+                println!("{h}: would refuse: {why}");
+                refusals.push(format!("{h}: {why}"));
+            }
+            None => print!("{}", p.plan(&h.to_string(), l, id, &config.env.health_url)),
+        }
+    }
+    fleet.close().await;
+    match refusals.is_empty() {
+        true => Ok(()),
+        false => Err(Error::refused(format!(
+            "setup --adopt would refuse: {}",
+            refusals.join("; ")
+        ))),
+    }
+}
+
+/// Probes every host; refuses (naming the host) when one cannot be adopted. A host adopted
+/// already (a rerun after some hosts were adopted) is skipped unless every host is.
+pub(super) async fn check<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], file: &str) -> Result<Vec<Probe>> {
+    let l = &ctx.layout;
+    let mut probes = Vec::new();
+    for h in hosts {
+        probes.push(probe(&h.t, l, file, ctx.config).await?);
+    }
+    let all = probes.iter().all(Probe::adopted);
+    for (h, p) in hosts.iter().zip(&probes) {
+        if p.adopted() && !all {
+            continue;
+        }
+        if let Some(why) = p.refusal(l, file) {
+            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
+        }
+    }
+    Ok(probes)
 }
 
 pub(super) async fn probe<T: Transport>(t: &T, l: &Layout, file: &str, config: &Config) -> Result<Probe> {
