@@ -69,7 +69,11 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     };
     let summary = Summary {
         status,
-        release: result.is_ok().then(|| id.to_string()),
+        // Also when finishing failed after the verify: the hosts serve the release then.
+        release: hosts
+            .iter()
+            .any(|h| h.state.current == Some(id))
+            .then(|| id.to_string()),
         steps: steps.take(),
         checks: found.checks,
         warnings: found.warnings,
