@@ -26,8 +26,11 @@ use crate::steps::Steps;
 
 #[path = "adopt_probe.rs"]
 mod probing;
+#[path = "adopt_rerun.rs"]
+mod rerun;
 pub use probing::{Probe, parse_probe};
 use probing::{check, dry_run, ecosystem_file};
+use rerun::{kept, resume};
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let file = ecosystem_file(config)?;
@@ -60,7 +63,10 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let (status, message) = match &result {
         Ok(_) => (
             Status::Success,
-            format!("adopted: every host serves releases/{id} from current, verified"),
+            format!(
+                "adopted: every host serves releases/{} from current, verified",
+                served(&hosts).unwrap_or(id)
+            ),
         ),
         Err(e) if e.kind == Kind::Refused && hosts.iter().all(|h| h.progress <= Progress::Locked) => {
             (Status::Refused, e.message.clone())
@@ -69,11 +75,9 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     };
     let summary = Summary {
         status,
-        // Also when finishing failed after the verify: the hosts serve the release then.
-        release: hosts
-            .iter()
-            .any(|h| h.state.current == Some(id))
-            .then(|| id.to_string()),
+        // Also when finishing failed after the verify (the hosts serve the release then), or
+        // when a rerun finished an interrupted adoption (its release).
+        release: served(&hosts).map(|c| c.to_string()),
         steps: steps.take(),
         checks: found.checks,
         warnings: found.warnings,
@@ -142,6 +146,12 @@ async fn each<T: Transport>(
             h.state.current = p.current_release();
             continue;
         }
+        if p.unfinished(&ctx.layout) {
+            resume(ctx, h, p, found).await?;
+            revision = p.current_revision.clone().unwrap_or_else(|| "adopted".into());
+            done.push(h.name());
+            continue;
+        }
         let mut stage = Stage::Nothing;
         match one(ctx, h, p, file, id, &mut stage, found).await {
             Ok(()) => {
@@ -171,14 +181,14 @@ async fn each<T: Transport>(
 
 /// What the run found on its way, for the summary.
 #[derive(Default)]
-struct Found {
+pub(super) struct Found {
     checks: Vec<health::CheckResult>,
     warnings: Vec<String>,
     availability: Option<crate::availability::Report>,
 }
 
 impl Found {
-    fn warn(&mut self, w: String) {
+    pub(super) fn warn(&mut self, w: String) {
         if !self.warnings.contains(&w) {
             crate::ui::warn(&w);
             self.warnings.push(w);
@@ -257,6 +267,20 @@ async fn one<T: Transport>(
     let what = p.names("").join(", ");
     let run = h.exec(&start, Mode::Capture, "start from current");
     ctx.steps.run(&name, "start", &what, run).await?;
+    verify_host(ctx, h, id, &revision, found).await?;
+    *stage = Stage::Done;
+    finish_host(ctx, h, id, &[], found).await
+}
+
+/// Verifies the host as a deploy does (health, smoke, every worker in the release).
+pub(super) async fn verify_host<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    id: ReleaseId,
+    revision: &str,
+    found: &mut Found,
+) -> Result<()> {
+    let (env, name) = (&ctx.config.env, h.name());
     let tool = match (env.health_from_host, h.http_tool) {
         (true, None) => Some(crate::health_host::detect(&h.t).await?),
         (_, tool) => tool,
@@ -264,15 +288,24 @@ async fn one<T: Transport>(
     let url = health::url_for(&env.health_url, &h.spec);
     let v = ctx
         .steps
-        .run(&name, "verify", &url, activate::verify(ctx, h, id, &revision, tool))
+        .run(&name, "verify", &url, activate::verify(ctx, h, id, revision, tool))
         .await?;
     found.checks.extend(v.checks);
-    *stage = Stage::Done;
-    let tidy = commands::adopt_finish(l, id, &p.temporary(), &env.linked_files);
-    let what = match p.direct() {
-        Some(_) => "pm2 save, remove the originals",
-        None => "delete the temporary copy, pm2 save, remove the originals",
-    };
+    Ok(())
+}
+
+/// Deletes the temporary copy (`ids`: those a rerun's probe found besides the recorded ones),
+/// `pm2 save`, removes the originals the release holds (warning about any kept).
+pub(super) async fn finish_host<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    id: ReleaseId,
+    ids: &[String],
+    found: &mut Found,
+) -> Result<()> {
+    let (l, name) = (&ctx.layout, h.name());
+    let tidy = commands::adopt_finish(l, id, ids, &ctx.config.env.linked_files);
+    let what = "delete the temporary copy, pm2 save, remove the originals";
     ctx.steps
         .run_uncancelled(&name, "finish", what, h.exec(&tidy, Mode::Capture, "finish"))
         .await
@@ -283,7 +316,7 @@ async fn one<T: Transport>(
         })
         .map_err(|e| {
             Error::failed(format!(
-                "{e}; the app serves releases/{id} from current (verified), but finish by hand: `pm2 delete` the *{ADOPT_SUFFIX} apps, `pm2 save`, and remove the originals from {}",
+                "{e}; the app serves releases/{id} from current (verified): run `setup --adopt` again to finish (delete the *{ADOPT_SUFFIX} copy, pm2 save, remove the originals from {})",
                 l.deploy_dir
             ))
         })
@@ -353,17 +386,9 @@ async fn undo<T: Transport>(
     Error { message: msg, ..e }
 }
 
-/// The warning for the `kept <name>` lines of a finish or undo script: entries that were not
-/// hard-link twins of the other copy (written during the handover), moved to `dir`.
-fn kept(stdout: &str, dir: &str) -> Option<String> {
-    let names: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("kept ")).collect();
-    (!names.is_empty()).then(|| {
-        format!(
-            "kept {} entries written during the handover in {dir}: {} (compare them with the release and remove them)",
-            names.len(),
-            names.join(", ")
-        )
-    })
+/// The newest release a host serves after the run.
+fn served<T>(hosts: &[HostRun<T>]) -> Option<ReleaseId> {
+    hosts.iter().filter_map(|h| h.state.current).max()
 }
 
 /// Logs the adoption on every host it locked, then unlocks.

@@ -22,6 +22,8 @@ pub struct Probe {
     pub target: Option<String>,
     /// The scratch files of an interrupted adoption in `.tj-deploy/`.
     pub leftovers: Vec<String>,
+    /// The REVISION of the release `current` points at.
+    pub current_revision: Option<String>,
     pub entries: u32,
     /// The names of deploy_dir's entries the adoption moves into the release.
     pub entry_names: Vec<String>,
@@ -57,6 +59,7 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "shared" => p.shared = true,
             "target" => p.target = Some(rest.to_string()),
             "leftover" => p.leftovers.push(rest.to_string()),
+            "crev" => p.current_revision = (!rest.is_empty()).then(|| rest.to_string()),
             "entries" => p.entries = rest.parse().unwrap_or(0),
             "entry" => p.entry_names.push(rest.to_string()),
             "inside" => p.inside.extend(two.map(|(w, d)| (w.to_string(), d.to_string()))),
@@ -93,6 +96,9 @@ impl Probe {
     /// tj-deploy manages it already, or an interrupted adoption left it half done.
     fn managed(&self, l: &Layout) -> Option<String> {
         let d = &l.deploy_dir;
+        if self.unfinished(l) {
+            return None;
+        }
         if self.adopted() {
             let t = self.target.as_deref().unwrap_or("?");
             return Some(format!(
@@ -120,6 +126,9 @@ impl Probe {
         let d = &l.deploy_dir;
         if let Some(why) = self.managed(l) {
             return Some(why);
+        }
+        if self.unfinished(l) {
+            return None;
         }
         if self.entries == 0 || !(self.package || self.ecosystem) {
             return Some(format!(
@@ -183,70 +192,6 @@ impl Probe {
             }
         }
         None
-    }
-
-    /// Adopted already (by tj-deploy or a finished adoption): `current` → a release, no
-    /// originals left in deploy_dir, nothing of an adoption left over, nothing runs from there.
-    pub fn adopted(&self) -> bool {
-        self.releases
-            && self.target.as_deref().is_some_and(|t| t.starts_with("releases/"))
-            && self.entries == 0
-            && self.leftovers.is_empty()
-            && self.temporary_running().is_empty()
-            && self.old.is_empty()
-    }
-
-    /// The release `current` points at, when it is one.
-    pub fn current_release(&self) -> Option<ReleaseId> {
-        let t = self.target.as_deref()?.strip_prefix("releases/")?;
-        ReleaseId::parse("current", t).ok()
-    }
-
-    /// (pm_id, name) of each temporary copy of an adoption PM2 runs.
-    pub fn temporary_running(&self) -> Vec<(String, String)> {
-        self.other
-            .iter()
-            .filter(|(_, _, n)| n.ends_with(ADOPT_SUFFIX))
-            .map(|(i, _, n)| (i.clone(), n.clone()))
-            .collect()
-    }
-
-    /// What an interrupted adoption left (releases/ and current beside the originals, its
-    /// scratch files, its temporary copy) and the exact cleanup; None when nothing is left.
-    fn interrupted(&self, l: &Layout) -> Option<String> {
-        let d = &l.deploy_dir;
-        let temps = self.temporary_running();
-        let originals = self.entries > 0 && (self.package || self.ecosystem);
-        if !(self.releases || self.current) || !(originals || !self.leftovers.is_empty() || !temps.is_empty()) {
-            return None;
-        }
-        let mut found = vec![format!(
-            "{d}/releases/, current → {}",
-            self.target.as_deref().unwrap_or("-")
-        )];
-        if originals {
-            found.push(format!("{} original entries in {d}", self.entries));
-        }
-        found.extend(self.leftovers.iter().map(|f| format!("{d}/.tj-deploy/{f}")));
-        found.extend(temps.iter().map(|(i, n)| format!("PM2 '{n}' (pm_id {i})")));
-        let ids: Vec<&str> = temps.iter().map(|(i, _)| i.as_str()).collect();
-        let delete = match ids.is_empty() {
-            true => String::new(),
-            false => format!("`pm2 delete {}`; ", ids.join(" ")),
-        };
-        let scratch = format!("`rm -f {d}/.tj-deploy/adopt-old.json {d}/.tj-deploy/adopt-started`");
-        let fix = match self.old.is_empty() {
-            true => format!(
-                "the old app no longer runs from {d}: once `pm2 list` shows the app online from {d}/current, finish by hand: {delete}`pm2 save`; move the originals out of {d} (everything but releases, current, shared, .tj-deploy); {scratch}"
-            ),
-            false => format!(
-                "the old app still runs from {d}: undo it: {delete}`rm {d}/current`; `rm -rf {d}/releases` (hard links: the originals in {d} stay); {scratch}; then adopt again"
-            ),
-        };
-        Some(format!(
-            "an interrupted adoption left this host half adopted ({}): {fix}",
-            found.join(", ")
-        ))
     }
 
     /// An app whose server PM2 cannot hand over (a package manager as the script): no
@@ -353,6 +298,10 @@ pub(super) async fn dry_run(
         if p.adopted() && !all {
             let t = p.target.as_deref().unwrap_or("?");
             println!("{h}: adopted already (current → {t}): skipped");
+            continue;
+        }
+        if p.unfinished(l) {
+            print!("{}", p.resume_plan(&h.to_string(), l));
             continue;
         }
         match p.refusal(l, file) {
@@ -520,9 +469,20 @@ mod tests {
         let unfinished = parse_probe(
             "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\nother 8 /srv/app/current w\n",
         );
-        let why = unfinished.refusal(&l, "e.js").unwrap_or_default();
-        assert!(why.contains("the old app no longer runs from /srv/app: once `pm2 list` shows the app online from /srv/app/current, finish by hand: `pm2 save`"), "{why}");
-        assert!(!unfinished.adopted());
+        assert!(unfinished.unfinished(&l) && !unfinished.adopted());
+        assert_eq!(unfinished.refusal(&l, "e.js"), None, "a rerun finishes it");
+        let plan = unfinished.resume_plan("h", &l);
+        assert!(
+            plan.starts_with("h: finish an interrupted adoption: lock; verify releases/20260118_143000"),
+            "{plan}"
+        );
+        // The old app gone and nothing running from current: the app is down; start it first.
+        let down = parse_probe(
+            "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\n",
+        );
+        assert!(!down.unfinished(&l));
+        let why = down.refusal(&l, "e.js").unwrap_or_default();
+        assert!(why.contains("PM2 runs nothing from /srv/app/current: start the app there (`pm2 start` its ecosystem file in /srv/app/current), then run `setup --adopt` again to finish"), "{why}");
         let fresh = parse_probe("releases 1\ncurrent 1\ntarget releases/20260118_143000\nentries 0\nold 2 w\n");
         assert!(!fresh.adopted(), "something still runs from deploy_dir");
     }

@@ -88,6 +88,7 @@ pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
         .line("[ -d \"$D\" ] || exit 0")
         .line("if [ -L \"$D/current\" ]; then printf 'target %s\\n' \"$(readlink \"$D/current\")\"; fi")
         .line("for f in adopt-old.json adopt-started; do if [ -e \"$D/.tj-deploy/$f\" ]; then printf 'leftover %s\\n' \"$f\"; fi; done")
+        .line("if [ -f \"$D/current/REVISION\" ]; then printf 'crev %s\\n' \"$(head -c 64 \"$D/current/REVISION\" | tr -cd '0-9A-Za-z._-')\"; fi")
         .line("n=0");
     s = each_entry(s, "  n=$((n + 1)); printf 'entry %s\\n' \"${e##*/}\"")
         .line("printf 'entries %s\\n' \"$n\"")
@@ -211,16 +212,20 @@ pub fn adopt_retire(l: &Layout) -> Script {
 /// deploy_dir that the release holds as hard links (linked files equal to `shared/`'s copy);
 /// any other entry (written by the old workers after the link step) is moved to
 /// `.tj-deploy/adopted-<id>/` and printed as `kept <name>`. Removes the scratch files.
-pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary: &[String], linked_files: &[String]) -> Script {
+pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary_ids: &[String], linked_files: &[String]) -> Script {
     let mut s = with_dirs("adopt-finish", l)
         .var("R", &l.release(id))
         .var("ID", &id.to_string())
         .line("M=\"$D/.tj-deploy\"; K=\"$M/adopted-$ID\"")
         .line(TWIN_SH);
-    if !temporary.is_empty() {
-        s = s.var("SUFFIX", ADOPT_SUFFIX).line(
-            "if [ -f \"$M/adopt-started\" ]; then while read -r id n; do case \"$n\" in *\"$SUFFIX\") if pm2 describe \"$id\" >/dev/null 2>&1; then pm2 delete \"$id\" >&2; fi ;; esac; done < \"$M/adopt-started\"; fi",
-        );
+    s = s.var("SUFFIX", ADOPT_SUFFIX).line(
+        "if [ -f \"$M/adopt-started\" ]; then while read -r id n; do case \"$n\" in *\"$SUFFIX\") if pm2 describe \"$id\" >/dev/null 2>&1; then pm2 delete \"$id\" >&2; fi ;; esac; done < \"$M/adopt-started\"; fi",
+    );
+    // A rerun finishing an interrupted adoption: the temporary copies its probe found.
+    for i in temporary_ids {
+        s = s
+            .var("I", i)
+            .line("if pm2 describe \"$I\" >/dev/null 2>&1; then pm2 delete \"$I\" >&2; fi");
     }
     s = s
         .line("pm2 save >&2")
