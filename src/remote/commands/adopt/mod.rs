@@ -205,7 +205,7 @@ pub fn adopt_retire(l: &Layout) -> Script {
         .line("M=\"$D/.tj-deploy\"")
         .line("OLD=$(umask 077 && node -e \"$OLD_JS\" \"$D\" \"$M/listen.js\" \"$M/adopt-old.json\")")
         .line("printf '%s\\n' \"$OLD\"")
-        .line("printf '%s\\n' \"$OLD\" | while read -r k id _; do if [ \"$k\" = old ] && [ -n \"$id\" ]; then pm2 delete \"$id\" >&2; fi; done")
+        .line("printf '%s\\n' \"$OLD\" | while read -r k id _; do if [ \"$k\" = old ] && [ -n \"$id\" ]; then pm2 delete \"$id\" </dev/null >&2; fi; done")
 }
 
 /// Deletes the temporary copy, saves PM2's process list, and removes the originals from
@@ -219,7 +219,7 @@ pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary_ids: &[String], linked_
         .line("M=\"$D/.tj-deploy\"; K=\"$M/adopted-$ID\"")
         .line(TWIN_SH);
     s = s.var("SUFFIX", ADOPT_SUFFIX).line(
-        "if [ -f \"$M/adopt-started\" ]; then while read -r id n; do case \"$n\" in *\"$SUFFIX\") if pm2 describe \"$id\" >/dev/null 2>&1; then pm2 delete \"$id\" >&2; fi ;; esac; done < \"$M/adopt-started\"; fi",
+        "if [ -f \"$M/adopt-started\" ]; then while read -r id n; do case \"$n\" in *\"$SUFFIX\") if pm2 describe \"$id\" </dev/null >/dev/null 2>&1; then pm2 delete \"$id\" </dev/null >&2; fi ;; esac; done < \"$M/adopt-started\"; fi",
     );
     // A rerun finishing an interrupted adoption: the temporary copies its probe found.
     for i in temporary_ids {
@@ -235,7 +235,8 @@ pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary_ids: &[String], linked_
             "if [ -f \"$D/$F\" ] && { [ \"$D/$F\" -ef \"$D/shared/$F\" ] || cmp -s \"$D/$F\" \"$D/shared/$F\"; }; then rm -f \"$D/$F\"; fi",
         );
     }
-    each_entry(s, "  settle \"$e\" \"$R/${e##*/}\"").repeatable()
+    // The release has its own REVISION (written, never linked): the original is no twin.
+    each_entry(s.line("rm -f \"$D/REVISION\""), "  settle \"$e\" \"$R/${e##*/}\"").repeatable()
 }
 
 /// Puts PM2 back as it was: deletes what the adoption started under the app's own names (by
@@ -250,7 +251,7 @@ pub fn adopt_undo_pm2(l: &Layout, wait_ms: u128) -> Script {
         .line("M=\"$D/.tj-deploy\"")
         .line("gone() { if [ -f \"$M/adopt-started\" ]; then while read -r id n; do")
         .line("  case \"$n\" in *\"$SUFFIX\") t=1 ;; *) t=0 ;; esac")
-        .line("  if [ \"$t\" = \"$1\" ] && pm2 describe \"$id\" >/dev/null 2>&1; then pm2 delete \"$id\" >&2 || true; fi")
+        .line("  if [ \"$t\" = \"$1\" ] && pm2 describe \"$id\" </dev/null >/dev/null 2>&1; then pm2 delete \"$id\" </dev/null >&2 || true; fi")
         .line("done < \"$M/adopt-started\"; fi; }")
         .line("if [ -f \"$M/adopt-old.json\" ]; then")
         .line("  gone 0")
@@ -416,6 +417,7 @@ mod tests {
         std::fs::write(d.join("data/a"), "a").unwrap();
         std::fs::write(d.join("package.json"), "{}").unwrap();
         std::fs::write(d.join(".env"), "PORT=1\n").unwrap();
+        std::fs::write(d.join("REVISION"), "abc\n").unwrap();
         let l = Layout::new(
             RemotePath::parse("d", d.to_str().unwrap()).unwrap(),
             RemotePath::parse("b", dir.join("backups").to_str().unwrap()).unwrap(),
@@ -441,7 +443,7 @@ mod tests {
         let k = d.join(".tj-deploy/adopted-20260118_143000");
         assert_eq!(std::fs::read_to_string(k.join("data/a")).unwrap(), "b");
         assert!(k.join("late.log").is_file());
-        for gone in ["package.json", "node_modules", ".env", "data", "late.log"] {
+        for gone in ["package.json", "node_modules", ".env", "data", "late.log", "REVISION"] {
             assert!(!d.join(gone).exists() && !d.join(gone).is_symlink(), "{gone} left");
         }
         let r = d.join("releases/20260118_143000");
