@@ -112,6 +112,11 @@ fn a_runbook_host_is_adopted_under_load_then_deployed_and_rolled_back() {
         "{}",
         dry.stdout
     );
+    assert!(
+        dry.stdout.contains("entries moved into the release") && dry.stdout.contains("node_modules"),
+        "the dry run lists what it moves: {}",
+        dry.stdout
+    );
     assert_eq!(sb.snapshot(), before, "a dry run changes nothing");
 
     let l = load(&sb);
@@ -151,6 +156,11 @@ fn a_runbook_host_is_adopted_under_load_then_deployed_and_rolled_back() {
     for gone in ["server.js", "package.json", ".env", "node_modules"] {
         assert!(!sb.deploy_dir.join(gone).exists(), "{gone} left in deploy_dir");
     }
+    let kept = std::fs::read_dir(sb.deploy_dir.join(".tj-deploy"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("adopted-"));
+    assert_eq!(kept, r.all().contains("written during the handover"), "{}", r.all());
     assert_eq!(
         std::fs::read_to_string(release_dir.join("REVISION")).unwrap().trim(),
         "adopted"
@@ -341,4 +351,76 @@ fn a_runbook_npm_app_is_adopted_with_the_gap_reported() {
     assert!(settled(&w) && w.iter().any(|(_, _, c)| !c.is_empty()), "{w:?}");
     assert!(w.iter().all(|(name, _, _)| name == &sb.app_name), "{w:?}");
     assert_eq!(sb.health().map(|(s, _)| s), Some(200));
+}
+
+/// Finishing fails after the verify (a `pm2` wrapper fails `pm2 save`): exit 1, the app serves
+/// the release from `current` and the message says to run `setup --adopt` again; `status`
+/// warns about the leftover snapshot; the rerun verifies and finishes (originals gone, scratch
+/// files gone, exit 0) instead of refusing.
+#[test]
+fn a_rerun_finishes_an_interrupted_adoption() {
+    let sb = Sandbox::new("adoptresume");
+    runbook_host(&sb);
+    let hostbin = sb.root.join("hostbin");
+    std::fs::create_dir_all(&hostbin).unwrap();
+    std::fs::write(
+        hostbin.join("pm2"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = save ]; then echo 'simulated: pm2 save failed' >&2; exit 1; fi\nexec {} \"$@\"\n",
+            support::pm2_bin().display()
+        ),
+    )
+    .unwrap();
+    sh_ok(&format!("chmod 755 {0} {0}/pm2", hostbin.display()));
+    let r = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    println!("{}", r.all());
+    r.expect(1);
+    assert!(r.all().contains("simulated: pm2 save failed"), "{}", r.all());
+    assert!(r.all().contains("run `setup --adopt` again to finish"), "{}", r.all());
+    let rel = sb.releases().pop().expect("the release stays");
+    assert_eq!(sb.current().as_deref(), Some(format!("releases/{rel}").as_str()));
+    assert!(
+        sb.deploy_dir.join("server.js").exists(),
+        "the originals are still there"
+    );
+    assert!(sb.deploy_dir.join(".tj-deploy/adopt-old.json").exists());
+    assert_eq!(sb.health().map(|(s, _)| s), Some(200));
+    let status = run(&sb, &["status", "-e", "staging"]);
+    assert!(
+        status
+            .stdout
+            .contains("adopt-old.json is left from an interrupted `setup --adopt`"),
+        "{}",
+        status.all()
+    );
+
+    std::fs::remove_file(hostbin.join("pm2")).unwrap();
+    let dry = run(&sb, &["setup", "-e", "staging", "--adopt", "--dry-run"]);
+    dry.expect(0);
+    assert!(dry.stdout.contains("finish an interrupted adoption"), "{}", dry.stdout);
+    let again = run(&sb, &["setup", "-e", "staging", "--adopt"]);
+    println!("{}", again.all());
+    again.expect(0);
+    assert!(
+        again.all().contains("finishing an interrupted adoption"),
+        "{}",
+        again.all()
+    );
+    assert_eq!(sb.releases(), vec![rel.clone()]);
+    assert_eq!(sb.current().as_deref(), Some(format!("releases/{rel}").as_str()));
+    for gone in [
+        "server.js",
+        "package.json",
+        "node_modules",
+        ".tj-deploy/adopt-old.json",
+        ".tj-deploy/adopt-started",
+    ] {
+        assert!(!sb.deploy_dir.join(gone).exists(), "{gone} left");
+    }
+    let w = workers(&sb);
+    assert!(!w.is_empty() && w.iter().all(|(n, _, _)| n == &sb.app_name), "{w:?}");
+    let dump = std::fs::read_to_string(sb.pm2_home.join("dump.pm2")).expect("pm2 save ran");
+    assert!(dump.contains(&format!("{}/current", sb.deploy_dir.display())), "{dump}");
+    let status = run(&sb, &["status", "-e", "staging"]);
+    assert!(!status.stdout.contains("interrupted"), "{}", status.stdout);
 }

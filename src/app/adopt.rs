@@ -19,7 +19,6 @@ use crate::health;
 use crate::lock::LockOwner;
 use crate::pipeline::{Ctx, HostRun, Progress, activate, availability, lock_all, unlock_all};
 use crate::remote::commands::{self, ADOPT_SUFFIX, HookEnv};
-use crate::remote::layout::Layout;
 use crate::remote::{AnyTransport, Mode, Transport};
 use crate::report::{Status, Summary};
 use crate::signals::Cancel;
@@ -27,8 +26,11 @@ use crate::steps::Steps;
 
 #[path = "adopt_probe.rs"]
 mod probing;
+#[path = "adopt_rerun.rs"]
+mod rerun;
 pub use probing::{Probe, parse_probe};
-use probing::{ecosystem_file, probe};
+use probing::{check, dry_run, ecosystem_file};
+use rerun::{kept, resume};
 
 pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, String>) -> Result<()> {
     let file = ecosystem_file(config)?;
@@ -61,7 +63,10 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     let (status, message) = match &result {
         Ok(_) => (
             Status::Success,
-            format!("adopted: every host serves releases/{id} from current, verified"),
+            format!(
+                "adopted: every host serves releases/{} from current, verified",
+                served(&hosts).unwrap_or(id)
+            ),
         ),
         Err(e) if e.kind == Kind::Refused && hosts.iter().all(|h| h.progress <= Progress::Locked) => {
             (Status::Refused, e.message.clone())
@@ -70,7 +75,9 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     };
     let summary = Summary {
         status,
-        release: result.is_ok().then(|| id.to_string()),
+        // Also when finishing failed after the verify (the hosts serve the release then), or
+        // when a rerun finished an interrupted adoption (its release).
+        release: served(&hosts).map(|c| c.to_string()),
         steps: steps.take(),
         checks: found.checks,
         warnings: found.warnings,
@@ -85,43 +92,6 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
     result.map(|_| ())
 }
 
-async fn dry_run(
-    config: &Config,
-    inv: &Invocation,
-    vars: &BTreeMap<String, String>,
-    l: &Layout,
-    file: &str,
-    id: ReleaseId,
-) -> Result<()> {
-    let fleet = super::connect(config, inv, vars).await?;
-    println!("Dry run: setup --adopt {} — nothing will be changed.", config.env.name);
-    let mut refusals = Vec::new();
-    for (h, t) in &fleet.hosts {
-        let p = match probe(t, l, file, config).await {
-            Ok(p) => p,
-            Err(e) => {
-                fleet.close().await;
-                return Err(e);
-            }
-        };
-        match p.refusal(l, file) {
-            Some(why) => {
-                println!("{h}: would refuse: {why}");
-                refusals.push(format!("{h}: {why}"));
-            }
-            None => print!("{}", p.plan(&h.to_string(), l, id, &config.env.health_url)),
-        }
-    }
-    fleet.close().await;
-    match refusals.is_empty() {
-        true => Ok(()),
-        false => Err(Error::refused(format!(
-            "setup --adopt would refuse: {}",
-            refusals.join("; ")
-        ))),
-    }
-}
-
 /// Probes, locks, probes again under the lock, then adopts host after host. Returns the
 /// revision the release got.
 async fn run<T: Transport>(
@@ -131,20 +101,14 @@ async fn run<T: Transport>(
     id: ReleaseId,
     found: &mut Found,
 ) -> Result<String> {
-    let l = &ctx.layout;
-    for h in hosts.iter() {
-        if let Some(why) = probe(&h.t, l, file, ctx.config).await?.refusal(l, file) {
-            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
-        }
-    }
+    check(ctx, hosts, file).await?;
     lock_all(ctx, hosts).await?;
-    let mut probes = Vec::new();
-    for h in hosts.iter() {
-        let p = probe(&h.t, l, file, ctx.config).await?;
-        if let Some(why) = p.refusal(l, file) {
-            return Err(Error::refused(format!("{}: {why}; nothing was changed", h.name())));
+    let probes = check(ctx, hosts, file).await?;
+    for (h, p) in hosts.iter().zip(&probes) {
+        if p.adopted() {
+            let t = p.target.as_deref().unwrap_or("?");
+            found.warn(format!("{}: adopted already (current → {t}): skipped", h.name()));
         }
-        probes.push(p);
     }
     // Availability while the hosts are handed over, as during a deploy's activation (from the
     // runner, or with health_from = "host" on each host); reported, never failing the run.
@@ -178,6 +142,16 @@ async fn each<T: Transport>(
 ) -> Result<String> {
     let (mut revision, mut done) = (String::new(), Vec::new());
     for (h, p) in hosts.iter_mut().zip(probes) {
+        if p.adopted() {
+            h.state.current = p.current_release();
+            continue;
+        }
+        if p.unfinished(&ctx.layout) {
+            resume(ctx, h, p, found).await?;
+            revision = p.current_revision.clone().unwrap_or_else(|| "adopted".into());
+            done.push(h.name());
+            continue;
+        }
         let mut stage = Stage::Nothing;
         match one(ctx, h, p, file, id, &mut stage, found).await {
             Ok(()) => {
@@ -207,14 +181,14 @@ async fn each<T: Transport>(
 
 /// What the run found on its way, for the summary.
 #[derive(Default)]
-struct Found {
+pub(super) struct Found {
     checks: Vec<health::CheckResult>,
     warnings: Vec<String>,
     availability: Option<crate::availability::Report>,
 }
 
 impl Found {
-    fn warn(&mut self, w: String) {
+    pub(super) fn warn(&mut self, w: String) {
         if !self.warnings.contains(&w) {
             crate::ui::warn(&w);
             self.warnings.push(w);
@@ -293,6 +267,20 @@ async fn one<T: Transport>(
     let what = p.names("").join(", ");
     let run = h.exec(&start, Mode::Capture, "start from current");
     ctx.steps.run(&name, "start", &what, run).await?;
+    verify_host(ctx, h, id, &revision, found).await?;
+    *stage = Stage::Done;
+    finish_host(ctx, h, id, &[], found).await
+}
+
+/// Verifies the host as a deploy does (health, smoke, every worker in the release).
+pub(super) async fn verify_host<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    id: ReleaseId,
+    revision: &str,
+    found: &mut Found,
+) -> Result<()> {
+    let (env, name) = (&ctx.config.env, h.name());
     let tool = match (env.health_from_host, h.http_tool) {
         (true, None) => Some(crate::health_host::detect(&h.t).await?),
         (_, tool) => tool,
@@ -300,22 +288,35 @@ async fn one<T: Transport>(
     let url = health::url_for(&env.health_url, &h.spec);
     let v = ctx
         .steps
-        .run(&name, "verify", &url, activate::verify(ctx, h, id, &revision, tool))
+        .run(&name, "verify", &url, activate::verify(ctx, h, id, revision, tool))
         .await?;
     found.checks.extend(v.checks);
-    *stage = Stage::Done;
-    let tidy = commands::adopt_finish(l, &p.temporary());
-    let what = match p.direct() {
-        Some(_) => "pm2 save, remove the originals",
-        None => "delete the temporary copy, pm2 save, remove the originals",
-    };
+    Ok(())
+}
+
+/// Deletes the temporary copy (`ids`: those a rerun's probe found besides the recorded ones),
+/// `pm2 save`, removes the originals the release holds (warning about any kept).
+pub(super) async fn finish_host<T: Transport>(
+    ctx: &Ctx<'_>,
+    h: &mut HostRun<T>,
+    id: ReleaseId,
+    ids: &[String],
+    found: &mut Found,
+) -> Result<()> {
+    let (l, name) = (&ctx.layout, h.name());
+    let tidy = commands::adopt_finish(l, id, ids, &ctx.config.env.linked_files);
+    let what = "delete the temporary copy, pm2 save, remove the originals";
     ctx.steps
         .run_uncancelled(&name, "finish", what, h.exec(&tidy, Mode::Capture, "finish"))
         .await
-        .map(|_| ())
+        .map(|out| {
+            if let Some(w) = kept(&out.stdout, &format!("{}/.tj-deploy/adopted-{id}", l.deploy_dir)) {
+                found.warn(format!("{name}: {w}"));
+            }
+        })
         .map_err(|e| {
             Error::failed(format!(
-                "{e}; the app serves releases/{id} from current (verified), but finish by hand: `pm2 delete` the *{ADOPT_SUFFIX} apps, `pm2 save`, and remove the originals from {}",
+                "{e}; the app serves releases/{id} from current (verified): run `setup --adopt` again to finish (delete the *{ADOPT_SUFFIX} copy, pm2 save, remove the originals from {})",
                 l.deploy_dir
             ))
         })
@@ -335,12 +336,7 @@ async fn undo<T: Transport>(
     let wait = ctx.config.env.health_timeout.as_millis();
     let mut failed = Vec::new();
     if stage >= Stage::Temporary {
-        let real = if stage >= Stage::Retired {
-            p.names("")
-        } else {
-            Vec::new()
-        };
-        let s = commands::adopt_undo_pm2(l, &real, &p.temporary(), wait);
+        let s = commands::adopt_undo_pm2(l, wait);
         let what = "the old app back, the temporary copy deleted";
         if let Err(e) = ctx
             .steps
@@ -350,8 +346,10 @@ async fn undo<T: Transport>(
             failed.push(e.message);
         }
     }
-    let s = commands::adopt_undo_files(l, id, &p.to_share(), !p.shared);
-    if let Err(e) = ctx
+    let linked = &ctx.config.env.linked_files;
+    let s = commands::adopt_undo_files(l, id, linked, &p.to_share(), !p.shared);
+    let mut kept_note = None;
+    match ctx
         .steps
         .run_uncancelled(
             &name,
@@ -361,7 +359,8 @@ async fn undo<T: Transport>(
         )
         .await
     {
-        failed.push(e.message);
+        Ok(out) => kept_note = kept(&out.stdout, &format!("{}/.tj-deploy/adopted-{id}", l.deploy_dir)),
+        Err(e) => failed.push(e.message),
     }
     h.progress = Progress::Locked;
     let d = &l.deploy_dir;
@@ -372,6 +371,9 @@ async fn undo<T: Transport>(
                 msg,
                 "; put back as it was: the old app serves from {d} again, releases/ and current are removed"
             );
+            if let Some(k) = kept_note {
+                let _ = write!(msg, " ({k})");
+            }
         }
         false => {
             let _ = write!(
@@ -382,6 +384,11 @@ async fn undo<T: Transport>(
         }
     }
     Error { message: msg, ..e }
+}
+
+/// The newest release a host serves after the run.
+fn served<T>(hosts: &[HostRun<T>]) -> Option<ReleaseId> {
+    hosts.iter().filter_map(|h| h.state.current).max()
 }
 
 /// Logs the adoption on every host it locked, then unlocks.

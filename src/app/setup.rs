@@ -52,6 +52,8 @@ pub struct Facts {
     /// The Node the running PM2 daemon uses (its workers inherit it).
     pub daemon_node: Option<String>,
     pub dump: Option<bool>,
+    /// PM2's saved dump still starts the app with `setup --adopt`'s listen.js preload.
+    pub adopt_listen: bool,
 }
 
 fn some(v: &str) -> Option<String> {
@@ -79,6 +81,7 @@ pub fn parse_facts(stdout: &str) -> Facts {
             ("startup", [v]) => f.startup = *v == "1",
             ("daemon", _) => f.daemon_node = some(rest),
             ("dump", [v]) => f.dump = (*v != "-").then_some(*v == "1"),
+            ("adoptlisten", [v]) => f.adopt_listen = *v == "1",
             _ => {}
         }
     }
@@ -313,5 +316,20 @@ mod tests {
             vec![(".env".into(), None, None), ("a b".into(), Some(12), Some(0o644))]
         );
         assert_eq!((f.node.as_deref(), f.pm2, f.dump), (Some("v20.1.0"), None, None));
+        assert!(!f.adopt_listen);
+    }
+
+    /// After `setup --adopt`, the saved dump still preloads its listen.js: WARN with the fix.
+    #[test]
+    fn the_adopt_preload_is_warned_about() {
+        let f = parse_facts("user deploy\ndump 1\nadoptlisten 1\n");
+        assert!(f.adopt_listen);
+        let (detail, fix) = checks::adopt_preload(&f, "/srv/app").expect("a warning");
+        assert!(detail.contains("/srv/app/.tj-deploy/listen.js"), "{detail}");
+        assert!(
+            fix.contains("`pm2 start` its ecosystem file in /srv/app/current"),
+            "{fix}"
+        );
+        assert!(checks::adopt_preload(&parse_facts("dump 1\n"), "/srv/app").is_none());
     }
 }

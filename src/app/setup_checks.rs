@@ -295,6 +295,20 @@ fn pm2(o: &mut Out, config: &Config, f: &Facts) {
             Some("pm2 save (after the first deploy)".into()),
         ),
     }
+    if let Some((detail, fix)) = adopt_preload(f, config.env.deploy_dir.as_str()) {
+        o.add("adopt preload", Level::Warn, detail, Some(fix));
+    }
+}
+
+/// `setup --adopt` started the app with its listen.js preloaded (PM2 keeps a process's
+/// node_args across reloads and `pm2 save`): harmless, but it stays until a hard restart.
+pub fn adopt_preload(f: &Facts, deploy_dir: &str) -> Option<(String, String)> {
+    f.adopt_listen.then(|| {
+        (
+            format!("PM2 starts the app with `--require {deploy_dir}/.tj-deploy/listen.js` (left by setup --adopt; it marks nothing outside an adoption, but the app fails to start if that file goes)"),
+            format!("keep {deploy_dir}/.tj-deploy/listen.js (tj-deploy never removes it); to drop the preload, at a quiet moment `pm2 delete` the app, `pm2 start` its ecosystem file in {deploy_dir}/current, `pm2 save` (reload and restart --hard keep node_args)"),
+        )
+    })
 }
 
 fn pg_dump(o: &mut Out, f: &Facts, server: Option<u32>) {

@@ -62,6 +62,31 @@ pub struct HostStatus {
     pub unreachable: Option<String>,
     /// Reached, but reading its state failed: why (the fields above are empty).
     pub error: Option<String>,
+    /// What an interrupted `setup --adopt` left (its temporary copy, its snapshot), with the cleanup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Warnings for what an interrupted `setup --adopt` left: a `*-tj-adopt` PM2 app among the
+/// workers, its `adopt-old.json` (a `leftover` line of [`commands::pm2_worker_dirs`]).
+pub fn adopt_leftovers(stdout: &str, workers: &[Worker], deploy_dir: &str) -> Vec<String> {
+    let suffix = commands::ADOPT_SUFFIX;
+    let mut w: Vec<String> = workers
+        .iter()
+        .filter(|w| w.name.ends_with(suffix))
+        .map(|w| {
+            format!(
+                "PM2 runs '{}' (pm_id {}), the temporary copy of an interrupted `setup --adopt`: once the app's own workers are online, `pm2 delete {}` and `pm2 save`",
+                w.name, w.pm_id, w.pm_id
+            )
+        })
+        .collect();
+    if stdout.lines().any(|l| l == "leftover adopt-old.json") {
+        w.push(format!(
+            "{deploy_dir}/.tj-deploy/adopt-old.json is left from an interrupted `setup --adopt`: run `setup --adopt` again (it names the cleanup), or `rm` it once the app serves from current"
+        ));
+    }
+    w
 }
 
 /// Parses the output of [`commands::pm2_worker_dirs`]: the processes PM2 runs from under
@@ -180,12 +205,9 @@ async fn one<T: Transport>(
         .await?
         .check("list PM2 workers")?;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    s.workers = Some(parse_workers(
-        &pm2.stdout,
-        l.deploy_dir.as_str(),
-        live.as_deref(),
-        now_ms,
-    ));
+    let workers = parse_workers(&pm2.stdout, l.deploy_dir.as_str(), live.as_deref(), now_ms);
+    s.warnings = adopt_leftovers(&pm2.stdout, &workers, l.deploy_dir.as_str());
+    s.workers = Some(workers);
     s.health = Some(health(http, config, h).await);
     Ok(s)
 }
@@ -225,7 +247,8 @@ pub async fn command(config: &Config, inv: &Invocation, vars: &BTreeMap<String, 
         println!("{text}");
     } else {
         // Everything here comes from the hosts: foreign text.
-        ui::print_foreign(all.iter().map(render).collect::<Vec<_>>().join("\n").trim_end());
+        let text: Vec<String> = all.iter().map(|s| render(s) + &render_warnings(s)).collect();
+        ui::print_foreign(text.join("\n").trim_end());
     }
     super::not_read("status", config.env.hosts.len(), &down)
 }
@@ -316,6 +339,11 @@ pub fn render(s: &HostStatus) -> String {
     out
 }
 
+/// The host's warnings, printed after [`render`]'s lines.
+pub fn render_warnings(s: &HostStatus) -> String {
+    s.warnings.iter().map(|w| format!("  ⚠ {w}\n")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +399,26 @@ mod tests {
         for unknown in ["releases", "backups", "workers", "health"] {
             assert!(v[unknown].is_null(), "{unknown} is not known, not zero: {v}");
         }
+    }
+
+    #[test]
+    fn an_interrupted_adoption_is_warned_about() {
+        let out = concat!(
+            r#"[{"name":"tj-tj-adopt","pm_id":4,"pid":11,"pm2_env":{"status":"online","pm_cwd":"/srv/app/current"}}]"#,
+            "\nleftover adopt-old.json\n"
+        );
+        let w = parse_workers(out, "/srv/app", Some("20260118_143000"), 0);
+        let warnings = adopt_leftovers(out, &w, "/srv/app");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("PM2 runs 'tj-tj-adopt' (pm_id 4), the temporary copy"));
+        assert!(warnings[0].contains("`pm2 delete 4` and `pm2 save`"));
+        assert!(warnings[1].starts_with("/srv/app/.tj-deploy/adopt-old.json is left"));
+        let s = HostStatus {
+            warnings,
+            ..HostStatus::default()
+        };
+        assert!(render_warnings(&s).starts_with("  ⚠ PM2 runs 'tj-tj-adopt'"), "{s:?}");
+        assert!(adopt_leftovers("[]\n", &[], "/srv/app").is_empty());
     }
 
     #[test]

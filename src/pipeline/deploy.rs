@@ -214,10 +214,12 @@ async fn review_migrations<T: Transport>(
 
 /// The commits since the live one, for the summary; a failure is only a warning.
 async fn changes<T: Transport>(d: &Deploy<'_>, hosts: &[HostRun<T>], out: &mut Outcome) {
+    // A revision that is no commit (`adopted`: `setup --adopt` knew none) has nothing to compare.
     let prev = hosts
         .first()
         .and_then(|h| h.previous())
-        .and_then(|p| p.revision.clone());
+        .and_then(|p| p.revision.clone())
+        .filter(|r| is_commit(r));
     let (Some(gh), Some(prev)) = (d.github, prev) else {
         return;
     };
@@ -231,6 +233,11 @@ async fn changes<T: Transport>(d: &Deploy<'_>, hosts: &[HostRun<T>], out: &mut O
             crate::ui::prefix(&prev, 7)
         )),
     }
+}
+
+/// Whether `r` can be a commit for GitHub's compare: 7 to 40 hex digits.
+fn is_commit(r: &str) -> bool {
+    (7..=40).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The database, once per environment, on the database host: the dump, then the migration,
@@ -387,4 +394,17 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, hosts: &[HostRun<T>], summary: &Sum
         }
     }
     unlock_all(ctx, hosts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The first deploy after `setup --adopt` (REVISION `adopted`) asks GitHub for no compare.
+    #[test]
+    fn an_adopted_revision_is_no_commit() {
+        assert!(!super::is_commit("adopted"));
+        assert!(!super::is_commit("abc"));
+        assert!(super::is_commit("0123abc"));
+        assert!(super::is_commit(&"a".repeat(40)));
+        assert!(!super::is_commit(&"a".repeat(41)));
+    }
 }

@@ -169,4 +169,6 @@ pub fn pm2_worker_dirs(l: &Layout) -> Script {
         .line("  c=$(readlink \"/proc/$p/cwd\" 2>/dev/null || true)")
         .line("  case \"$c\" in \"$D\"/*|\"$(cd \"$D\" && pwd -P)\"/*) printf 'cwd %s %s\\n' \"$p\" \"$c\" ;; esac")
         .line("done")
+        // An interrupted `setup --adopt`'s snapshot of the old app: `status` warns about it.
+        .line("if [ -e \"$D/.tj-deploy/adopt-old.json\" ]; then echo 'leftover adopt-old.json'; fi")
 }

@@ -44,6 +44,7 @@ pub fn setup_probe(l: &Layout, linked_files: &[String]) -> Script {
         .line("H=\"${PM2_HOME:-$HOME/.pm2}\"")
         .line("if [ -f \"$H/pm2.pid\" ]; then e=$(readlink \"/proc/$(cat \"$H/pm2.pid\")/exe\" 2>/dev/null || true); if [ -n \"$e\" ]; then printf 'daemon %s\\n' \"$(\"$e\" --version 2>/dev/null || echo none)\"; fi; fi")
         .line("if [ ! -f \"$H/dump.pm2\" ]; then echo 'dump -'; elif grep -qF \"$D\" \"$H/dump.pm2\"; then echo 'dump 1'; else echo 'dump 0'; fi")
+        .line("if [ -f \"$H/dump.pm2\" ] && grep -qF \"$D/.tj-deploy/listen.js\" \"$H/dump.pm2\"; then echo 'adoptlisten 1'; fi")
         .repeatable()
 }
 
