@@ -218,32 +218,33 @@ fn extras(h: &Held, c: &Catalog) -> Vec<Extra> {
 /// or type it belongs to. A dependent that is neither an extra nor held by the dump (a
 /// DBA's view on a new table, a column of a new enum in another role's table) would be
 /// lost without a trace: the block raises an error naming them, and nothing is changed.
-const GUARD: &str = "DO $tj$ DECLARE bad text; BEGIN
+const GUARD: &str = "DO {tag} DECLARE bad pg_catalog.text; BEGIN
 WITH RECURSIVE extra(classid, objid) AS (VALUES {extras}),
 held(kind, nspname, name) AS (VALUES ('', '', ''){held}),
 dep(classid, objid, objsubid, deptype) AS (
- SELECT d.classid, d.objid, d.objsubid, d.deptype FROM pg_depend d JOIN extra e ON d.refclassid = e.classid AND d.refobjid = e.objid
- UNION SELECT d.classid, d.objid, d.objsubid, d.deptype FROM pg_depend d JOIN dep p ON d.refclassid = p.classid AND d.refobjid = p.objid AND (p.objsubid = 0 OR d.refobjsubid = p.objsubid)),
+ SELECT d.classid, d.objid, d.objsubid, d.deptype FROM pg_catalog.pg_depend d JOIN extra e ON d.refclassid = e.classid AND d.refobjid = e.objid
+ UNION SELECT d.classid, d.objid, d.objsubid, d.deptype FROM pg_catalog.pg_depend d JOIN dep p ON d.refclassid = p.classid AND d.refobjid = p.objid AND (p.objsubid = 0 OR d.refobjsubid = p.objsubid)),
 owner AS (SELECT p.classid, p.objid, p.objsubid,
- CASE p.classid WHEN 'pg_class'::regclass THEN coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = p.objid), p.objid)
-  WHEN 'pg_rewrite'::regclass THEN (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = p.objid)
-  WHEN 'pg_attrdef'::regclass THEN (SELECT a.adrelid FROM pg_attrdef a WHERE a.oid = p.objid)
-  WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = p.objid)
-  WHEN 'pg_policy'::regclass THEN (SELECT o.polrelid FROM pg_policy o WHERE o.oid = p.objid)
-  WHEN 'pg_constraint'::regclass THEN (SELECT nullif(c.conrelid, 0) FROM pg_constraint c WHERE c.oid = p.objid)
-  WHEN 'pg_type'::regclass THEN (SELECT nullif(t.typrelid, 0) FROM pg_type t WHERE t.oid = p.objid) END AS rel,
- CASE p.classid WHEN 'pg_type'::regclass THEN (SELECT CASE WHEN t.typrelid <> 0 THEN NULL WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END FROM pg_type t WHERE t.oid = p.objid)
-  WHEN 'pg_constraint'::regclass THEN (SELECT nullif(c.contypid, 0) FROM pg_constraint c WHERE c.oid = p.objid) END AS typ
+ CASE p.classid WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = p.objid), p.objid)
+  WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = p.objid)
+  WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = p.objid)
+  WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.oid = p.objid)
+  WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT o.polrelid FROM pg_catalog.pg_policy o WHERE o.oid = p.objid)
+  WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT nullif(c.conrelid, 0) FROM pg_catalog.pg_constraint c WHERE c.oid = p.objid)
+  WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT nullif(t.typrelid, 0) FROM pg_catalog.pg_type t WHERE t.oid = p.objid) END AS rel,
+ CASE p.classid WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT CASE WHEN t.typrelid <> 0 THEN NULL WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid = p.objid)
+  WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT nullif(c.contypid, 0) FROM pg_catalog.pg_constraint c WHERE c.oid = p.objid) END AS typ
  FROM dep p WHERE p.deptype = 'n')
-SELECT string_agg(DISTINCT CASE WHEN x.classid = 'pg_rewrite'::regclass AND x.rel IS NOT NULL \
- THEN pg_describe_object('pg_class'::regclass, x.rel, 0) ELSE pg_describe_object(x.classid, x.objid, x.objsubid) END, ', ') INTO bad FROM owner x
-WHERE NOT EXISTS (SELECT 1 FROM extra e WHERE (e.classid = 'pg_class'::regclass AND e.objid = x.rel) OR (e.classid = 'pg_type'::regclass AND e.objid = x.typ))
-AND NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN held h ON h.kind = 'r' AND h.nspname = n.nspname AND h.name = c.relname WHERE c.oid = x.rel)
-AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN held h ON h.kind = 't' AND h.nspname = n.nspname AND h.name = t.typname WHERE t.oid = x.typ);
+SELECT pg_catalog.string_agg(DISTINCT CASE WHEN x.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND x.rel IS NOT NULL \
+ THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, x.rel, 0) ELSE pg_catalog.pg_describe_object(x.classid, x.objid, x.objsubid) END, ', ') INTO bad FROM owner x
+WHERE NOT EXISTS (SELECT 1 FROM extra e WHERE (e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = x.rel) OR (e.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND e.objid = x.typ))
+AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN held h ON h.kind = 'r' AND h.nspname = n.nspname AND h.name = c.relname WHERE c.oid = x.rel)
+AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace JOIN held h ON h.kind = 't' AND h.nspname = n.nspname AND h.name = t.typname WHERE t.oid = x.typ);
 IF bad IS NOT NULL THEN RAISE EXCEPTION 'tj-deploy: dropping what the backup does not hold would also drop %, which the backup does not hold either; nothing was changed', bad; END IF;
-END $tj$;";
+END {tag};";
 
-/// [`GUARD`] for `extra` against what the dump holds; empty when nothing is dropped.
+/// [`GUARD`] for `extra` against what the dump holds; empty when nothing is dropped. Its
+/// dollar quote is a tag that no name in it holds.
 fn guard_sql(extra: &[Extra], h: &Held) -> String {
     if extra.is_empty() {
         return String::new();
@@ -253,9 +254,9 @@ fn guard_sql(extra: &[Extra], h: &Held) -> String {
         .map(|e| {
             let name = sql_literal(&format!("{}.{}", sql_ident(&e.schema), sql_ident(&e.name)));
             if e.is_type() {
-                format!("('pg_type'::regclass::oid, to_regtype({name})::oid)")
+                format!("('pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, pg_catalog.to_regtype({name})::pg_catalog.oid)")
             } else {
-                format!("('pg_class'::regclass::oid, to_regclass({name})::oid)")
+                format!("('pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, pg_catalog.to_regclass({name})::pg_catalog.oid)")
             }
         })
         .collect();
@@ -268,7 +269,44 @@ fn guard_sql(extra: &[Extra], h: &Held) -> String {
         .map(|k| row("r", k))
         .chain(h.types.iter().map(|k| row("t", k)))
         .collect();
-    GUARD.replace("{extras}", &extras.join(", ")).replace("{held}", &held)
+    let extras = extras.join(", ");
+    let untagged = fill(GUARD, &[("{extras}", &extras), ("{held}", &held), ("{tag}", "")]);
+    let tag = (0..)
+        .map(|n| if n == 0 { "$tj$".to_string() } else { format!("$tj{n}$") })
+        .find(|t| !untagged.contains(t.as_str()))
+        .unwrap_or_default();
+    fill(GUARD, &[("{extras}", &extras), ("{held}", &held), ("{tag}", &tag)])
+}
+
+/// `template` with each key replaced by its value in one pass: a value is never searched
+/// for keys (a name holding `{held}` stays a name).
+fn fill(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some((at, key, value)) = vars
+        .iter()
+        .filter_map(|(k, v)| Some((rest.find(k)?, *k, *v)))
+        .min_by_key(|(at, _, _)| *at)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(value);
+        rest = &rest[at + key.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A name with a newline cannot be matched: `pg_restore -l` shows it with a space, so a
+/// table the backup holds would look like one it lacks, and be dropped.
+fn refuse_newlines(extra: &[Extra]) -> Result<()> {
+    match extra.iter().find(|e| e.schema.contains('\n') || e.name.contains('\n')) {
+        Some(e) => Err(Error::refused(format!(
+            "cannot restore the database: {} {:?}.{:?} has a newline in its name, which the backup's \
+             table of contents cannot show, so whether the backup holds it is unknown; rename it first; nothing was changed",
+            e.kind, e.schema, e.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Restores backup `backup`'s db.dump over the database, dropping first, in the same
@@ -297,6 +335,7 @@ pub async fn restore<T: Transport>(t: &T, l: &Layout, backup: ReleaseId, manifes
     let catalog = Catalog::parse(catalog)?;
     let held = held(&toc, &catalog)?;
     let extra = extras(&held, &catalog);
+    refuse_newlines(&extra)?;
     let mut drops: Vec<String> = vec![guard_sql(&extra, &held)];
     drops.extend(extra.iter().map(Extra::drop_sql));
     let script = commands::restore_database(l, backup, &db.sha256, &conn, &drops.join("\n"))?;
@@ -428,9 +467,45 @@ mod tests {
             name: "it's".into(),
         }];
         let sql = guard_sql(&e, &h);
-        assert!(sql.contains("to_regtype('\"public\".\"it''s\"')::oid"), "{sql}");
+        assert!(
+            sql.contains("to_regtype('\"public\".\"it''s\"')::pg_catalog.oid"),
+            "{sql}"
+        );
         assert!(sql.contains(", ('r', 'app', 'my table')") && sql.contains(", ('t', 'public', 'Role')"));
         assert!(sql.starts_with("DO $tj$") && sql.ends_with("END $tj$;") && !sql.contains("{held}"));
+        // Catalog names are qualified: the drops run before pg_restore sets its search path.
+        assert!(
+            !sql.contains(" pg_depend ") && !sql.contains("'pg_class'::regclass"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn the_guards_dollar_tag_is_one_no_name_holds() {
+        let h = held(&[], &base()).unwrap();
+        let e = [Extra {
+            kind: "table".into(),
+            schema: "public".into(),
+            name: "x$tj$y $tj1$ {held}".into(),
+        }];
+        let sql = guard_sql(&e, &h);
+        assert!(sql.starts_with("DO $tj2$ ") && sql.ends_with("END $tj2$;"), "{sql}");
+        // A name holding a placeholder is not filled in.
+        assert!(sql.contains("\"x$tj$y $tj1$ {held}\"')"), "{sql}");
+    }
+
+    #[test]
+    fn a_name_with_a_newline_is_refused_not_dropped() {
+        let toc = ["1; 1259 2 TABLE public a b tj"];
+        let c = catalog(&[("table", "public", "a\nb")], &["public"], &["tj"]);
+        let e = extras(&held(&toc, &c).unwrap(), &c);
+        let err = refuse_newlines(&e).unwrap_err();
+        assert!(
+            err.message.contains("table \"public\".\"a\\nb\" has a newline"),
+            "{}",
+            err.message
+        );
+        assert!(refuse_newlines(&extras(&held(&[], &base()).unwrap(), &base())).is_ok());
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub(super) async fn database<T: Transport>(
     h: &HostRun<T>,
     safety: ReleaseId,
     targets: &BTreeMap<String, Target>,
+    began: &std::cell::Cell<bool>,
 ) -> Result<()> {
     let (name, l) = (h.name(), &ctx.layout);
     let Some(target) = targets.get(&name) else {
@@ -129,6 +130,8 @@ pub(super) async fn database<T: Transport>(
                     "{name}: restoring the database from backup {} (taken {}): data written since then will be lost",
                     target.backup, target.manifest.created_at
                 ));
+                // From here a failure may be inside the restore's transaction.
+                began.set(true);
                 let restore = async {
                     let dropped = backup::restore_database(&h.t, l, target.backup, &target.manifest).await?;
                     Ok(((), dropped_note(&dropped)))

@@ -43,6 +43,8 @@ struct Outcome {
     warnings: RefCell<Vec<String>>,
     /// The database restore committed (it runs in one transaction: until then nothing changed).
     database_restored: bool,
+    /// The database restore step started (before it, only the safety dump read the database).
+    restore_began: std::cell::Cell<bool>,
 }
 
 /// Rolls every host back; always returns a summary, the error (if any) is inside it.
@@ -60,6 +62,7 @@ pub async fn run<T: Transport>(
         checks: RefCell::new(Vec::new()),
         warnings: RefCell::new(Vec::new()),
         database_restored: false,
+        restore_began: std::cell::Cell::new(false),
     };
     let result = phases(ctx, &r, &mut hosts, &mut out, github).await;
     let (status, message, error) = conclude(ctx, &r, &mut hosts, &out, result).await;
@@ -119,7 +122,7 @@ async fn phases<T: Transport>(
     let (safety, targets) = (out.safety, &out.targets);
     each_host(hosts, parallel, |h| restore::prepare(ctx, r, h, safety, targets)).await?;
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
-    restore::database(ctx, r, &hosts[db], out.safety, &out.targets).await?;
+    restore::database(ctx, r, &hosts[db], out.safety, &out.targets, &out.restore_began).await?;
     out.database_restored = r.restore_database;
     let window = availability::Window::open(ctx, hosts).await?;
     let (ts, mut views) = availability::views(hosts);
@@ -258,7 +261,7 @@ async fn conclude<T: Transport>(
             let msg = format!(
                 "rollback failed before switching anything: {}.{}",
                 e.message,
-                database_note(ctx, r, hosts, safety, out.database_restored)
+                database_note(ctx, r, hosts, safety, out)
             );
             (Status::Failure, msg.clone(), Some(Error::failed(msg)))
         }
@@ -274,7 +277,7 @@ async fn conclude<T: Transport>(
                 Ok(notes) => format!("Put back what was live before the rollback: {notes}"),
                 Err(why) => format!("Putting back what was live ALSO failed: {why}"),
             };
-            let db = database_note(ctx, r, hosts, safety, out.database_restored);
+            let db = database_note(ctx, r, hosts, safety, out);
             let msg = format!(
                 "rollback failed: {}. {back}{db} The state before this rollback is saved in backup {safety} (`tj-deploy rollback -e {env_name} --to {safety}`).",
                 e.message
@@ -290,15 +293,13 @@ fn database_note<T: Transport>(
     r: &Rollback<'_>,
     hosts: &[HostRun<T>],
     safety: ReleaseId,
-    restored: bool,
+    out: &Outcome,
 ) -> String {
     if !r.restore_database {
         return String::new();
     }
-    if !restored {
-        // The restore is one transaction: it either committed and said so, or nothing changed,
-        // unless the connection was lost at the moment it committed.
-        return " The database restore did not finish: it runs in one transaction, so the database is as it was before this rollback (unless the connection was lost as it committed).".into();
+    if let Some(note) = unfinished_note(out.restore_began.get(), out.database_restored) {
+        return note.into();
     }
     let db = ctx.config.env.database_host.min(hosts.len().saturating_sub(1));
     let host = hosts.get(db).map(|h| h.name()).unwrap_or_default();
@@ -306,6 +307,20 @@ fn database_note<T: Transport>(
         " The database may already hold the backup's data while the apps run the release they ran before: its state before this rollback is the dump in backup {safety} on {host}; put it back with `tj-deploy rollback -e {} --to {safety} --restore-database`.",
         ctx.env_name()
     )
+}
+
+/// The note when the restore did not commit: it never started (the failure came at prepare
+/// or the safety dump), or it ran in one transaction that did not commit.
+fn unfinished_note(began: bool, restored: bool) -> Option<&'static str> {
+    match (began, restored) {
+        (_, true) => None,
+        (false, false) => Some(" The database was not touched: the failure came before its restore started."),
+        // It either committed and said so, or nothing changed, unless the connection was
+        // lost at the moment it committed.
+        (true, false) => Some(
+            " The database restore did not finish: it runs in one transaction, so the database is as it was before this rollback (unless the connection was lost as it committed).",
+        ),
+    }
 }
 
 /// Marks the release each host left as bad, after the rolled-back one verified.
@@ -355,4 +370,21 @@ async fn finish<T: Transport>(ctx: &Ctx<'_>, r: &Rollback<'_>, hosts: &[HostRun<
         }
     }
     unlock_all(ctx, hosts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfinished_note;
+
+    #[test]
+    fn a_failure_before_the_restore_began_says_the_database_was_not_touched() {
+        let before = unfinished_note(false, false).unwrap();
+        assert!(before.contains("was not touched"), "{before}");
+        let during = unfinished_note(true, false).unwrap();
+        assert!(
+            during.contains("did not finish") && !during.contains("not touched"),
+            "{during}"
+        );
+        assert_eq!(unfinished_note(true, true), None);
+    }
 }

@@ -54,12 +54,12 @@ pub fn read_env(l: &Layout) -> Script {
 const LIVE_OBJECTS: &str = "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
 WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END, n.nspname, c.relname \
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND c.relowner = current_user::regrole \
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')) \
 UNION ALL SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, n.nspname, t.typname \
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-WHERE t.typowner = current_user::regrole AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
+WHERE t.typowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c'))) \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype IN ('e', 'i')) \
 UNION ALL SELECT 'schema', nspname, '' FROM pg_namespace UNION ALL SELECT 'role', rolname, '' FROM pg_roles";
@@ -109,18 +109,27 @@ pub fn restore_database(
     Ok(pgpass(s, conn)?
         .var("DROPS", drops)
         .var("SPLICE", SPLICE)
-        .line("export DROPS W")
-        .line("{ pg_restore --single-transaction -f - --clean --if-exists --no-owner \"$F\" || : > \"$W/failed\"; } | awk \"$SPLICE\" | psql -X -q -v ON_ERROR_STOP=1 -d \"$CONN\" > /dev/null")
-        // Without COMMIT, psql's end of input ends the session and the server rolls back.
+        // In a file, not the environment: one environment string is limited to 128 KiB.
+        .line("printf '%s\\n' \"$DROPS\" > \"$W/drops\"")
+        .line("export W")
+        .line("{ pg_restore --single-transaction -f - --clean --if-exists --no-owner \"$F\" || : > \"$W/failed\"; } | { awk \"$SPLICE\" || : > \"$W/spliced-failed\"; } | psql -X -q -v ON_ERROR_STOP=1 -d \"$CONN\" > /dev/null")
+        // Without COMMIT, psql's end of input ends the session and the server rolls back. A
+        // pg_restore cut off by a dead awk fails too: awk's marker names the real cause.
+        .line("if [ -e \"$W/spliced-failed\" ] && [ ! -e \"$W/began\" ]; then echo \"awk stopped before pg_restore's BEGIN for $F (SQL before it, or awk failed); nothing was changed\" >&2; exit 1; fi")
+        .line("if [ -e \"$W/spliced-failed\" ]; then echo \"awk stopped while passing on pg_restore's output for $F; the restore runs in one transaction and did not finish\" >&2; exit 1; fi")
         .line("if [ -e \"$W/failed\" ]; then echo \"pg_restore could not read $F; nothing was changed\" >&2; exit 1; fi")
         .line("if [ ! -e \"$W/began\" ]; then echo \"pg_restore printed no BEGIN for $F; nothing was changed\" >&2; exit 1; fi"))
 }
 
-/// awk program: passes pg_restore's output on, with `$DROPS` right after its first `BEGIN;`
+/// awk program: passes pg_restore's output on, with `$W/drops` right after its first `BEGIN;`
 /// (and `$W/began` made then). Anything but comments, psql meta-commands and blank lines
-/// before that `BEGIN;` would run outside the transaction: it stops there instead.
+/// before that `BEGIN;` would run outside the transaction: it stops there instead. The drops
+/// run before pg_restore's own SETs, so they get a fixed quoting and search path first
+/// (pg_restore's SETs then replace them for the restore).
 const SPLICE: &str = "!b && $0 == \"BEGIN;\" { print; print \"SET LOCAL client_min_messages = warning;\"; \
-print ENVIRON[\"DROPS\"]; f = ENVIRON[\"W\"] \"/began\"; printf \"\" > f; close(f); b = 1; next } \
+print \"SET LOCAL standard_conforming_strings = on;\"; print \"SET LOCAL search_path = pg_catalog;\"; \
+d = ENVIRON[\"W\"] \"/drops\"; while ((getline l < d) > 0) print l; close(d); \
+f = ENVIRON[\"W\"] \"/began\"; printf \"\" > f; close(f); b = 1; next } \
 !b && $0 != \"\" && $0 !~ /^(--|\\\\)/ { exit 1 } { print }";
 
 /// `s` as an SQL string literal.
@@ -207,7 +216,11 @@ mod tests {
         assert!(text.contains(&format!("DROPS={}", quote(drops))));
         // pg_restore's own BEGIN/COMMIT (none around large objects), the drops spliced in.
         assert!(text.contains("pg_restore --single-transaction -f - "), "{text}");
-        assert!(text.contains("| awk \"$SPLICE\" | psql"), "{text}");
+        assert!(
+            text.contains("| { awk \"$SPLICE\" || : > \"$W/spliced-failed\"; } | psql"),
+            "{text}"
+        );
+        assert!(!text.contains("export DROPS"), "{text}");
         assert!(!text.contains("echo 'BEGIN;'") && !text.contains("echo 'COMMIT;'"));
         assert!(text.contains("PGCONNECT_TIMEOUT=10"));
     }
@@ -215,13 +228,13 @@ mod tests {
     #[test]
     fn splice_puts_the_drops_after_the_first_begin_and_refuses_sql_before_it() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("drops"), "DROP TABLE \"a\\nb\";\n").unwrap();
         let run = |input: &str| {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg("printf '%s' \"$IN\" | awk \"$SPLICE\"; echo \"rc=$?\"; ls \"$W\"")
                 .env("IN", input)
                 .env("SPLICE", SPLICE)
-                .env("DROPS", "DROP TABLE \"a\\nb\";")
                 .env("W", dir.path())
                 .output()
                 .unwrap();
@@ -230,9 +243,86 @@ mod tests {
         let out = run("--\n\\restrict k\n\nBEGIN;\n\nSET x;\nBEGIN;\nCOMMIT;\n");
         assert_eq!(
             out,
-            "--\n\\restrict k\n\nBEGIN;\nSET LOCAL client_min_messages = warning;\nDROP TABLE \"a\\nb\";\n\nSET x;\nBEGIN;\nCOMMIT;\nrc=0\nbegan\n"
+            "--\n\\restrict k\n\nBEGIN;\nSET LOCAL client_min_messages = warning;\n\
+             SET LOCAL standard_conforming_strings = on;\nSET LOCAL search_path = pg_catalog;\n\
+             DROP TABLE \"a\\nb\";\n\nSET x;\nBEGIN;\nCOMMIT;\nrc=0\nbegan\ndrops\n"
         );
         std::fs::remove_file(dir.path().join("began")).unwrap();
-        assert_eq!(run("SET x;\nBEGIN;\n"), "rc=1\n");
+        assert_eq!(run("SET x;\nBEGIN;\n"), "rc=1\ndrops\n");
+    }
+
+    /// Runs restore_database's pipeline and checks (from `DROPS=` on) from a script file, with
+    /// pg_restore printing `dump` and psql keeping its input in `$W/psql-in`.
+    fn run_restore(drops: &str, splice: Option<&str>, dump: &str) -> (i32, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ReleaseId::parse("id", "20260101_000000").unwrap();
+        let text = restore_database(&layout(), id, &"a".repeat(64), &conn(), drops)
+            .unwrap()
+            .text()
+            .to_string();
+        let at = text.find("\nDROPS=").unwrap();
+        let mut body = text[at..].to_string();
+        if let Some(splice) = splice {
+            body = body.replace("\nexport W\n", &format!("\nexport W\nSPLICE={}\n", quote(splice)));
+        }
+        let script = format!(
+            "set -eu\nW={}; F=db.dump; CONN=x\npg_restore() {{ if [ \"$DUMP\" = fail ]; then return 1; fi; printf '%s' \"$DUMP\"; }}\n\
+             psql() {{ cat > \"$W/psql-in\"; }}\n{body}\n",
+            quote(dir.path().to_str().unwrap())
+        );
+        let file = dir.path().join("script.sh");
+        std::fs::write(&file, script).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&file)
+            .env("DUMP", dump)
+            .output()
+            .unwrap();
+        let psql_in = std::fs::read_to_string(dir.path().join("psql-in")).unwrap_or_default();
+        (
+            out.status.code().unwrap_or(-1),
+            psql_in,
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    #[test]
+    fn drops_beyond_an_environment_strings_limit_reach_psql() {
+        // ~200 KiB: exported, awk could not even start (E2BIG; Linux allows 128 KiB).
+        let drops: String = (0..5000)
+            .map(|i| format!("DROP TABLE IF EXISTS \"public\".\"table_{i:05}\" CASCADE;\n"))
+            .collect();
+        let (rc, psql_in, err) = run_restore(drops.trim_end(), None, "BEGIN;\nSELECT 1;\nCOMMIT;\n");
+        assert_eq!(rc, 0, "{err}");
+        assert!(
+            psql_in.contains("\"table_04999\" CASCADE;\nSELECT 1;\nCOMMIT;\n"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_dead_awk_is_named_and_never_reported_as_success() {
+        let dump = "BEGIN;\nSELECT 1;\nCOMMIT;\n";
+        let (rc, _, err) = run_restore("", Some("{ exit 2 }"), dump);
+        assert_eq!(rc, 1);
+        assert!(err.contains("awk stopped before pg_restore's BEGIN"), "{err}");
+        let mid = "{ print } $0 == \"BEGIN;\" { f = ENVIRON[\"W\"] \"/began\"; printf \"\" > f; close(f) } /SELECT/ { exit 3 }";
+        let (rc, psql_in, err) = run_restore("", Some(mid), dump);
+        assert_eq!((rc, psql_in.as_str()), (1, "BEGIN;\nSELECT 1;\n"));
+        assert!(err.contains("awk stopped while passing on"), "{err}");
+        let (rc, _, err) = run_restore("", None, "fail");
+        assert_eq!(rc, 1);
+        assert!(err.contains("pg_restore could not read"), "{err}");
+    }
+
+    #[test]
+    fn live_objects_find_the_role_by_name_not_by_regrole_syntax() {
+        // `current_user::regrole` parses the name as an identifier: "AppUser" or "tj.app" fail.
+        assert!(!LIVE_OBJECTS.contains("regrole"));
+        assert_eq!(
+            LIVE_OBJECTS
+                .matches("= (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)")
+                .count(),
+            2
+        );
     }
 }
