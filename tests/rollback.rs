@@ -248,7 +248,9 @@ fn restore_database_drops_what_the_backup_does_not_hold() {
     failed.expect(1);
     assert!(failed.all().contains("pg_restore could not read"), "{}", failed.all());
     assert!(
-        failed.error_line().contains("the database is as it was before this rollback"),
+        failed
+            .error_line()
+            .contains("the database is as it was before this rollback"),
         "{}",
         failed.all()
     );
