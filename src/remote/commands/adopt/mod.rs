@@ -152,7 +152,8 @@ pub fn adopt_link(l: &Layout, id: ReleaseId, revision: &str, linked_files: &[Str
         .var("REV", revision)
         .var("ID", &id.to_string())
         // The proof a rerun finishes only an adoption (of this release), never a managed host.
-        .line("mkdir -p \"$D/.tj-deploy\" && : > \"$D/.tj-deploy/adopting-$ID\"")
+        // (Any other marker is stale: the probe found no adoption to finish.)
+        .line("mkdir -p \"$D/.tj-deploy\"; rm -f \"$D/.tj-deploy\"/adopting-*; : > \"$D/.tj-deploy/adopting-$ID\"")
         .line("mkdir \"$D/releases\"")
         .line("mkdir \"$R\"")
         .line("mkdir -p \"$D/shared\"");

@@ -29,5 +29,5 @@ keep() {
 }
 # Removes $1 when twin of $2, else keeps it (see keep) and prints `kept <name>`.
 settle() {
-  if twin "$1" "$2"; then rm -rf "$1"; else keep "$1" && printf 'kept %s\n' "${1##*/}"; fi
+  if twin "$1" "$2"; then rm -rf "$1"; else keep "$1"; printf 'kept %s\n' "${1##*/}"; fi
 }
