@@ -384,6 +384,10 @@ fn a_rerun_finishes_an_interrupted_adoption() {
         "the originals are still there"
     );
     assert!(sb.deploy_dir.join(".tj-deploy/adopt-old.json").exists());
+    assert!(
+        sb.deploy_dir.join(format!(".tj-deploy/adopting-{rel}")).exists(),
+        "the marker proves the adoption"
+    );
     assert_eq!(sb.health().map(|(s, _)| s), Some(200));
     let status = run(&sb, &["status", "-e", "staging"]);
     assert!(
@@ -414,6 +418,7 @@ fn a_rerun_finishes_an_interrupted_adoption() {
         "node_modules",
         ".tj-deploy/adopt-old.json",
         ".tj-deploy/adopt-started",
+        &format!(".tj-deploy/adopting-{rel}"),
     ] {
         assert!(!sb.deploy_dir.join(gone).exists(), "{gone} left");
     }

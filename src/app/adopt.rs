@@ -336,7 +336,7 @@ async fn undo<T: Transport>(
     let wait = ctx.config.env.health_timeout.as_millis();
     let mut failed = Vec::new();
     if stage >= Stage::Temporary {
-        let s = commands::adopt_undo_pm2(l, wait);
+        let s = commands::adopt_undo_pm2(l, id, wait);
         let what = "the old app back, the temporary copy deleted";
         if let Err(e) = ctx
             .steps

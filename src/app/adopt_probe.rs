@@ -46,6 +46,12 @@ pub struct Probe {
     pub old: Vec<(String, String)>,
     /// (pm_id, cwd, name) of each other PM2 process of the daemon.
     pub other: Vec<(String, String, String)>,
+    /// The release ids of the `.tj-deploy/adopting-<id>` markers (an adoption under way).
+    pub adopting: Vec<String>,
+    /// How many names under deploy_dir hold a newline (the probe stops there).
+    pub newline: u32,
+    /// Database files (SQLite and its -wal/-journal/-shm) in deploy_dir, relative to it.
+    pub sqlite: Vec<String>,
 }
 
 pub fn parse_probe(stdout: &str) -> Probe {
@@ -62,6 +68,9 @@ pub fn parse_probe(stdout: &str) -> Probe {
             "crev" => p.current_revision = (!rest.is_empty()).then(|| rest.to_string()),
             "entries" => p.entries = rest.parse().unwrap_or(0),
             "entry" => p.entry_names.push(rest.to_string()),
+            "adopting" => p.adopting.push(rest.to_string()),
+            "newline" => p.newline = rest.parse().unwrap_or(u32::MAX),
+            "sqlite" => p.sqlite.push(rest.to_string()),
             "inside" => p.inside.extend(two.map(|(w, d)| (w.to_string(), d.to_string()))),
             "package" => p.package = true,
             "ecosystem" => p.ecosystem = true,
@@ -96,13 +105,19 @@ impl Probe {
     /// tj-deploy manages it already, or an interrupted adoption left it half done.
     fn managed(&self, l: &Layout) -> Option<String> {
         let d = &l.deploy_dir;
+        if self.newline > 0 {
+            return Some(format!(
+                "{} names under {d} hold a newline (list them: find {d} -name \"*$(printf '\\n')*\"): the adoption reads names a line each, so these could forge what it reads; rename them, then adopt",
+                self.newline
+            ));
+        }
         if self.unfinished(l) {
-            return None;
+            return self.inside_refusal(l);
         }
         if self.adopted() {
             let t = self.target.as_deref().unwrap_or("?");
             return Some(format!(
-                "this host is adopted already: {d}/current already exists (→ {t}) and {d} holds no originals; nothing to adopt"
+                "this host is adopted already: {d}/current already exists (→ {t}), no adoption of it is under way and nothing runs from {d} itself: tj-deploy manages it; nothing to adopt"
             ));
         }
         if let Some(why) = self.interrupted(l) {
@@ -113,12 +128,17 @@ impl Probe {
                 "{d}/releases or {d}/current already exists: this host is managed by tj-deploy (or half set up by hand); nothing to adopt"
             ));
         }
-        if let Some((what, path)) = self.inside.first() {
-            return Some(format!(
+        self.inside_refusal(l)
+    }
+
+    /// HOME, PM2_HOME or backup_dir inside deploy_dir: finishing would move it away.
+    fn inside_refusal(&self, l: &Layout) -> Option<String> {
+        let d = &l.deploy_dir;
+        self.inside.first().map(|(what, path)| {
+            format!(
                 "{what} ({path}) lies inside deploy_dir {d}: finishing the adoption removes deploy_dir's entries, and this one must stay; move it out of {d} (or deploy_dir elsewhere) first"
-            ));
-        }
-        None
+            )
+        })
     }
 
     /// Why this host cannot be adopted, if it cannot.
@@ -129,6 +149,12 @@ impl Probe {
         }
         if self.unfinished(l) {
             return None;
+        }
+        if !self.sqlite.is_empty() {
+            return Some(format!(
+                "{d} holds database files ({}): the adoption hard-links them into the release, so while the old and the new workers both run each database has two names, and SQLite keeps a separate -journal/-wal file per name (the database can be corrupted); move each to {d}/shared/ and list it in linked_files (or stop writing it while adopting), then adopt",
+                self.sqlite.join(", ")
+            ));
         }
         if self.entries == 0 || !(self.package || self.ecosystem) {
             return Some(format!(
@@ -300,15 +326,12 @@ pub(super) async fn dry_run(
             println!("{h}: adopted already (current → {t}): skipped");
             continue;
         }
-        if p.unfinished(l) {
-            print!("{}", p.resume_plan(&h.to_string(), l));
-            continue;
-        }
         match p.refusal(l, file) {
             Some(why) => {
                 println!("{h}: would refuse: {why}");
                 refusals.push(format!("{h}: {why}"));
             }
+            None if p.unfinished(l) => print!("{}", p.resume_plan(&h.to_string(), l)),
             None => print!("{}", p.plan(&h.to_string(), l, id, &config.env.health_url)),
         }
     }
@@ -459,15 +482,42 @@ mod tests {
         );
 
         let crashed = parse_probe(
-            "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-started\nentries 4\npackage 1\necosystem 1\napp cluster . w\nold 1 w\nother 7 /srv/app/current w-tj-adopt\n",
+            "releases 1\ncurrent 1\nadopting 20260118_143000\ntarget releases/20260118_143000\nleftover adopt-started\nentries 4\npackage 1\necosystem 1\napp cluster . w\nold 1 w\nother 7 /srv/app/current w-tj-adopt\n",
         );
         assert!(!crashed.adopted());
         let why = crashed.refusal(&l, "e.js").unwrap_or_default();
-        assert!(why.starts_with("an interrupted adoption left this host half adopted (/srv/app/releases/, current → releases/20260118_143000, 4 original entries in /srv/app, /srv/app/.tj-deploy/adopt-started, PM2 'w-tj-adopt' (pm_id 7))"), "{why}");
-        assert!(why.contains("the old app still runs from /srv/app: undo it: `pm2 delete 7`; `rm /srv/app/current`; `rm -rf /srv/app/releases`"), "{why}");
+        assert!(why.starts_with("an interrupted adoption left this host half adopted (/srv/app/releases/, current → releases/20260118_143000, 4 original entries in /srv/app, /srv/app/.tj-deploy/adopting-20260118_143000, /srv/app/.tj-deploy/adopt-started, PM2 'w-tj-adopt' (pm_id 7))"), "{why}");
+        assert!(why.contains("the old app still runs from /srv/app: undo it: `pm2 delete 7`; `rm /srv/app/current`; `mv /srv/app/releases /srv/app/.tj-deploy/undone-20260118_143000`"), "{why}");
+        assert!(
+            !why.contains("rm -rf") && !why.contains("keep /srv/app/.tj-deploy/adopt-old.json"),
+            "{why}"
+        );
+        // Retiring cut off partway: the old app's snapshot is kept, never deleted.
+        let partway = parse_probe(
+            "releases 1\ncurrent 1\nadopting 20260118_143000\ntarget releases/20260118_143000\nleftover adopt-old.json\nleftover adopt-started\nentries 4\npackage 1\necosystem 1\napp cluster . w\nold 1 w\nother 7 /srv/app/current w-tj-adopt\n",
+        );
+        let why = partway.refusal(&l, "e.js").unwrap_or_default();
+        assert!(
+            why.contains("keep /srv/app/.tj-deploy/adopt-old.json until `pm2 list` shows every old process again"),
+            "{why}"
+        );
+        assert!(
+            !why.contains("rm -rf") && !why.contains("rm -f /srv/app/.tj-deploy/adopt-old.json"),
+            "{why}"
+        );
+        // The old app gone, only the temporary copy serving: never "PM2 runs nothing".
+        let temp_only = parse_probe(
+            "releases 1\ncurrent 1\nadopting 20260118_143000\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\nother 7 /srv/app/current w-tj-adopt\n",
+        );
+        assert!(!temp_only.unfinished(&l));
+        let why = temp_only.refusal(&l, "e.js").unwrap_or_default();
+        assert!(
+            why.contains("only the temporary copy serves, from /srv/app/current") && !why.contains("runs nothing"),
+            "{why}"
+        );
 
         let unfinished = parse_probe(
-            "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\nother 8 /srv/app/current w\n",
+            "releases 1\ncurrent 1\nadopting 20260118_143000\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\nother 8 /srv/app/current w\n",
         );
         assert!(unfinished.unfinished(&l) && !unfinished.adopted());
         assert_eq!(unfinished.refusal(&l, "e.js"), None, "a rerun finishes it");
@@ -478,12 +528,64 @@ mod tests {
         );
         // The old app gone and nothing running from current: the app is down; start it first.
         let down = parse_probe(
-            "releases 1\ncurrent 1\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\n",
+            "releases 1\ncurrent 1\nadopting 20260118_143000\ntarget releases/20260118_143000\nleftover adopt-old.json\nentries 4\npackage 1\necosystem 1\napp cluster . w\n",
         );
         assert!(!down.unfinished(&l));
         let why = down.refusal(&l, "e.js").unwrap_or_default();
         assert!(why.contains("PM2 runs nothing from /srv/app/current: start the app there (`pm2 start` its ecosystem file in /srv/app/current), then run `setup --adopt` again to finish"), "{why}");
         let fresh = parse_probe("releases 1\ncurrent 1\ntarget releases/20260118_143000\nentries 0\nold 2 w\n");
         assert!(!fresh.adopted(), "something still runs from deploy_dir");
+    }
+
+    /// A managed host with entries of its own in deploy_dir (logs/) and no marker is no
+    /// unfinished adoption: skipped as adopted, never "finished"; with the marker of the
+    /// release current points at it is one, and HOME/PM2_HOME inside deploy_dir still refuse.
+    #[test]
+    fn only_a_marked_adoption_is_finished() {
+        let l = layout();
+        let managed = parse_probe(
+            "releases 1\ntarget releases/20260118_143000\nentries 1\nentry logs\nother 3 /srv/app/current w\n",
+        );
+        assert!(!managed.unfinished(&l), "no marker: not an adoption");
+        assert!(managed.adopted());
+        let why = managed.refusal(&l, "e.js").unwrap_or_default();
+        assert!(why.starts_with("this host is adopted already"), "{why}");
+        let other_id = parse_probe(
+            "releases 1\nadopting 20250101_000000\ntarget releases/20260118_143000\nentries 1\nentry logs\nother 3 /srv/app/current w\n",
+        );
+        assert!(!other_id.unfinished(&l), "a marker of another release proves nothing");
+        let marked = "releases 1\nadopting 20260118_143000\ntarget releases/20260118_143000\nentries 1\nentry logs\nother 3 /srv/app/current w\n";
+        assert!(parse_probe(marked).unfinished(&l) && !parse_probe(marked).adopted());
+        assert_eq!(parse_probe(marked).refusal(&l, "e.js"), None);
+        let inside = parse_probe(&format!("{marked}inside PM2_HOME /srv/app/.pm2\n"));
+        assert!(
+            inside
+                .refusal(&l, "e.js")
+                .unwrap_or_default()
+                .starts_with("PM2_HOME (/srv/app/.pm2) lies inside deploy_dir /srv/app"),
+        );
+    }
+
+    /// Database files in deploy_dir and names holding a newline refuse the adoption.
+    #[test]
+    fn databases_and_newline_names_refuse() {
+        let l = layout();
+        let base = "entries 2\npackage 1\necosystem 1\napp cluster . w\nold 1 w\n";
+        assert_eq!(parse_probe(base).refusal(&l, "e.js"), None);
+        let why = parse_probe(&format!("{base}sqlite data/app.db\nsqlite data/app.db-wal\n"))
+            .refusal(&l, "e.js")
+            .unwrap_or_default();
+        assert!(
+            why.starts_with("/srv/app holds database files (data/app.db, data/app.db-wal)"),
+            "{why}"
+        );
+        assert!(
+            why.contains("move each to /srv/app/shared/ and list it in linked_files"),
+            "{why}"
+        );
+        let why = parse_probe("releases 1\nnewline 2\n")
+            .refusal(&l, "e.js")
+            .unwrap_or_default();
+        assert!(why.starts_with("2 names under /srv/app hold a newline"), "{why}");
     }
 }

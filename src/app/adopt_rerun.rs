@@ -13,19 +13,27 @@ use super::{Found, Probe, finish_host, verify_host};
 
 impl Probe {
     /// Adopted already (by tj-deploy or a finished adoption): `current` → a release, no
-    /// originals left in deploy_dir, nothing of an adoption left over, nothing runs from there.
+    /// adoption of it under way (its marker), nothing of one left over, nothing runs from
+    /// deploy_dir itself (entries of a managed host there, logs/ or .env, are its own).
     pub fn adopted(&self) -> bool {
         self.releases
             && self.target.as_deref().is_some_and(|t| t.starts_with("releases/"))
-            && self.entries == 0
+            && !self.marked()
             && self.leftovers.is_empty()
             && self.temporary_running().is_empty()
             && self.old.is_empty()
     }
 
-    /// An adoption interrupted after the handover: the old app is gone, the app runs from
-    /// `current`, but the originals, scratch files or the temporary copy are still there. A
-    /// rerun verifies the app and finishes.
+    /// Whether the marker of an adoption of the release `current` points at is there: the
+    /// proof that deploy_dir's entries are originals the adoption has yet to settle.
+    fn marked(&self) -> bool {
+        self.current_release()
+            .is_some_and(|id| self.adopting.iter().any(|a| *a == id.to_string()))
+    }
+
+    /// An adoption interrupted after the handover: its marker is there (finishing removes it
+    /// last), the old app is gone, the app runs from `current`. A rerun verifies the app and
+    /// finishes. Without the marker, entries in deploy_dir are a managed host's own.
     pub fn unfinished(&self, l: &Layout) -> bool {
         let d = l.deploy_dir.as_str();
         let from_current = |c: &str| {
@@ -34,9 +42,8 @@ impl Probe {
                 || c.starts_with(&format!("{d}/releases/"))
         };
         self.releases
-            && self.current_release().is_some()
+            && self.marked()
             && self.old.is_empty()
-            && (self.entries > 0 || !self.leftovers.is_empty() || !self.temporary_running().is_empty())
             && self
                 .other
                 .iter()
@@ -63,8 +70,9 @@ impl Probe {
     pub(crate) fn interrupted(&self, l: &Layout) -> Option<String> {
         let d = &l.deploy_dir;
         let temps = self.temporary_running();
-        let originals = self.entries > 0 && (self.package || self.ecosystem);
-        if !(self.releases || self.current) || !(originals || !self.leftovers.is_empty() || !temps.is_empty()) {
+        let marked = !self.adopting.is_empty();
+        let originals = marked && self.entries > 0 && (self.package || self.ecosystem);
+        if !(self.releases || self.current) || !(marked || !self.leftovers.is_empty() || !temps.is_empty()) {
             return None;
         }
         let mut found = vec![format!(
@@ -74,6 +82,7 @@ impl Probe {
         if originals {
             found.push(format!("{} original entries in {d}", self.entries));
         }
+        found.extend(self.adopting.iter().map(|a| format!("{d}/.tj-deploy/adopting-{a}")));
         found.extend(self.leftovers.iter().map(|f| format!("{d}/.tj-deploy/{f}")));
         found.extend(temps.iter().map(|(i, n)| format!("PM2 '{n}' (pm_id {i})")));
         let ids: Vec<&str> = temps.iter().map(|(i, _)| i.as_str()).collect();
@@ -81,19 +90,35 @@ impl Probe {
             true => String::new(),
             false => format!("`pm2 delete {}`; ", ids.join(" ")),
         };
-        let scratch = format!("`rm -f {d}/.tj-deploy/adopt-old.json {d}/.tj-deploy/adopt-started`");
-        let fix = match self.old.is_empty() {
-            true => format!(
+        let fix = match (self.old.is_empty(), temps.is_empty()) {
+            (true, false) => format!(
+                "the old app no longer runs from {d}; only the temporary copy serves, from {d}/current: start the app's own names there (`pm2 start` its ecosystem file in {d}/current), then run `setup --adopt` again to finish (it deletes the temporary copy)"
+            ),
+            (true, true) => format!(
                 "the old app no longer runs from {d} and PM2 runs nothing from {d}/current: start the app there (`pm2 start` its ecosystem file in {d}/current), then run `setup --adopt` again to finish"
             ),
-            false => format!(
-                "the old app still runs from {d}: undo it: {delete}`rm {d}/current`; `rm -rf {d}/releases` (hard links: the originals in {d} stay); {scratch}; then adopt again"
-            ),
+            (false, _) => self.undo_by_hand(l, &delete),
         };
         Some(format!(
             "an interrupted adoption left this host half adopted ({}): {fix}",
             found.join(", ")
         ))
+    }
+
+    /// The cleanup of an adoption cut off while the old app still runs: nothing deleted that
+    /// may be needed (the release is moved aside, the old app's snapshot kept when retiring
+    /// was cut off partway).
+    fn undo_by_hand(&self, l: &Layout, delete: &str) -> String {
+        let d = &l.deploy_dir;
+        let id = self.adopting.first().map_or("x", String::as_str);
+        let mut s = format!(
+            "the old app still runs from {d}: undo it: {delete}`rm {d}/current`; `mv {d}/releases {d}/.tj-deploy/undone-{id}` (hard links: the originals in {d} stay; remove it once nothing in it is needed); `rm -f {d}/.tj-deploy/adopt-started {d}/.tj-deploy/adopting-*`"
+        );
+        match self.leftovers.iter().any(|f| f == "adopt-old.json") {
+            true => s.push_str(&format!("; keep {d}/.tj-deploy/adopt-old.json until `pm2 list` shows every old process again: retiring the old app was cut off partway, and it holds their definition (`cd {d} && pm2 start .tj-deploy/adopt-old.json --only <name>` starts one that is missing); then adopt again")),
+            false => s.push_str("; then adopt again"),
+        }
+        s
     }
 
     /// The plan a dry run prints for a host whose adoption a rerun finishes.

@@ -62,6 +62,18 @@ for (const p of JSON.parse(text.split('\\n').filter((l) => l.startsWith('[')).po
   if (want.has(p.name) && (c === rd || c.startsWith(rd + '/'))) console.log(`${p.pm_id} ${p.name}`);
 }";
 
+/// Prints the pm_id of each PM2 process named `*<suffix>` whose cwd (resolved) lies in the
+/// directory given: a temporary copy started but not recorded.
+const STRAY_JS: &str = "const { execFileSync } = require('child_process'); const fs = require('fs');
+const [dir, suffix] = process.argv.slice(1);
+const real = (p) => { try { return fs.realpathSync(p); } catch { return p; } };
+const rd = real(dir);
+const text = execFileSync('pm2', ['jlist'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+for (const p of JSON.parse(text.split('\\n').filter((l) => l.startsWith('[')).pop() || '[]')) {
+  const c = p.pm2_env && p.pm2_env.pm_cwd ? real(p.pm2_env.pm_cwd) : '';
+  if (String(p.name).endsWith(suffix) && (c === rd || c.startsWith(rd + '/'))) console.log(p.pm_id);
+}";
+
 /// The name suffix of the temporary copy.
 pub const ADOPT_SUFFIX: &str = "-tj-adopt";
 
@@ -86,12 +98,19 @@ pub fn adopt_probe(l: &Layout, file: &str, linked_files: &[String]) -> Script {
         .var("FILE", file)
         .line("for n in releases current shared; do if [ -e \"$D/$n\" ] || [ -L \"$D/$n\" ]; then printf '%s 1\\n' \"$n\"; fi; done")
         .line("[ -d \"$D\" ] || exit 0")
+        // A name holding a newline could forge the lines below (and the twin listings): refuse.
+        .line("nl=$(printf '\\nx'); nl=${nl%x}")
+        .line("n=$(find \"$D\" -name \"*$nl*\" -printf x | wc -c)")
+        .line("if [ \"$n\" != 0 ]; then printf 'newline %s\\n' \"$n\"; exit 0; fi")
+        .line("for f in \"$D\"/.tj-deploy/adopting-*; do if [ -e \"$f\" ]; then printf 'adopting %s\\n' \"${f##*/adopting-}\"; fi; done")
         .line("if [ -L \"$D/current\" ]; then printf 'target %s\\n' \"$(readlink \"$D/current\")\"; fi")
         .line("for f in adopt-old.json adopt-started; do if [ -e \"$D/.tj-deploy/$f\" ]; then printf 'leftover %s\\n' \"$f\"; fi; done")
         .line("if [ -f \"$D/current/REVISION\" ]; then printf 'crev %s\\n' \"$(head -c 64 \"$D/current/REVISION\" | tr -cd '0-9A-Za-z._-')\"; fi")
         .line("n=0");
     s = each_entry(s, "  n=$((n + 1)); printf 'entry %s\\n' \"${e##*/}\"")
         .line("printf 'entries %s\\n' \"$n\"")
+        // A database hard-linked under two names gets two -journal/-wal files: corruption.
+        .line("(cd \"$D\" && find . \\( -path ./shared -o -path ./node_modules -o -path ./.tj-deploy -o -path ./releases -o -path ./current \\) -prune -o ! -type l \\( -name '*.db' -o -name '*.sqlite' -o -name '*.sqlite3' -o -name '*-wal' -o -name '*-journal' -o -name '*-shm' \\) -printf 'sqlite %P\\n') | head -n 20")
         // Finishing removes deploy_dir's entries: nothing the host needs may live in it.
         .line("rd=$(cd \"$D\" && pwd -P)")
         .line("inside() { r=$(cd \"$2\" 2>/dev/null && pwd -P) || r=$2; case \"$r/\" in \"$rd\"/*) printf 'inside %s %s\\n' \"$1\" \"$2\" ;; esac; }")
@@ -131,6 +150,10 @@ pub fn adopt_link(l: &Layout, id: ReleaseId, revision: &str, linked_files: &[Str
     let mut s = with_dirs("adopt-link", l)
         .var("R", &l.release(id))
         .var("REV", revision)
+        .var("ID", &id.to_string())
+        // The proof a rerun finishes only an adoption (of this release), never a managed host.
+        // (Any other marker is stale: the probe found no adoption to finish.)
+        .line("mkdir -p \"$D/.tj-deploy\"; rm -f \"$D/.tj-deploy\"/adopting-*; : > \"$D/.tj-deploy/adopting-$ID\"")
         .line("mkdir \"$D/releases\"")
         .line("mkdir \"$R\"")
         .line("mkdir -p \"$D/shared\"");
@@ -235,16 +258,22 @@ pub fn adopt_finish(l: &Layout, id: ReleaseId, temporary_ids: &[String], linked_
             "if [ -f \"$D/$F\" ] && { [ \"$D/$F\" -ef \"$D/shared/$F\" ] || cmp -s \"$D/$F\" \"$D/shared/$F\"; }; then rm -f \"$D/$F\"; fi",
         );
     }
-    // The release has its own REVISION (written, never linked): the original is no twin.
-    each_entry(s.line("rm -f \"$D/REVISION\""), "  settle \"$e\" \"$R/${e##*/}\"").repeatable()
+    // The release has its own REVISION (written, never linked): the original is kept aside.
+    let s = s.line("if [ -e \"$D/REVISION\" ]; then if [ \"$D/REVISION\" -ef \"$R/REVISION\" ]; then rm -f \"$D/REVISION\"; else keep \"$D/REVISION\"; fi; fi");
+    // The marker goes last: until every entry is settled, a rerun knows to finish.
+    each_entry(s, "  settle \"$e\" \"$R/${e##*/}\"")
+        .line("rm -f \"$M/adopting-$ID\"")
+        .repeatable()
 }
 
 /// Puts PM2 back as it was: deletes what the adoption started under the app's own names (by
 /// the pm_ids `adopt-started` recorded), starts the old app again from its snapshot when it was
 /// retired and waits until it listens, then deletes the temporary copy (by pm_id too). Never
 /// fails on a process already gone.
-pub fn adopt_undo_pm2(l: &Layout, wait_ms: u128) -> Script {
+pub fn adopt_undo_pm2(l: &Layout, id: ReleaseId, wait_ms: u128) -> Script {
     with_dirs("adopt-undo-pm2", l)
+        .var("R", &l.release(id))
+        .var("STRAY_JS", STRAY_JS)
         .var("WAIT_JS", WAIT_JS)
         .var("WAIT_MS", &wait_ms.to_string())
         .var("SUFFIX", ADOPT_SUFFIX)
@@ -261,6 +290,10 @@ pub fn adopt_undo_pm2(l: &Layout, wait_ms: u128) -> Script {
         .line("  if [ -n \"$APPS\" ]; then (cd \"$D\" && pm2 start \"$M/adopt-old.json\" >&2); node -e \"$WAIT_JS\" \"$APPS\" \"$M/adopt-listen\" \"$WAIT_MS\"; fi")
         .line("fi")
         .line("gone 1")
+        // Killed between `pm2 start` and the record: the temporary copy it started, found by
+        // both its name and its cwd (in this release), never another process.
+        .line("ids=$(node -e \"$STRAY_JS\" \"$R\" \"$SUFFIX\" || true)")
+        .line("for id in $ids; do pm2 delete \"$id\" </dev/null >&2 || true; done")
 }
 
 /// Removes what the adoption made on disk: `current` (when it points at the release), the
@@ -301,7 +334,9 @@ pub fn adopt_undo_files(
     if made_shared {
         s = s.line("rmdir \"$D/shared\" 2>/dev/null || true");
     }
-    s.line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\" \"$M/adopt-started\"")
+    s.line("rm -rf \"$M/adopt-listen\" \"$M/adopt-old.json\" \"$M/adopt-started\" \"$M/adopting-$ID\"")
+        // Made for the marker when it did not exist (emptied, it goes).
+        .line("rmdir \"$M\" 2>/dev/null || true")
         .repeatable()
 }
 
@@ -513,6 +548,92 @@ mod tests {
         );
         let p = sh(adopt_probe(&inner, "ecosystem.config.js", &[]).text(), dir.path());
         assert!(p.contains("inside backup_dir "), "{p}");
+    }
+
+    /// The link step writes the adoption's marker first; finish removes it last, keeps the
+    /// original REVISION (no twin of the release's) and, on a rerun, never overwrites what
+    /// `adopted-<id>/` holds already.
+    #[test]
+    fn marker_revision_and_kept_names_survive_a_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l, id) = app_dir(dir.path());
+        let m = d.join(".tj-deploy/adopting-20260118_143000");
+        sh(adopt_link(&l, id, "abc", &[]).text(), dir.path());
+        assert!(m.is_file(), "marker written");
+        let p = sh(adopt_probe(&l, "ecosystem.config.js", &[]).text(), dir.path());
+        assert!(p.contains("adopting 20260118_143000\n"), "{p}");
+        let k = d.join(".tj-deploy/adopted-20260118_143000");
+        std::fs::create_dir_all(&k).unwrap();
+        std::fs::write(k.join("late.log"), "first run").unwrap();
+        std::fs::write(d.join("late.log"), "second run").unwrap();
+        let out = sh(adopt_finish(&l, id, &[], &[]).text(), dir.path());
+        assert_eq!(out, "kept late.log\n");
+        assert_eq!(std::fs::read_to_string(k.join("late.log")).unwrap(), "first run");
+        assert_eq!(std::fs::read_to_string(k.join("late.log.1")).unwrap(), "second run");
+        assert_eq!(std::fs::read_to_string(k.join("REVISION")).unwrap(), "abc\n");
+        assert!(!d.join("REVISION").exists() && !m.exists(), "marker removed last");
+    }
+
+    /// The probe lists database files outside shared/ and node_modules/, and stops at a name
+    /// holding a newline (counted, never printed).
+    #[test]
+    fn probe_finds_databases_and_newline_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l, _) = app_dir(dir.path());
+        std::fs::write(d.join("data/app.db"), "x").unwrap();
+        std::fs::write(d.join("data/app.db-wal"), "x").unwrap();
+        std::fs::create_dir_all(d.join("shared")).unwrap();
+        std::fs::write(d.join("shared/ok.sqlite"), "x").unwrap();
+        std::fs::write(d.join("node_modules/dep/t.sqlite3"), "x").unwrap();
+        let p = sh(adopt_probe(&l, "ecosystem.config.js", &[]).text(), dir.path());
+        let mut found: Vec<&str> = p.lines().filter(|l| l.starts_with("sqlite ")).collect();
+        found.sort();
+        assert_eq!(found, ["sqlite data/app.db", "sqlite data/app.db-wal"], "{p}");
+        assert!(!p.contains("newline"), "{p}");
+        std::fs::write(d.join("node_modules/dep/x\nentries 0"), "x").unwrap();
+        let p = sh(adopt_probe(&l, "ecosystem.config.js", &[]).text(), dir.path());
+        assert!(p.contains("newline 1\n") && !p.contains("entries"), "{p}");
+    }
+
+    /// Undo deletes a temporary copy started but not recorded (killed in between): named
+    /// `*-tj-adopt` and running from the release (directly or through `current`), never another.
+    #[test]
+    fn undo_deletes_an_unrecorded_temporary_copy_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l, id) = app_dir(dir.path());
+        sh(adopt_link(&l, id, "abc", &[]).text(), dir.path());
+        std::os::unix::fs::symlink("releases/20260118_143000", d.join("current")).unwrap();
+        let r = d.join("releases/20260118_143000");
+        let p = |i: u32, n: &str, c: &std::path::Path| serde_json::json!({ "pm_id": i, "name": n, "pm2_env": { "pm_cwd": c } });
+        let list = serde_json::json!([
+            p(0, "w-tj-adopt", &r),
+            p(1, "w-tj-adopt", dir.path()),
+            p(2, "w", &r),
+            p(3, "w-tj-adopt", &d.join("current")),
+            p(4, "w-tj-adopt", &d),
+        ]);
+        std::fs::write(dir.path().join("jlist"), list.to_string()).unwrap();
+        let bin = dir.path().join("jbin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let log = dir.path().join("deleted");
+        std::fs::write(
+            bin.join("pm2"),
+            format!(
+                "#!/bin/sh\ncase \"$1\" in jlist) cat {} ;; delete) echo \"$2\" >> {} ;; *) exit 1 ;; esac\n",
+                dir.path().join("jlist").display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("pm2"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::path::PathBuf::from(format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ));
+        sh_env(adopt_undo_pm2(&l, id, 1000).text(), dir.path(), &[("PATH", &path)]);
+        assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "0\n3\n");
     }
 
     /// The old app's snapshot keeps how it was started (interpreter, max_restarts,

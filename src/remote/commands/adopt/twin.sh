@@ -19,7 +19,15 @@ twin() {
     [ ! -L "$2" ] && [ "$1" -ef "$2" ]
   fi
 }
-# Removes $1 when twin of $2, else moves it into $K (made on demand) and prints `kept <name>`.
+# Moves $1 into $K (made on demand) under its name, numbered (.1, .2, …) when $K holds that
+# name already (a rerun): never overwrites.
+keep() {
+  mkdir -p "$K" || return 1
+  t="$K/${1##*/}"; i=1
+  while [ -e "$t" ] || [ -L "$t" ]; do t="$K/${1##*/}.$i"; i=$((i + 1)); done
+  mv -n "$1" "$t"
+}
+# Removes $1 when twin of $2, else keeps it (see keep) and prints `kept <name>`.
 settle() {
-  if twin "$1" "$2"; then rm -rf "$1"; else mkdir -p "$K"; mv "$1" "$K/"; printf 'kept %s\n' "${1##*/}"; fi
+  if twin "$1" "$2"; then rm -rf "$1"; else keep "$1"; printf 'kept %s\n' "${1##*/}"; fi
 }
