@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{DEPLOY_USER, Run, Sandbox, sh_ok, sha};
+use support::{DEPLOY_USER, Run, Sandbox, load, load_stats, sh_ok, sha};
 
 fn run(sb: &Sandbox, args: &[&str]) -> Run {
     Run::of(sb.cmd(args).output().expect("run tj-deploy"))
@@ -65,26 +64,6 @@ fn workers(sb: &Sandbox) -> Vec<(String, u64, String)> {
             (p["name"].as_str().unwrap_or("").to_string(), pid, cwd)
         })
         .collect()
-}
-
-fn load(sb: &Sandbox) -> std::process::Child {
-    let child = Command::new("nice")
-        .args(["-n", "19", "node"])
-        .arg(support::repo().join("tests/support/load.js"))
-        .arg(format!("http://127.0.0.1:{}/api/health", sb.app_port))
-        .args(["8", "120"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node must be installed");
-    std::thread::sleep(Duration::from_millis(500));
-    child
-}
-
-fn load_stats(child: std::process::Child) -> serde_json::Value {
-    std::thread::sleep(Duration::from_secs(1));
-    sh_ok(&format!("kill -TERM {}", child.id()));
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).expect("load.js prints JSON")
 }
 
 /// Nothing to adopt (exit 3, untouched); the dry run prints the plan and changes nothing;

@@ -6,11 +6,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use support::{Sandbox, sh_ok, sha};
+use support::{Sandbox, load, load_stats, sh_ok, sha};
 
 /// Builds examples/nextjs once per run (idempotent: .ci/setup already did it in CI).
 fn built_example() -> std::path::PathBuf {
@@ -73,31 +72,6 @@ fn next_sandbox(name: &str) -> Sandbox {
     );
     std::fs::write(&sb.config, text).unwrap();
     sb
-}
-
-/// Starts load.js: 8 clients, a fresh connection per request, until [`load_stats`] stops it
-/// (at most 120 s).
-fn load(sb: &Sandbox) -> std::process::Child {
-    // At the lowest priority: in production clients do not share the server's two cores, and
-    // a load that starves the booting Next.js worker would measure this machine, not the reload.
-    let child = Command::new("nice")
-        .args(["-n", "19", "node"])
-        .arg(support::repo().join("tests/support/load.js"))
-        .arg(format!("http://127.0.0.1:{}/api/health", sb.app_port))
-        .args(["8", "120"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node must be installed");
-    std::thread::sleep(Duration::from_millis(500));
-    child
-}
-
-/// Lets the load run one more second after the measured run, then stops it: its figures.
-fn load_stats(child: std::process::Child) -> serde_json::Value {
-    std::thread::sleep(Duration::from_secs(1));
-    sh_ok(&format!("kill -TERM {}", child.id()));
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).expect("load.js prints JSON")
 }
 
 /// The install step's line in the text summary.

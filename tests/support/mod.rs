@@ -731,3 +731,28 @@ impl Run {
             .to_string()
     }
 }
+
+/// Starts load.js against the sandbox's health URL: 8 clients, a fresh connection per request,
+/// until [`load_stats`] stops it (at most 120 s). At the lowest priority: in production clients
+/// do not share the server's two cores, and a load that starves a booting worker would measure
+/// this machine, not the reload.
+pub fn load(sb: &Sandbox) -> Child {
+    let child = Command::new("nice")
+        .args(["-n", "19", "node"])
+        .arg(repo().join("tests/support/load.js"))
+        .arg(format!("http://127.0.0.1:{}/api/health", sb.app_port))
+        .args(["8", "120"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node must be installed");
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+/// Lets the load run one more second after the measured run, then stops it: its figures.
+pub fn load_stats(child: Child) -> serde_json::Value {
+    std::thread::sleep(Duration::from_secs(1));
+    sh_ok(&format!("kill -TERM {}", child.id()));
+    let out = child.wait_with_output().expect("load.js output");
+    serde_json::from_slice(&out.stdout).expect("load.js prints JSON")
+}
