@@ -100,61 +100,79 @@ pub async fn verify(
     host: &HostSpec,
     expect_revision: &str,
 ) -> Result<Verification> {
-    let url = url_for(&env.health_url, host);
-    let started = Instant::now();
-    let deadline = started + env.health_timeout;
-    let mut attempts = 0u32;
-    let mut last;
-    let mut checks = Vec::new();
-    let revision_checked;
-    loop {
-        attempts += 1;
+    let timeout = env.health_request_timeout;
+    let get = async |url: &str| {
         let t0 = Instant::now();
-        let answer = http.get(&url).timeout(env.health_request_timeout).send().await;
-        let verdict = match answer {
+        match http.get(url).timeout(timeout).send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
-                    Ok(body) => judge(status, &body, expect_revision).map(|r| (status, r)),
+                    Ok(body) => Ok((status, body.to_vec(), t0.elapsed().as_millis() as u64)),
                     Err(e) => Err(format!("reading the answer: {e}")),
                 }
             }
             Err(e) => Err(describe_http_error(&e)),
-        };
-        match verdict {
-            Ok((status, with_revision)) => {
-                let short = crate::ui::prefix(expect_revision, 7);
+        }
+    };
+    let smoke = async |base: &reqwest::Url, smoke: &SmokeCheck| smoke_check(http, base, smoke, timeout).await;
+    poll_then_smoke(env, url_for(&env.health_url, host), expect_revision, None, get, smoke).await
+}
+
+/// The one verification loop, whether its requests leave the runner or a host (`on_host`
+/// names that host in check names and errors): `get` asks the health URL once (status, body,
+/// latency, or why no answer came) until it is healthy with `expect_revision` or
+/// `health_timeout` passes; then `smoke` sends each smoke check against the health URL.
+pub(crate) async fn poll_then_smoke(
+    env: &EnvConfig,
+    url: String,
+    expect_revision: &str,
+    on_host: Option<&str>,
+    get: impl AsyncFn(&str) -> std::result::Result<(u16, Vec<u8>, u64), String>,
+    smoke: impl AsyncFn(&reqwest::Url, &SmokeCheck) -> CheckResult,
+) -> Result<Verification> {
+    let started = Instant::now();
+    let deadline = started + env.health_timeout;
+    let mut attempts = 0u32;
+    let mut checks = Vec::new();
+    let revision_checked = loop {
+        attempts += 1;
+        let verdict = get(&url).await.and_then(|(status, body, latency_ms)| {
+            judge(status, &body, expect_revision).map(|r| (status, latency_ms, r))
+        });
+        let last = match verdict {
+            Ok((status, latency_ms, with_revision)) => {
                 checks.push(CheckResult {
-                    name: format!("GET {}", path_of(&url)),
+                    name: format!(
+                        "GET {}{}",
+                        path_of(&url),
+                        if on_host.is_some() { " (on the host)" } else { "" }
+                    ),
                     status: Some(status),
-                    latency_ms: t0.elapsed().as_millis() as u64,
+                    latency_ms,
                     ok: true,
                     note: if with_revision {
-                        format!("healthy, revision {short}")
+                        format!("healthy, revision {}", crate::ui::prefix(expect_revision, 7))
                     } else {
                         "healthy (no revision in the answer)".to_string()
                     },
                 });
-                revision_checked = with_revision;
-                break;
+                break with_revision;
             }
-            Err(why) => last = why,
-        }
+            Err(why) => why,
+        };
         if Instant::now() + env.health_interval >= deadline {
+            let on = on_host.map(|h| format!(" (on {h})")).unwrap_or_default();
             return Err(Error::failed(format!(
-                "health check {url} did not pass within {}: {last} (after {attempts} attempts)",
+                "health check {url}{on} did not pass within {}: {last} (after {attempts} attempts)",
                 crate::ui::format_duration(env.health_timeout)
             )));
         }
         tokio::time::sleep(env.health_interval).await;
-    }
+    };
     let waited_ms = started.elapsed().as_millis() as u64;
     let base = reqwest::Url::parse(&url).map_err(|e| Error::failed(format!("health_url: {e}")))?;
-    let timeout = env.health_request_timeout;
-    smoke_all(env, &mut checks, "", async |smoke| {
-        smoke_check(http, &base, smoke, timeout).await
-    })
-    .await?;
+    let on = on_host.map(|h| format!(" on {h}")).unwrap_or_default();
+    smoke_all(env, &mut checks, &on, async |s| smoke(&base, s).await).await?;
     Ok(Verification {
         url,
         attempts,

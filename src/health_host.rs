@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{EnvConfig, HostSpec, SmokeCheck};
 use crate::error::{Error, Result};
-use crate::health::{CheckResult, Verification, judge, path_of, url_for};
+use crate::health::{CheckResult, Verification, judge, url_for};
 use crate::remote::commands::{self, HostAnswer, HttpTool};
 use crate::remote::{Mode, Transport};
 
@@ -65,57 +65,15 @@ pub async fn verify<T: Transport>(
     host: &HostSpec,
     expect_revision: &str,
 ) -> Result<Verification> {
-    let url = url_for(&env.health_url, host);
-    let started = Instant::now();
-    let deadline = started + env.health_timeout;
-    let mut attempts = 0u32;
-    let mut checks = Vec::new();
-    let revision_checked = loop {
-        attempts += 1;
-        let verdict = request(t, tool, "GET", &url, env.health_request_timeout)
+    let timeout = env.health_request_timeout;
+    let get = async |url: &str| {
+        request(t, tool, "GET", url, timeout)
             .await
-            .and_then(|a| judge(a.status, &a.body, expect_revision).map(|r| (a, r)));
-        let last = match verdict {
-            Ok((a, with_revision)) => {
-                checks.push(CheckResult {
-                    name: format!("GET {} (on the host)", path_of(&url)),
-                    status: Some(a.status),
-                    latency_ms: a.latency_ms,
-                    ok: true,
-                    note: if with_revision {
-                        format!("healthy, revision {}", crate::ui::prefix(expect_revision, 7))
-                    } else {
-                        "healthy (no revision in the answer)".to_string()
-                    },
-                });
-                break with_revision;
-            }
-            Err(why) => why,
-        };
-        if Instant::now() + env.health_interval >= deadline {
-            return Err(Error::failed(format!(
-                "health check {url} (on {}) did not pass within {}: {last} (after {attempts} attempts)",
-                t.name(),
-                crate::ui::format_duration(env.health_timeout)
-            )));
-        }
-        tokio::time::sleep(env.health_interval).await;
+            .map(|a| (a.status, a.body, a.latency_ms))
     };
-    let waited_ms = started.elapsed().as_millis() as u64;
-    let base = reqwest::Url::parse(&url).map_err(|e| Error::failed(format!("health_url: {e}")))?;
-    let (on, timeout) = (format!(" on {}", t.name()), env.health_request_timeout);
-    crate::health::smoke_all(env, &mut checks, &on, async |smoke| {
-        smoke_check(t, tool, &base, smoke, timeout).await
-    })
-    .await?;
-    Ok(Verification {
-        url,
-        attempts,
-        waited_ms,
-        checks,
-        revision_checked,
-        warnings: Vec::new(),
-    })
+    let smoke = async |base: &reqwest::Url, smoke: &SmokeCheck| smoke_check(t, tool, base, smoke, timeout).await;
+    let url = url_for(&env.health_url, host);
+    crate::health::poll_then_smoke(env, url, expect_revision, Some(t.name()), get, smoke).await
 }
 
 async fn smoke_check<T: Transport>(
