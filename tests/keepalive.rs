@@ -213,28 +213,6 @@ fn plain_app_keeps_every_request_with_the_drain_and_loses_some_without() {
     assert_served("restart", &restart);
 }
 
-/// examples/nextjs, built once (scripts/build-nextjs), into the build dir without node_modules
-/// and Next's build cache; `note` makes each call a code-only change.
-fn put_next(sb: &Sandbox, note: &str) {
-    let src = support::repo().join("examples/nextjs");
-    if !src.join(".next/BUILD_ID").is_file() {
-        let out = sh(&format!("bash {}/scripts/build-nextjs 2>&1", support::repo().display()));
-        assert!(
-            out.status.success(),
-            "scripts/build-nextjs failed:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    let _ = std::fs::remove_dir_all(&sb.build_dir);
-    std::fs::create_dir_all(&sb.build_dir).unwrap();
-    sh_ok(&format!(
-        "tar -C {} --exclude=./node_modules --exclude=./.next/cache -cf - . | tar -C {} -xf -",
-        src.display(),
-        sb.build_dir.display()
-    ));
-    std::fs::write(sb.build_dir.join("public/release.txt"), format!("{note}\n")).unwrap();
-}
-
 fn next_config(sb: &Sandbox, drain: bool) {
     sb.write_config(&format!(
         "install = \"npm ci --omit=dev --no-audit --no-fund --prefer-offline\"\n\
@@ -254,11 +232,11 @@ fn next_config(sb: &Sandbox, drain: bool) {
 #[test]
 fn nextjs_keeps_every_request_with_the_drain() {
     let sb = Sandbox::new("nextka");
-    put_next(&sb, "v1");
+    support::put_nextjs(&sb, "v1");
     next_config(&sb, true);
     sb.deploy(&sha(1)).expect(0);
     let nginx = Nginx::start(&sb.root.join("nginx"), sb.app_port);
-    put_next(&sb, "v2");
+    support::put_nextjs(&sb, "v2");
     let l = load(sb.app_port, &nginx);
     let run = sb.deploy(&sha(2));
     let deploy = stats(l);

@@ -6,46 +6,16 @@
 mod support;
 
 use std::path::Path;
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::{Sandbox, load, load_stats, sh_ok, sha};
-
-/// Builds examples/nextjs once per run (idempotent: .ci/setup already did it in CI).
-fn built_example() -> std::path::PathBuf {
-    static ONCE: Once = Once::new();
-    let dir = support::repo().join("examples/nextjs");
-    ONCE.call_once(|| {
-        let out = support::sh(&format!("bash {}/scripts/build-nextjs 2>&1", support::repo().display()));
-        assert!(
-            out.status.success(),
-            "scripts/build-nextjs failed (npm and the registry are needed):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    });
-    assert!(dir.join(".next/BUILD_ID").is_file(), "examples/nextjs is not built");
-    dir
-}
-
-/// Puts the built app (without node_modules and Next's build cache) into the build dir; `note`
-/// changes one shipped file, so each call with a new note is a code-only change.
-fn put_app(sb: &Sandbox, note: &str) {
-    let src = built_example();
-    let _ = std::fs::remove_dir_all(&sb.build_dir);
-    std::fs::create_dir_all(&sb.build_dir).unwrap();
-    sh_ok(&format!(
-        "tar -C {} --exclude=./node_modules --exclude=./.next/cache -cf - . | tar -C {} -xf -",
-        src.display(),
-        sb.build_dir.display()
-    ));
-    std::fs::write(sb.build_dir.join("public/release.txt"), format!("{note}\n")).unwrap();
-}
 
 /// A sandbox serving examples/nextjs: the Prisma-style `.env` of the runbook (quoted URL with
 /// Prisma-only query parameters) and the app's own install, migrate, health and smoke checks.
 fn next_sandbox(name: &str) -> Sandbox {
     let sb = Sandbox::new(name);
-    put_app(&sb, "v1");
+    support::put_nextjs(&sb, "v1");
     std::fs::write(
         sb.deploy_dir.join("shared/.env"),
         format!(
@@ -120,7 +90,7 @@ fn nextjs_code_only_deploy_reuses_node_modules_and_rollback_under_load() {
     let r1 = sb.releases()[0].clone();
 
     // A code-only change under load: node_modules is reused, no request fails.
-    put_app(&sb, "v2");
+    support::put_nextjs(&sb, "v2");
     let l = load(&sb);
     let (probed, (run, code_only)) = probe_during(&sb, || {
         let t0 = Instant::now();
@@ -215,7 +185,7 @@ fn nextjs_with_the_runbooks_npm_ecosystem_file_gets_the_lint_warning() {
     run.expect(0);
     let mut seen = Vec::new();
     for attempt in 2..=6 {
-        put_app(&sb, &format!("v{attempt}"));
+        support::put_nextjs(&sb, &format!("v{attempt}"));
         write_runbook_ecosystem(&sb);
         let (report, run) = probe_during(&sb, || sb.deploy(&sha(attempt)));
         let own = run

@@ -756,3 +756,33 @@ pub fn load_stats(child: Child) -> serde_json::Value {
     let out = child.wait_with_output().expect("load.js output");
     serde_json::from_slice(&out.stdout).expect("load.js prints JSON")
 }
+
+/// Builds examples/nextjs once per run (idempotent: .ci/setup already did it in CI).
+fn built_nextjs() -> std::path::PathBuf {
+    static ONCE: Once = Once::new();
+    let dir = repo().join("examples/nextjs");
+    ONCE.call_once(|| {
+        let out = sh(&format!("bash {}/scripts/build-nextjs 2>&1", repo().display()));
+        assert!(
+            out.status.success(),
+            "scripts/build-nextjs failed (npm and the registry are needed):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    });
+    assert!(dir.join(".next/BUILD_ID").is_file(), "examples/nextjs is not built");
+    dir
+}
+
+/// Puts the built app (without node_modules and Next's build cache) into the build dir; `note`
+/// changes one shipped file, so each call with a new note is a code-only change.
+pub fn put_nextjs(sb: &Sandbox, note: &str) {
+    let src = built_nextjs();
+    let _ = std::fs::remove_dir_all(&sb.build_dir);
+    std::fs::create_dir_all(&sb.build_dir).unwrap();
+    sh_ok(&format!(
+        "tar -C {} --exclude=./node_modules --exclude=./.next/cache -cf - . | tar -C {} -xf -",
+        src.display(),
+        sb.build_dir.display()
+    ));
+    std::fs::write(sb.build_dir.join("public/release.txt"), format!("{note}\n")).unwrap();
+}
